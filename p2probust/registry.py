@@ -1,0 +1,114 @@
+"""Names → factories, so TOML files and the CLI can refer to components by name.
+
+Each family (topologies, placements, tasks, partitions, rules, aggregators, attacks) has one
+:class:`Registry`. Components register themselves with a decorator::
+
+    @register_aggregator("trimmed-mean", "coordinate-wise trimmed mean (drop f per side)")
+    class TrimmedMean(AbstractAggregator): ...
+
+Third-party packages add components through entry points in the group
+``p2probust.<family>`` (for example ``p2probust.aggregators``); each entry point names a factory
+and is registered under the entry point's name the first time the family is looked up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Callable, Iterator
+
+
+class UnknownNameError(ValueError):
+    """A name that is not registered in a family; the message lists the known names."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component: its name, factory and one-line description."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str
+
+
+class Registry:
+    """A family of named factories, filled by decorators and by package entry points."""
+
+    def __init__(self, family: str):
+        self.family = family
+        self._entries: dict[str, Entry] = {}
+        self._plugins_loaded = False
+
+    def register(self, name: str, description: str = "") -> Callable[[Callable], Callable]:
+        """Decorator registering ``factory`` under ``name`` (lower case, words joined by ``-``)."""
+
+        def decorate(factory: Callable) -> Callable:
+            self.add(name, factory, description)
+            return factory
+
+        return decorate
+
+    def add(self, name: str, factory: Callable, description: str = "") -> None:
+        if name in self._entries and self._entries[name].factory is not factory:
+            raise ValueError(f"{self.family} name {name!r} is already registered")
+        if not description:
+            doc = (getattr(factory, "__doc__", None) or "").strip()
+            description = doc.splitlines()[0] if doc else ""
+        self._entries[name] = Entry(name, factory, description)
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for ep in entry_points(group=f"p2probust.{self.family}"):
+            if ep.name not in self._entries:
+                self.add(ep.name, ep.load())
+
+    def get(self, name: str) -> Entry:
+        self._load_plugins()
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self._entries))
+            raise UnknownNameError(
+                f"unknown {self.family.rstrip('s')} {name!r}; choose one of: {known}"
+            ) from None
+
+    def create(self, name: str, /, **params: Any) -> Any:
+        """Build the component ``name`` with keyword ``params``; bad params give a one-line error."""
+        entry = self.get(name)
+        try:
+            return entry.factory(**params)
+        except TypeError as err:
+            raise ValueError(f"bad parameters for {self.family.rstrip('s')} {name!r}: {err}") from None
+
+    def names(self) -> list[str]:
+        self._load_plugins()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        self._load_plugins()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry]:
+        self._load_plugins()
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+
+topologies = Registry("topologies")
+placements = Registry("placements")
+tasks = Registry("tasks")
+partitions = Registry("partitions")
+rules = Registry("rules")
+aggregators = Registry("aggregators")
+preaggregators = Registry("preaggregators")
+attacks = Registry("attacks")
+
+register_topology = topologies.register
+register_placement = placements.register
+register_task = tasks.register
+register_partition = partitions.register
+register_rule = rules.register
+register_aggregator = aggregators.register
+register_preaggregator = preaggregators.register
+register_attack = attacks.register
