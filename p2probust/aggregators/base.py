@@ -1,0 +1,120 @@
+"""The aggregator and pre-aggregator contracts, and :func:`chain` to compose them.
+
+An **aggregator** maps a masked set of ``m`` vectors to one vector, written for one node::
+
+    agg(x: [m, d], mask: [m], f: []) -> [d]
+
+``mask[j]`` says whether slot ``j`` holds a real vector (padding slots may hold anything and must
+not influence the output); ``f`` is the tolerance, the number of Byzantine vectors to expect among
+the real ones (a 0-d integer tensor, so that it can differ per node under ``vmap``).
+
+A **pre-aggregator** maps a masked set to a masked set of the same capacity::
+
+    pre(x: [m, d], mask: [m], f: []) -> ([m, d], [m])
+
+Both are lifted over a leading node axis by :meth:`batched`, which defaults to
+``torch.func.vmap`` of the one-node call; a rule may override it with a hand-batched form that
+computes the same thing faster (the conformance tests check the two agree).
+
+Composition follows optax's ``chain``: ``chain(NNM(), TrimmedMean())`` is itself an aggregator
+whose ``repr`` reads like the expression that built it, so logs and ``config.json`` show the
+pipeline.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+
+class ToleranceError(ValueError):
+    """A rule was asked to tolerate more Byzantine inputs than it can (e.g. 2f >= m for CWTM)."""
+
+
+class AbstractAggregator:
+    """Set of vectors → one vector. Subclasses implement :meth:`__call__` for one node."""
+
+    #: False only for rules that offer no robustness (the plain mean); the conformance suite
+    #: then skips the malformed-input checks.
+    robust: bool = True
+
+    def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def batched(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
+        """``[n, m, d], [n, m], [n] -> [n, d]``: the one-node rule lifted over nodes."""
+        return torch.func.vmap(self.__call__)(x, mask, f)
+
+    def max_tolerance(self, m: Tensor) -> Tensor:
+        """Largest f the rule accepts with ``m`` real inputs (elementwise over a tensor of m)."""
+        return m - 1
+
+    def check_tolerance(self, m: Tensor, f: Tensor) -> None:
+        """Raise :class:`ToleranceError` when some node's ``f`` exceeds :meth:`max_tolerance`."""
+        bad = (f > self.max_tolerance(m)) | (f < 0)
+        if bool(bad.any()):
+            i = int(torch.nonzero(bad)[0])
+            raise ToleranceError(
+                f"{self!r} cannot tolerate f = {int(f[i])} among {int(m[i])} inputs "
+                f"(set index {i}); it allows 0 <= f <= {int(self.max_tolerance(m[i]))}"
+            )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class AbstractPreAggregator:
+    """Set of vectors → set of vectors (same capacity), e.g. NNM, bucketing, clipping."""
+
+    def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def batched(self, x: Tensor, mask: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
+        """``[n, m, d], [n, m], [n] -> ([n, m, d], [n, m])``."""
+        return torch.func.vmap(self.__call__)(x, mask, f)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Chain(AbstractAggregator):
+    """Pre-aggregators applied in order, then one aggregator: ``agg ∘ pre_p ∘ … ∘ pre_1``."""
+
+    def __init__(self, pre: Sequence[AbstractPreAggregator], aggregator: AbstractAggregator):
+        self.pre = tuple(pre)
+        self.aggregator = aggregator
+        self.robust = aggregator.robust
+
+    def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
+        for p in self.pre:
+            x, mask = p(x, mask, f)
+        return self.aggregator(x, mask, f)
+
+    def batched(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
+        for p in self.pre:
+            x, mask = p.batched(x, mask, f)
+        return self.aggregator.batched(x, mask, f)
+
+    def max_tolerance(self, m: Tensor) -> Tensor:
+        return self.aggregator.max_tolerance(m)
+
+    def __repr__(self) -> str:
+        return "chain(" + ", ".join(repr(p) for p in (*self.pre, self.aggregator)) + ")"
+
+
+def chain(*parts: AbstractPreAggregator | AbstractAggregator) -> Chain:
+    """Compose pre-aggregators and a final aggregator: ``chain(NNM(), CoordinateWiseMedian())``."""
+    if not parts or not isinstance(parts[-1], AbstractAggregator):
+        raise TypeError("chain(...) needs an aggregator as its last part")
+    for p in parts[:-1]:
+        if not isinstance(p, AbstractPreAggregator):
+            raise TypeError(f"chain(...): {p!r} is not a pre-aggregator; only the last part aggregates")
+    return Chain(parts[:-1], parts[-1])
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of the real rows: ``[..., m, d], [..., m] -> [..., d]`` (padding never read)."""
+    count = mask.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
+    return torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype)).sum(-2) / count

@@ -1,0 +1,340 @@
+"""The run configuration: frozen dataclasses, TOML loading, one-line validation errors.
+
+A :class:`RunConfig` has one part per concern. A TOML file uses one table per part; keys of the
+``[attack]`` and ``[rule]`` tables other than the documented ones are that component's parameters::
+
+    seed = 3
+    eval_every = 10
+
+    [topology]
+    name = "torus"          # or a path to a .py / .json / .graphml / edge-list file
+    nodes = 64
+
+    [byzantine]
+    count = 6
+    placement = "random"    # random | list | degree
+
+    [attack]
+    name = "gaussian"
+    sigma = 1.0             # parameter of the attack
+
+    [rule]
+    name = "trimmed-mean"
+    alpha = 0.5
+    tolerance = "oracle"    # or an integer
+
+    [data]
+    task = "digits-mlp"
+    partition = "dirichlet"
+    dirichlet_alpha = 0.1
+
+    [train]
+    rounds = 200
+    lr = 0.1
+    momentum = 0.9
+
+    [engine]
+    compute_time = 0.01
+    latency = 0.005
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the key, the value and what is allowed."""
+
+
+Params = tuple[tuple[str, Any], ...]
+
+
+def _params(value: Mapping[str, Any] | Params | None) -> Params:
+    if value is None:
+        return ()
+    items = value.items() if isinstance(value, Mapping) else value
+    return tuple(sorted((str(k), v) for k, v in items))
+
+
+@dataclass(frozen=True)
+class TopologyConfig:
+    """The communication graph: a registered builder name or a path to a custom topology."""
+
+    name: str = "torus"
+    nodes: int = 16
+    degree: int = 4  #: random-regular degree
+    p: float = 0.3  #: Erdős–Rényi edge probability
+    k: int = 4  #: Watts–Strogatz nearest neighbours
+    beta: float = 0.1  #: Watts–Strogatz rewiring probability
+    weights: str = "metropolis"  #: mixing weights of the neighbour table: metropolis | uniform
+
+    def __post_init__(self) -> None:
+        _require(self.nodes >= 2, "topology.nodes", self.nodes, "an integer >= 2")
+        _require(self.degree >= 1, "topology.degree", self.degree, "an integer >= 1")
+        _require(0 < self.p <= 1, "topology.p", self.p, "a probability in (0, 1]")
+        _require(self.k >= 2, "topology.k", self.k, "an integer >= 2")
+        _require(0 <= self.beta <= 1, "topology.beta", self.beta, "a probability in [0, 1]")
+        _require(self.weights in ("metropolis", "uniform"), "topology.weights", self.weights, "metropolis or uniform")
+
+
+@dataclass(frozen=True)
+class ByzantineConfig:
+    """How many Byzantine nodes and where: ``random``, an explicit ``list``, or highest ``degree``."""
+
+    count: int = 2
+    placement: str = "random"
+    nodes: tuple[int, ...] = ()  #: explicit node ids for placement "list"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nodes", tuple(int(v) for v in self.nodes))
+        if self.nodes and self.placement == "random":
+            object.__setattr__(self, "placement", "list")
+        if self.placement == "list" and self.nodes and self.count != len(self.nodes):
+            if self.count == ByzantineConfig.count:  # count left at its default: take the list's length
+                object.__setattr__(self, "count", len(self.nodes))
+            else:
+                raise ConfigError(
+                    f"byzantine.count = {self.count} but byzantine.nodes lists {len(self.nodes)} nodes; make them agree"
+                )
+        _require(self.count >= 0, "byzantine.count", self.count, "an integer >= 0")
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """The attack by name, with its parameters."""
+
+    name: str = "sign-flip"
+    params: Params = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", _params(self.params))
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """The gossip rule by name, its gossip rate α, its tolerance, and its parameters."""
+
+    name: str = "trimmed-mean"
+    alpha: float = 1.0
+    tolerance: int | str = "oracle"  #: "oracle" (true Byzantine count per node) or a declared integer
+    params: Params = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", _params(self.params))
+        _require(0 < self.alpha <= 1, "rule.alpha", self.alpha, "a gossip rate in (0, 1]")
+        tol = self.tolerance
+        if isinstance(tol, str) and tol != "oracle":
+            try:
+                tol = int(tol)
+            except ValueError:
+                raise ConfigError(f"rule.tolerance = {tol!r} must be 'oracle' or an integer >= 0") from None
+            object.__setattr__(self, "tolerance", tol)
+        if not isinstance(tol, str):
+            _require(isinstance(tol, int) and tol >= 0, "rule.tolerance", tol, "'oracle' or an integer >= 0")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The learning task, where its data lives, and how it is split over nodes."""
+
+    task: str = "digits"
+    data_dir: str | None = None
+    partition: str = "iid"
+    dirichlet_alpha: float = 1.0
+    test_fraction: float = 0.2
+    split_seed: int = 0  #: fixed train/test split, independent of the run seed
+
+    def __post_init__(self) -> None:
+        _require(self.dirichlet_alpha > 0, "data.dirichlet_alpha", self.dirichlet_alpha, "a concentration > 0")
+        _require(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "a fraction in (0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Local training: rounds, learning-rate schedule, local momentum, batch size, local steps."""
+
+    rounds: int = 100
+    lr: float = 0.5
+    lr_schedule: str = "constant"  #: constant | inv-sqrt | step
+    lr_decay: float = 0.5  #: factor of the step schedule
+    lr_step: int = 50  #: rounds between decays of the step schedule
+    momentum: float = 0.0  #: β of m ← βm + (1−β)g
+    batch_size: int = 32
+    local_steps: int = 1
+
+    def __post_init__(self) -> None:
+        _require(self.rounds >= 1, "train.rounds", self.rounds, "an integer >= 1")
+        _require(self.lr > 0, "train.lr", self.lr, "a learning rate > 0")
+        _require(
+            self.lr_schedule in ("constant", "inv-sqrt", "step"),
+            "train.lr_schedule", self.lr_schedule, "constant, inv-sqrt or step",
+        )
+        _require(0 < self.lr_decay <= 1, "train.lr_decay", self.lr_decay, "a factor in (0, 1]")
+        _require(self.lr_step >= 1, "train.lr_step", self.lr_step, "an integer >= 1")
+        _require(0 <= self.momentum < 1, "train.momentum", self.momentum, "β in [0, 1)")
+        _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
+        _require(self.local_steps >= 1, "train.local_steps", self.local_steps, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The simulated clock of synchronous rounds (seconds, bytes per second)."""
+
+    compute_time: float = 0.01
+    latency: float = 0.005
+    bandwidth: float = float("inf")
+
+    def __post_init__(self) -> None:
+        _require(self.compute_time >= 0, "engine.compute_time", self.compute_time, "seconds >= 0")
+        _require(self.latency >= 0, "engine.latency", self.latency, "seconds >= 0")
+        _require(self.bandwidth > 0, "engine.bandwidth", self.bandwidth, "bytes per second > 0")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run. Same config and seed → same metrics, bit for bit."""
+
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
+    byzantine: ByzantineConfig = field(default_factory=ByzantineConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    rule: RuleConfig = field(default_factory=RuleConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    seed: int = 0
+    eval_every: int = 10
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        _require(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
+        n, b = self.topology.nodes, self.byzantine.count
+        _require(b < n, "byzantine.count", b, f"fewer Byzantine nodes than nodes (n = {n})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (params as tables)."""
+        out = dataclasses.asdict(self)
+        for part in ("attack", "rule"):
+            out[part]["params"] = dict(getattr(self, part).params)
+        out["byzantine"]["nodes"] = list(self.byzantine.nodes)
+        return out
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """A copy with dotted-key changes: ``cfg.replace(**{"train.rounds": 5, "seed": 1})``."""
+        return from_dict(_merge(self.to_dict(), _nest(changes)))
+
+
+_PARTS = {
+    "topology": TopologyConfig,
+    "byzantine": ByzantineConfig,
+    "attack": AttackConfig,
+    "rule": RuleConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "engine": EngineConfig,
+}
+_OPEN_PARTS = ("attack", "rule")  # extra keys are the component's parameters
+_TOP_KEYS = {f.name for f in fields(RunConfig)} - set(_PARTS)
+
+
+def from_dict(data: Mapping[str, Any]) -> RunConfig:
+    """Build a validated :class:`RunConfig` from nested tables (as read from TOML)."""
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _PARTS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"[{key}] must be a table of keys, got {value!r}")
+            kwargs[key] = _part(key, value)
+        elif key in _TOP_KEYS:
+            kwargs[key] = value
+        else:
+            allowed = ", ".join(sorted(_TOP_KEYS | {f"[{p}]" for p in _PARTS}))
+            raise ConfigError(f"unknown config key {key!r}; allowed: {allowed}")
+    try:
+        return RunConfig(**kwargs)
+    except TypeError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _part(name: str, table: Mapping[str, Any]):
+    cls = _PARTS[name]
+    known = {f.name for f in fields(cls)}
+    kwargs = {k: v for k, v in table.items() if k in known}
+    extra = {k: v for k, v in table.items() if k not in known}
+    if extra:
+        if name not in _OPEN_PARTS:
+            key = next(iter(extra))
+            raise ConfigError(f"unknown key {key!r} in [{name}]; allowed: {', '.join(sorted(known))}")
+        kwargs["params"] = {**dict(_params(kwargs.get("params"))), **extra}
+    for k, v in list(kwargs.items()):
+        kwargs[k] = _coerce(cls, name, k, v)
+    return cls(**kwargs)
+
+
+def _coerce(cls, part: str, key: str, value: Any) -> Any:
+    """Check a value's type against the dataclass field's default type (ints may stand for floats)."""
+    default = next(f for f in fields(cls) if f.name == key).default
+    if key in ("params", "tolerance", "data_dir", "nodes") or default is dataclasses.MISSING:
+        return value
+    if isinstance(default, bool) or default is None:
+        return value
+    if isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, float) and isinstance(value, str) and value.lower() in ("inf", "infinity"):
+        return float("inf")
+    if type(default) is not type(value):
+        raise ConfigError(
+            f"{part}.{key} = {value!r} must be of type {type(default).__name__} (like the default {default!r})"
+        )
+    return value
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML experiment file into nested tables (validated later by :func:`from_dict`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """Read a TOML file and apply dotted-key ``overrides`` (CLI flags win over file values)."""
+    return from_dict(_merge(load_toml(path), _nest(overrides or {})))
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if "." in key:
+            part, sub = key.split(".", 1)
+            out.setdefault(part, {})[sub] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            merged = _merge(out[key], value)
+            if key in _OPEN_PARTS and "params" in value:
+                merged["params"] = {**dict(_params(out[key].get("params"))), **dict(_params(value["params"]))}
+            out[key] = merged
+        else:
+            out[key] = value
+    return out
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} = {value!r} is invalid; expected {allowed}")

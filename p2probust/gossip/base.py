@@ -1,0 +1,48 @@
+"""The gossip-rule contract and the one place where one-node rules are lifted over nodes.
+
+A gossip rule turns a node's own model and its inbox into its new model, written for one node::
+
+    rule(own: [d], msgs: [k, d], mask: [k], weights: [k], f: []) -> [d]
+
+``msgs[j]`` is the message in neighbour slot ``j`` (``mask[j]`` False for padding, whose content is
+arbitrary), ``weights[j]`` the mixing weight of that link (Metropolis–Hastings by default) and
+``f`` the tolerance at this node (oracle: its true number of Byzantine neighbours; or a declared
+integer). :meth:`AbstractGossipRule.batched` applies it to ``[n, ...]`` stacks; the default is
+:func:`lift`, a ``torch.func.vmap`` of the one-node call.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+OneNodeRule = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
+
+
+def lift(rule: OneNodeRule) -> OneNodeRule:
+    """Lift a one-node rule over a leading node axis: ``[n, d], [n, k, d], [n, k], [n, k], [n] -> [n, d]``."""
+    return torch.func.vmap(rule, in_dims=(0, 0, 0, 0, 0))
+
+
+class AbstractGossipRule:
+    """Own model + neighbours' messages → new own model. Subclasses implement :meth:`__call__`."""
+
+    #: False only for non-robust rules (plain gossip / mean), exempt from malformed-input checks.
+    robust: bool = True
+    #: name of the gossip rate attribute, for logs
+    alpha: float = 1.0
+
+    def __call__(self, own: Tensor, msgs: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def batched(self, own: Tensor, msgs: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
+        """The rule for every node at once; defaults to :func:`lift` of :meth:`__call__`."""
+        return lift(self.__call__)(own, msgs, mask, weights, f)
+
+    def check_tolerance(self, degree: Tensor, f: Tensor) -> None:
+        """Raise :class:`~p2probust.aggregators.base.ToleranceError` if some node's f is impossible."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(alpha={self.alpha:g})"

@@ -1,0 +1,68 @@
+"""Metrics over honest nodes only: pure functions of the stacked parameters and masks.
+
+* consensus distance :math:`\frac{1}{|H|}\sum_{i\in H}\lVert\theta_i-\bar\theta_H\rVert^2`;
+* loss and accuracy of the averaged honest model :math:`\bar\theta_H` on held-out data;
+* mean / min / max of per-node accuracy, batched over nodes with ``vmap``;
+* on tasks with a known optimum: :math:`\lVert\bar\theta_H-\theta^\star\rVert^2` and
+  :math:`\mathcal L(\bar\theta_H)-\mathcal L^\star`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .models import ParamSpec
+
+
+def consensus_distance(params: Tensor, honest: Tensor) -> float:
+    """:math:`\\frac1{|H|}\\sum_{i\\in H}\\lVert\\theta_i-\\bar\\theta_H\\rVert^2` for ``params [n, d]``, ``honest [n]``."""
+    h = params[honest]
+    return float(((h - h.mean(0)) ** 2).sum(1).mean())
+
+
+def honest_mean(params: Tensor, honest: Tensor) -> Tensor:
+    """``[d]``: the average honest model."""
+    return params[honest].mean(0)
+
+
+class Evaluator:
+    """Evaluates models on a held-out set: one model, or many stacked models in one batched call."""
+
+    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, *, loss: str, classification: bool, chunk: int = 256):
+        self.model = model
+        self.spec = ParamSpec.from_module(model)
+        self.x, self.y = x, y
+        self.loss = loss
+        self.classification = classification
+        self.chunk = chunk
+
+        def outputs(theta: Tensor) -> Tensor:
+            return torch.func.functional_call(model, self.spec.unflatten(theta), (self.x,))
+
+        self._outputs = outputs
+        self._batched = torch.func.vmap(outputs)
+
+    def _loss(self, out: Tensor) -> Tensor:
+        if self.loss == "cross_entropy":
+            return F.cross_entropy(out, self.y)
+        return 0.5 * ((out - self.y) ** 2).mean()
+
+    @torch.no_grad()
+    def model_metrics(self, theta: Tensor) -> dict[str, float]:
+        """Loss (and accuracy) of one flat model ``theta [d]``."""
+        out = self._outputs(theta)
+        res = {"loss": float(self._loss(out))}
+        if self.classification:
+            res["accuracy"] = float((out.argmax(-1) == self.y).double().mean())
+        return res
+
+    @torch.no_grad()
+    def node_accuracies(self, params: Tensor) -> Tensor:
+        """``[a]`` accuracy of every row of ``params [a, d]``, in chunks of ``chunk`` nodes."""
+        accs = []
+        for start in range(0, params.shape[0], self.chunk):
+            out = self._batched(params[start : start + self.chunk])
+            accs.append((out.argmax(-1) == self.y).double().mean(-1))
+        return torch.cat(accs)
