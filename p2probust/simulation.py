@@ -193,6 +193,7 @@ def simulate(
     gossip = as_rule(rule, alpha=cfg.rule.alpha) if rule is not None else make_rule(
         cfg.rule.name, alpha=cfg.rule.alpha, **dict(cfg.rule.params)
     )
+    gossip = gossip.bind(table, is_byz)
     byz_counts = table.byzantine_counts(is_byz)
     if cfg.rule.tolerance == "oracle":
         f = byz_counts.clone()
@@ -266,7 +267,7 @@ def simulate(
             ctx = AttackContext(
                 params=params, is_byzantine=is_byz, idx=table.idx, mask=table.mask, senders=senders,
                 recipients=recipients, slots=slots, round=r, generator=gen_attack, rule=gossip,
-                num_classes=ds.num_classes,
+                num_classes=ds.num_classes, weights=table.weights, tolerance=f,
             )
             crafted = adversary.craft(ctx)
             if crafted.shape != (rows.numel(), d):

@@ -42,6 +42,10 @@ class AttackContext:
     rule : object
         The gossip rule deployed at the recipients (omniscient attacks may use it).
     num_classes : int
+    weights : Tensor [n, k] or None
+        Mixing weights of the neighbour table (omniscient).
+    tolerance : LongTensor [n] or None
+        The tolerance f each node's rule uses (omniscient).
     """
 
     params: Tensor
@@ -55,6 +59,8 @@ class AttackContext:
     generator: torch.Generator
     rule: Any = None
     num_classes: int = 0
+    weights: Tensor | None = None
+    tolerance: Tensor | None = None
 
     @property
     def num_edges(self) -> int:

@@ -41,6 +41,12 @@ class AbstractGossipRule:
         """The rule for every node at once; defaults to :func:`lift` of :meth:`__call__`."""
         return lift(self.__call__)(own, msgs, mask, weights, f)
 
+    def bind(self, table, is_byzantine: Tensor) -> "AbstractGossipRule":
+        """Called once before a run with the :class:`~p2probust.topology.NeighborTable` and the
+        Byzantine mask; rules that need graph-level constants (e.g. a step size 1/λ_max of the
+        weighted Laplacian) return a configured copy. The default returns ``self``."""
+        return self
+
     def check_tolerance(self, degree: Tensor, f: Tensor) -> None:
         """Raise :class:`~p2probust.aggregators.base.ToleranceError` if some node's f is impossible."""
 
