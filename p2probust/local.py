@@ -1,4 +1,4 @@
-"""The batched local step: per-node stochastic gradients for all acting nodes in one call.
+r"""The batched local step: per-node stochastic gradients for all acting nodes in one call.
 
 For every acting node ``i`` at once:
 
@@ -56,7 +56,7 @@ def _loss_fn(kind: str):
 
 
 def closed_form_gradients(model: nn.Module, loss: str):
-    """Hand-batched gradients for linear models, or None for any other model.
+    r"""Hand-batched gradients for linear models, or None for any other model.
 
     Multinomial logistic regression (``LogisticRegression``, cross-entropy), for ``W [C, p]``,
     ``b [C]`` and a batch ``X [B, p]``, ``Y`` one-hot ``[B, C]``:

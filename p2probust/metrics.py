@@ -1,4 +1,4 @@
-"""Metrics over honest nodes only: pure functions of the stacked parameters and masks.
+r"""Metrics over honest nodes only: pure functions of the stacked parameters and masks.
 
 * consensus distance :math:`\frac{1}{|H|}\sum_{i\in H}\lVert\theta_i-\bar\theta_H\rVert^2`;
 * loss and accuracy of the averaged honest model :math:`\bar\theta_H` on held-out data;

@@ -1,4 +1,4 @@
-"""Plain gossip and aggregate-and-mix.
+r"""Plain gossip and aggregate-and-mix.
 
 * :class:`Gossip` — the (weighted) Laplacian step
   :math:`\theta_i \leftarrow \theta_i + \alpha \sum_{j \in N(i)} w_{ij} (\theta_j - \theta_i)`,
