@@ -67,7 +67,10 @@ class SyncEngine:
     def run(self, on_round: Callable[[int, float], bool | None]) -> float:
         """Run to the end; return the final simulated time."""
         proc = self.env.process(self._clock(on_round))
-        while proc.is_alive:
+        # step until the queue is empty: a failing callback fails the process event, and simpy
+        # re-raises that failure when the event is processed (stopping at ``not proc.is_alive``
+        # would swallow it)
+        while self.env.peek() != float("inf"):
             self.env.step()
             self.events += 1
         return float(self.env.now)
