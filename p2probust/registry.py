@@ -34,8 +34,9 @@ class Entry:
 class Registry:
     """A family of named factories, filled by decorators and by package entry points."""
 
-    def __init__(self, family: str):
+    def __init__(self, family: str, singular: str | None = None):
         self.family = family
+        self.singular = singular or family.rstrip("s")
         self._entries: dict[str, Entry] = {}
         self._plugins_loaded = False
 
@@ -71,7 +72,7 @@ class Registry:
         except KeyError:
             known = ", ".join(sorted(self._entries))
             raise UnknownNameError(
-                f"unknown {self.family.rstrip('s')} {name!r}; choose one of: {known}"
+                f"unknown {self.singular} {name!r}; choose one of: {known}"
             ) from None
 
     def create(self, name: str, /, **params: Any) -> Any:
@@ -80,7 +81,7 @@ class Registry:
         try:
             return entry.factory(**params)
         except TypeError as err:
-            raise ValueError(f"bad parameters for {self.family.rstrip('s')} {name!r}: {err}") from None
+            raise ValueError(f"bad parameters for {self.singular} {name!r}: {err}") from None
 
     def names(self) -> list[str]:
         self._load_plugins()
@@ -95,7 +96,7 @@ class Registry:
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
 
 
-topologies = Registry("topologies")
+topologies = Registry("topologies", "topology")
 placements = Registry("placements")
 tasks = Registry("tasks")
 partitions = Registry("partitions")
