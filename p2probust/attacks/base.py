@@ -15,6 +15,7 @@ and its messages are its own model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -94,6 +95,86 @@ class AttackContext:
         s = self.senders
         return self.params[self.idx[s]], self.mask[s]
 
+    # --- additions for the attack library (issue 4); every helper is batched over edges -------
+
+    @property
+    def dim(self) -> int:
+        """``d``, the number of model parameters."""
+        return int(self.params.shape[1])
+
+    def global_honest_stats(self) -> tuple[Tensor, Tensor]:
+        """``([E, d], [E, d])``: mean and population std of all honest models (omniscient),
+        broadcast to every edge."""
+        honest = self.params[~self.is_byzantine]
+        mean, std = honest.mean(0), honest.std(0, correction=0)
+        return mean.expand(self.num_edges, -1), std.expand(self.num_edges, -1)
+
+    def sender_honest_stats(self) -> tuple[Tensor, Tensor]:
+        """``([E, d], [E, d])``: mean and population std of the honest messages each edge's
+        Byzantine sender received itself (local view; its own model is not counted)."""
+        msgs, mask = self.sender_inbox()
+        w = (mask & ~self.is_byzantine[self.idx[self.senders]]).unsqueeze(-1).to(msgs.dtype)
+        count = w.sum(1).clamp_min(1)
+        mean = (w * msgs).sum(1) / count
+        var = (w * (msgs - mean.unsqueeze(1)) ** 2).sum(1) / count
+        return mean, var.sqrt()
+
+    def honest_stats(self, reference: str) -> tuple[Tensor, Tensor]:
+        """Mean and std ``([E, d], [E, d])`` of the honest models seen from ``reference``:
+        ``"recipient"`` (what the recipient aggregates), ``"global"`` (every honest model) or
+        ``"sender"`` (what the Byzantine sender received; the only local one)."""
+        if reference == "recipient":
+            return self.recipient_honest_stats()
+        if reference == "global":
+            return self.global_honest_stats()
+        if reference == "sender":
+            return self.sender_honest_stats()
+        raise ValueError(f"reference = {reference!r} must be one of: recipient, global, sender")
+
+    def byzantine_counts(self) -> Tensor:
+        """``LongTensor [n]``: number of Byzantine neighbours of every node."""
+        return (self.mask & self.is_byzantine[self.idx]).sum(1)
+
+    def slot_weights(self) -> Tensor:
+        """``[n, k]``: the mixing weights (``weights``, or 1 on every real slot when absent), 0 on padding."""
+        w = self.weights if self.weights is not None else torch.ones(self.mask.shape, dtype=self.params.dtype)
+        return torch.where(self.mask, w.to(self.params.dtype), torch.zeros((), dtype=self.params.dtype))
+
+    def node_tolerance(self) -> Tensor:
+        """``LongTensor [n]``: the tolerance ``f`` of each node's rule (the oracle count when absent)."""
+        return self.tolerance if self.tolerance is not None else self.byzantine_counts()
+
+    @cached_property
+    def _recipient_groups(self) -> tuple[Tensor, Tensor]:
+        uniq, inv = torch.unique(self.recipients, return_inverse=True)
+        return uniq, inv
+
+    def evaluate_rule(self, crafted: Tensor) -> Tensor:
+        """The deployed rule's output at each edge's recipient if the Byzantine edges sent ``crafted``.
+
+        Every Byzantine slot of recipient ``i`` is filled with the row of ``crafted`` of its edge,
+        honest slots keep the honest messages, and ``rule.batched`` runs once over the distinct
+        recipients with their weights and tolerances (omniscient).
+
+        Parameters
+        ----------
+        crafted : Tensor [E, d]
+            A candidate message for every attacked edge.
+
+        Returns
+        -------
+        Tensor [E, d]
+            Row ``e`` is the new model of ``recipients[e]``.
+        """
+        if self.rule is None:
+            raise ValueError("evaluate_rule needs ctx.rule, the gossip rule deployed at the recipients; got None")
+        uniq, inv = self._recipient_groups
+        inbox = self.params[self.idx[uniq]].index_put((inv, self.slots), crafted.to(self.params.dtype))
+        out = self.rule.batched(
+            self.params[uniq], inbox, self.mask[uniq], self.slot_weights()[uniq], self.node_tolerance()[uniq]
+        )
+        return out[inv]
+
 
 class AbstractAttack:
     """Crafts the Byzantine messages of every attacked edge in one call."""
@@ -110,5 +191,5 @@ class AbstractAttack:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({params})"

@@ -12,12 +12,14 @@ from torch import Tensor
 from ..registry import register_attack
 from .base import AbstractAttack, AttackContext
 
-_REFERENCES = ("recipient", "global")
+_REFERENCES = ("recipient", "global", "sender")
 
 
 def _reference_mean(ctx: AttackContext, reference: str) -> Tensor:
     if reference == "global":
         return ctx.honest_mean().expand(ctx.num_edges, -1)
+    if reference == "sender":
+        return ctx.sender_honest_stats()[0]
     return ctx.recipient_honest_stats()[0]
 
 
@@ -26,20 +28,34 @@ def _check_reference(reference: str) -> None:
         raise ValueError(f"reference = {reference!r} must be one of: {', '.join(_REFERENCES)}")
 
 
-@register_attack("sign-flip", "send −scale × the honest mean (of the recipient's neighbourhood, or global)")
-class SignFlip(AbstractAttack):
+class _ReferenceKnowledge:
+    """Knowledge follows the reference: ``"sender"`` (what the sender received) is local, the
+    recipient's neighbourhood and the global honest mean are omniscient."""
+
+    reference: str
+
+    @property
+    def knowledge(self) -> str:
+        return "local" if self.reference == "sender" else "omniscient"
+
+
+@register_attack("sign-flip", "send −scale × the honest mean (of the recipient's neighbourhood, global, or the sender's inbox)")
+class SignFlip(_ReferenceKnowledge, AbstractAttack):
     r"""Sign flipping: :math:`m_{b\to i} = -c\,\bar\theta`.
 
     :math:`\bar\theta` is the mean of the honest models recipient ``i`` aggregates
-    (``reference="recipient"``, the reflection of what it would otherwise move to) or of all honest
-    models (``reference="global"``). A scale ``c`` well above 1 breaks plain averaging.
+    (``reference="recipient"``, the reflection of what it would otherwise move to), of all honest
+    models (``reference="global"``), or of the honest messages the sender ``b`` received itself
+    (``reference="sender"``: the flipped model ``b`` would hold if it averaged honestly; local
+    knowledge). ``scale=1`` is the plain sign flip :math:`-\bar\theta`; the default ``scale=4``
+    is the scaled sign flip, which breaks plain averaging faster.
+
+    Shapes: ``craft(ctx) -> [E, d]``.
 
     Reference: L. Li, W. Xu, T. Chen, G. Giannakis, Q. Ling, "RSA: Byzantine-robust stochastic
     aggregation methods for distributed learning from heterogeneous datasets", AAAI 2019;
     C. Allen-Zhu et al., "Byzantine-resilient non-convex SGD", ICLR 2021.
     """
-
-    knowledge = "omniscient"
 
     def __init__(self, scale: float = 4.0, reference: str = "recipient"):
         _check_reference(reference)
@@ -51,15 +67,15 @@ class SignFlip(AbstractAttack):
 
 
 @register_attack("gaussian", "honest mean + sigma × N(0, I) noise")
-class GaussianNoise(AbstractAttack):
+class GaussianNoise(_ReferenceKnowledge, AbstractAttack):
     r"""Gaussian attack: :math:`m_{b\to i} = \bar\theta + \sigma\,\xi`, :math:`\xi\sim N(0, I_d)` drawn
     per edge from the attack's own stream.
+
+    The mean is taken as in :class:`SignFlip` (``reference``); ``"sender"`` makes it local.
 
     Reference: P. Blanchard, E. M. El Mhamdi, R. Guerraoui, J. Stainer, "Machine learning with
     adversaries: Byzantine tolerant gradient descent", NeurIPS 2017 (the Gaussian Byzantine worker).
     """
-
-    knowledge = "omniscient"
 
     def __init__(self, sigma: float = 1.0, reference: str = "recipient"):
         if not sigma >= 0:
