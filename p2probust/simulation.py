@@ -28,10 +28,12 @@ from tqdm.auto import tqdm
 
 from . import __version__, registry
 from .aggregators.base import AbstractAggregator
-from .attacks.base import AbstractAttack, AttackContext
+from .attacks.base import AbstractAttack
 from .config import RunConfig
 from .data.partition import pad_partition
-from .engine import RoundTiming, SyncEngine
+from .async_kernel import StaleModels, make_async_engine, run_async
+from .engine import ChurnSchedule, ComputeModel, EdgeSampler, LinkModel, RoundPlan, RoundTiming, SyncEngine, SyncNetwork
+from .kernels import Kernels
 from .gossip.mixing import AggregateAndMix
 from .gossip.registry import as_rule, make_rule
 from .local import LocalTrainer, LRSchedule
@@ -160,11 +162,17 @@ def simulate(
     G = _graph(cfg, graph)
     n = G.number_of_nodes()
     if cfg.byzantine.count >= n:
-        raise ValueError(f"byzantine count {cfg.byzantine.count} must be smaller than the number of nodes {n}")
-    is_byz = place_byzantine(
-        G, cfg.byzantine.count, cfg.byzantine.placement,
-        seed=int(numpy_stream(seed, "placement").integers(2**31)), nodes=list(cfg.byzantine.nodes) or None,
-    )
+        raise ValueError(f"byzantine.count = {cfg.byzantine.count} is invalid; expected fewer Byzantine nodes than nodes (n = {n})")
+    if cfg.byzantine.placement == "attach":  # attacks issue: add `count` Byzantine vertices per honest node
+        from .topology.adversarial import attach_byzantine
+
+        G, is_byz = attach_byzantine(G, cfg.byzantine.count)
+        n = G.number_of_nodes()
+    else:
+        is_byz = place_byzantine(
+            G, cfg.byzantine.count, cfg.byzantine.placement,
+            seed=int(numpy_stream(seed, "placement").integers(2**31)), nodes=list(cfg.byzantine.nodes) or None,
+        )
     validate_graph(G, is_byz)
     report = placement_report(G, is_byz)
     for line in report.lines():
@@ -207,9 +215,6 @@ def simulate(
         f = torch.where(honest, f, torch.minimum(f, gossip.aggregator.max_tolerance(table.degree + 1)))
 
     actors = torch.arange(n) if adversary.follows_protocol else torch.nonzero(honest).squeeze(1)
-    act_idx, act_mask, act_w, act_f = table.idx[actors], table.mask[actors], table.weights[actors], f[actors]
-    rows, slots = torch.nonzero(act_mask & is_byz[act_idx], as_tuple=True)
-    senders, recipients = act_idx[rows, slots], actors[rows]
 
     trainer = LocalTrainer(
         model, ds.x_train, ds.y_train, part_table, lengths, loss=task.loss, batch_size=cfg.train.batch_size,
@@ -220,30 +225,52 @@ def simulate(
     optimum = task.optimum(honest_parts)
     objective = _honest_objective(model, spec, task.loss, ds.x_train, ds.y_train, part_table[honest], lengths[honest])
     schedule = LRSchedule(cfg.train.lr, cfg.train.lr_schedule, cfg.train.lr_decay, cfg.train.lr_step)
-    gen_batches, gen_attack = torch_stream(seed, "batches"), torch_stream(seed, "attack")
+    specs = cfg.engine.specs()
+    history = StaleModels() if specs["timing_attack"].kind == "replay" else None
+    kern = Kernels(
+        params, momentum, table, is_byz, f, actors, trainer, gossip, adversary, cfg.train.local_steps,
+        cfg.train.momentum, torch_stream(seed, "batches"), torch_stream(seed, "attack"), ds.num_classes,
+        oracle=cfg.rule.tolerance == "oracle",
+        replay=history.replay_fn(specs["timing_attack"].value) if history is not None else None,
+    )
 
     # --- recorder ---------------------------------------------------------------------------
+    churning = specs["churn"].active
     columns = ["round", "time", "lr", "consensus_distance", "loss"]
     if task.classification:
         columns += ["accuracy", "node_acc_mean", "node_acc_min", "node_acc_max"]
     if optimum is not None:
         columns += ["dist_to_opt", "loss_gap"]
+    if churning or cfg.engine.mode == "async":
+        columns += ["online"]
+    if churning:
+        columns += ["offline_distance"]
     columns += ["messages", "bytes", "wall_s"]
     resolved = _resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report)
     recorder = Recorder(out_dir, columns)
     recorder.write_json("config.json", resolved)
-    messages = int(table.mask.sum())
+    msg_bytes = d * params.element_size()
     start = time.perf_counter()
 
-    def measure(rnd: int, now: float, lr: float | None, evaluate: bool) -> None:
-        theta_bar = params[honest].mean(0)
+    def measure(rnd: int, now: float, lr: float | None, evaluate: bool, messages: int, online=None) -> None:
+        params = kern.params
+        alive = honest if online is None else honest & torch.from_numpy(online)
+        if not bool(alive.any()):
+            alive = honest  # nobody honest online: report on all honest nodes
+        theta_bar = params[alive].mean(0)
+        if history is not None:
+            history.record(now, theta_bar)
         row: dict[str, Any] = {c: None for c in columns}
-        row.update(round=rnd, time=now, lr=lr, consensus_distance=consensus_distance(params, honest))
-        row.update(messages=messages if rnd else 0, bytes=messages * d * params.element_size() if rnd else 0)
+        row.update(round=rnd, time=now, lr=lr, consensus_distance=consensus_distance(params, alive))
+        row.update(messages=messages, bytes=messages * msg_bytes)
+        if "online" in row:
+            row["online"] = int(alive.sum()) if online is not None else int(honest.sum())
+        if churning and online is not None and bool((honest & ~alive).any()):
+            row["offline_distance"] = float(((params[honest & ~alive] - theta_bar) ** 2).sum(1).mean())
         if evaluate:
             row.update(evaluator.model_metrics(theta_bar))
             if task.classification:
-                acc = evaluator.node_accuracies(params[honest])
+                acc = evaluator.node_accuracies(params[alive])
                 row.update(node_acc_mean=float(acc.mean()), node_acc_min=float(acc.min()), node_acc_max=float(acc.max()))
         if optimum is not None:
             theta_star, loss_star = optimum
@@ -256,37 +283,40 @@ def simulate(
 
     rounds = cfg.train.rounds
     bar = tqdm(total=rounds, desc="rounds", unit="round", disable=not progress or None, leave=False)
+    rng_engine = numpy_stream(seed, "engine")
+    timing = RoundTiming(
+        compute_time=specs["compute_time"].mean, latency=specs["latency"].mean, local_steps=cfg.train.local_steps,
+        message_bytes=msg_bytes, bandwidth=cfg.engine.bandwidth,
+    )
+    compute = ComputeModel.build(specs["compute_time"], cfg.train.local_steps, specs["stragglers"], n, rng_engine)
+    links = LinkModel(specs["latency"], cfg.engine.bandwidth, cfg.engine.drop, msg_bytes)
+    churn = ChurnSchedule(specs["churn"], n, rng_engine) if churning else None
+    dynamics = EdgeSampler(specs["dynamics"], n) if specs["dynamics"].kind != "static" else None
+    flood = int(specs["timing_attack"].value) if specs["timing_attack"].kind == "flood" else 1
+    byz_np = is_byz.numpy()
 
-    def on_round(r: int, now: float) -> None:
-        nonlocal params, momentum
-        lr = schedule(r)
-        for _ in range(cfg.train.local_steps):
-            params, momentum = trainer.step(params, momentum, actors, lr, cfg.train.momentum, gen_batches)
-        inbox = params[act_idx]  # [a, k, d]
-        if rows.numel():
-            ctx = AttackContext(
-                params=params, is_byzantine=is_byz, idx=table.idx, mask=table.mask, senders=senders,
-                recipients=recipients, slots=slots, round=r, generator=gen_attack, rule=gossip,
-                num_classes=ds.num_classes, weights=table.weights, tolerance=f,
-            )
-            crafted = adversary.craft(ctx)
-            if crafted.shape != (rows.numel(), d):
-                raise ValueError(f"{adversary!r} returned messages of shape {tuple(crafted.shape)}, expected {(rows.numel(), d)}")
-            inbox = inbox.index_put((rows, slots), crafted.to(params.dtype))
-        new = gossip.batched(params[actors], inbox, act_mask, act_w, act_f)
-        params = params.index_copy(0, actors, new)
-        done = r + 1
-        measure(done, now, lr, evaluate=done % cfg.eval_every == 0 or done == rounds)
+    def on_plan(plan: RoundPlan) -> None:
+        lr = schedule(plan.round)
+        sent = kern.sync_round(plan, lr)
+        if flood > 1:
+            sent += (flood - 1) * _byzantine_sends(kern, plan, byz_np)
+        done = plan.round + 1
+        measure(done, plan.end, lr, done % cfg.eval_every == 0 or done == rounds or plan.last, sent, plan.online)
         bar.update(1)
 
     status = "interrupted"
-    engine = SyncEngine(rounds, RoundTiming(
-        compute_time=cfg.engine.compute_time, latency=cfg.engine.latency, local_steps=cfg.train.local_steps,
-        message_bytes=d * params.element_size(), bandwidth=cfg.engine.bandwidth,
-    ))
+    if cfg.engine.mode == "async":
+        engine = make_async_engine(cfg, specs, kern, compute, links, churn, dynamics, rng_engine, honest)
+    else:
+        src, dst = kern.static_edges.edges()
+        network = SyncNetwork(compute, links, src, dst, byz_np, rng_engine, churn, dynamics, specs["timing_attack"])
+        engine = SyncEngine(rounds, timing, network=network, duration=cfg.engine.duration)
     try:
-        measure(0, 0.0, None, evaluate=True)
-        engine.run(on_round)
+        measure(0, 0.0, None, True, 0, churn.online(0.0) if churn is not None else None)
+        if cfg.engine.mode == "async":
+            run_async(engine, kern, schedule, measure, cfg, bar)
+        else:
+            engine.run(on_plan=on_plan)
         status = "completed"
     finally:
         bar.close()
@@ -296,13 +326,24 @@ def simulate(
             **recorder.summary(),
             "wall_s": time.perf_counter() - start,
             "rounds_done": recorder.history[-1]["round"] if recorder.history else 0,
+            "simulated_s": float(engine.env.now),
             "simpy_events": engine.events,
             "n": n,
             "honest": int(honest.sum()),
             "d": d,
         }
         recorder.write_json("summary.json", summary)
-    return Result(resolved, recorder.history, summary, params, is_byz, G, out_dir)
+    return Result(resolved, recorder.history, summary, kern.params, is_byz, G, out_dir)
+
+
+def _byzantine_sends(kern: Kernels, plan: RoundPlan, byz_np: np.ndarray) -> int:
+    """Messages sent by Byzantine nodes in a synchronous round (flooding multiplies them)."""
+    if plan.src is not None:
+        senders = plan.src
+    else:
+        senders = kern.static_edges.edges()[0]
+    alive = byz_np[senders] if plan.online is None else byz_np[senders] & plan.online[senders]
+    return int(alive.sum())
 
 
 _SHORT = {
