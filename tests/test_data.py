@@ -265,3 +265,15 @@ def test_mnist_tasks_on_tiny_files(tmp_path, name):
 def test_unknown_task_parameter_is_an_error():
     with pytest.raises(ValueError, match="bad parameters"):
         tasks.create("digits", alpha=3)
+
+
+def test_blobs_task_is_digits_sized_deterministic_and_scales():
+    from p2probust import registry
+
+    a = registry.tasks.create("blobs", num_samples=500)
+    b = registry.tasks.create("blobs", num_samples=500)
+    assert a.dataset.x_train.shape == (400, 64) and a.dataset.num_classes == 10
+    assert torch.equal(a.dataset.x_train, b.dataset.x_train)
+    assert sorted(set(a.partition_labels.tolist())) == list(range(10))
+    with pytest.raises(DataError, match="num_samples"):
+        registry.tasks.create("blobs", num_samples=5)

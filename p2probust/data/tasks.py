@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from p2probust.data.dataset import Dataset
+from p2probust.data.dataset import Dataset, train_test_split
 from p2probust.data.digits import load_digits_dataset
 from p2probust.data.errors import DataError
 from p2probust.data.mnist import load_mnist_dataset
@@ -191,3 +191,38 @@ def least_squares_task(
         partition_labels=labels_for_partition(dataset.y_train),
         optimum_fn=partial(least_squares_optimum, dataset.x_train, dataset.y_train),
     )
+
+
+@register_task("blobs", "synthetic 10-class Gaussian clusters, 64 features (digits-sized, any size) + logistic regression")
+def blobs_task(
+    *,
+    data_dir: str | Path | None = None,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    num_samples: int = 20000,
+    features: int = 64,
+    classes: int = 10,
+    separation: float = 1.0,
+    seed: int = 0,
+) -> Task:
+    """Synthetic classification with scikit-learn's ``make_classification`` + logistic regression.
+
+    Digits-sized inputs (64 features, 10 classes by default) in any quantity, for runs with more
+    nodes than the bundled digits have samples (e.g. 10,000 nodes). ``separation`` is
+    ``make_classification``'s ``class_sep``; ``seed`` seeds the data; ``data_dir`` is ignored.
+    """
+    from sklearn.datasets import make_classification
+
+    if num_samples < 2 * classes or features < 2 or classes < 2:
+        raise DataError(
+            f"blobs needs num_samples >= 2*classes, features >= 2, classes >= 2; got {num_samples}, {features}, {classes}"
+        )
+    x, y = make_classification(
+        n_samples=num_samples, n_features=features, n_informative=min(features, max(2, features // 2)),
+        n_redundant=0, n_classes=classes, n_clusters_per_class=1, class_sep=separation, random_state=seed,
+    )
+    x_tr, y_tr, x_te, y_te = train_test_split(
+        torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64), test_fraction, split_seed
+    )
+    dataset = Dataset(x_tr, y_tr, x_te, y_te, num_classes=classes, name="blobs")
+    return _classification_task("blobs", dataset, partial(LogisticRegression, features, classes))
