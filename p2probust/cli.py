@@ -233,6 +233,10 @@ def list_(what: str | None) -> None:
         width = max(len(e.name) for e in entries)
         for e in entries:
             click.echo(f"  {e.name:<{width}}  {e.description}")
+            if family == "attacks":  # knowledge level and parameters (attacks issue)
+                from .attacks.base import describe_attack
+
+                click.echo(f"  {'':<{width}}    {describe_attack(e.factory)}")
         if family == "rules":
             click.echo(f"  {'<aggregator>':<{width}}  any aggregator below, used as aggregate-and-mix")
 

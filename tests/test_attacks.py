@@ -275,3 +275,18 @@ def test_evaluate_rule_needs_a_rule():
 def test_line_search_rejects_bad_parameters(bad):
     with pytest.raises(ValueError, match="must be"):
         OptimalALIE(**bad)
+
+
+def test_cli_lists_attacks_with_knowledge_and_parameters():
+    from click.testing import CliRunner
+
+    from p2probust.cli import main
+
+    out = CliRunner().invoke(main, ["list", "attacks"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    for name in registry.attacks.names():
+        i = next(k for k, line in enumerate(lines) if line.split()[:1] == [name])
+        assert "knowledge:" in lines[i + 1] and "params:" in lines[i + 1]
+    assert "knowledge: local; params: value=1e+30" in out.output
+    assert "epsilon=1.5" in out.output and "z='paper'" in out.output

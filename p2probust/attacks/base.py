@@ -193,3 +193,28 @@ class AbstractAttack:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({params})"
+
+
+def describe_attack(factory: Any) -> str:
+    """One line for ``p2probust list attacks``: the knowledge level and the parameters with defaults.
+
+    Examples
+    --------
+    >>> from p2probust.attacks import IPM
+    >>> describe_attack(IPM)
+    "knowledge: omniscient (local with reference='sender'); params: epsilon=0.1, reference='recipient'"
+    """
+    import inspect
+
+    try:
+        sig = inspect.signature(factory)
+        params = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    except (TypeError, ValueError):
+        params = []
+    shown = ", ".join(f"{p.name}={p.default!r}" if p.default is not p.empty else p.name for p in params) or "none"
+    level = getattr(factory, "knowledge", "?")
+    if isinstance(level, property):  # knowledge follows a parameter: read it off a default instance
+        level = factory().knowledge
+        if any(p.name == "reference" for p in params):
+            level += " (local with reference='sender')"
+    return f"knowledge: {level}; params: {shown}"
