@@ -39,6 +39,16 @@ class AbstractAggregator:
     #: False only for rules that offer no robustness (the plain mean); the conformance suite
     #: then skips the malformed-input checks.
     robust: bool = True
+    #: True when the output is coordinate-wise inside the honest inputs' bounding box whenever at
+    #: most f inputs are malformed (checked by the conformance suite).
+    coordinatewise: bool = False
+    #: True when slot 0 is special: the node's own model, the centre of self-centred clipping
+    #: (as :class:`~p2probust.gossip.AggregateAndMix` arranges); permutations then keep slot 0.
+    anchored: bool = False
+    #: True for randomized rules, which then offer ``reseeded()`` (a copy restarting its generator).
+    randomized: bool = False
+    #: False when identical inputs are not returned unchanged (static clipping moves them).
+    fixed_point: bool = True
 
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -68,12 +78,22 @@ class AbstractAggregator:
 class AbstractPreAggregator:
     """Set of vectors → set of vectors (same capacity), e.g. NNM, bucketing, clipping."""
 
+    #: True when every output vector is a convex combination of input vectors (NNM, bucketing).
+    in_hull: bool = False
+    anchored: bool = False
+    randomized: bool = False
+    fixed_point: bool = True
+
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
     def batched(self, x: Tensor, mask: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
         """``[n, m, d], [n, m], [n] -> ([n, m, d], [n, m])``."""
         return torch.func.vmap(self.__call__)(x, mask, f)
+
+    def output_count(self, m: Tensor) -> Tensor:
+        """Number of real vectors out of ``m`` real inputs (``m`` except for bucketing)."""
+        return m
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -86,6 +106,15 @@ class Chain(AbstractAggregator):
         self.pre = tuple(pre)
         self.aggregator = aggregator
         self.robust = aggregator.robust
+        self.coordinatewise = aggregator.coordinatewise and all(p.in_hull for p in self.pre)
+        self.anchored = any(p.anchored for p in (*self.pre, aggregator))
+        self.randomized = any(p.randomized for p in (*self.pre, aggregator))
+        self.fixed_point = all(p.fixed_point for p in (*self.pre, aggregator))
+
+    def reseeded(self) -> "Chain":
+        """A copy whose randomized parts restart their generators."""
+        fresh = [p.reseeded() if p.randomized else p for p in (*self.pre, self.aggregator)]
+        return Chain(fresh[:-1], fresh[-1])
 
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
         for p in self.pre:
@@ -98,6 +127,8 @@ class Chain(AbstractAggregator):
         return self.aggregator.batched(x, mask, f)
 
     def max_tolerance(self, m: Tensor) -> Tensor:
+        for p in self.pre:
+            m = p.output_count(m)
         return self.aggregator.max_tolerance(m)
 
     def __repr__(self) -> str:

@@ -1,4 +1,4 @@
-"""Coordinate-wise aggregators: mean, median (CWMed), trimmed mean (CWTM).
+"""Coordinate-wise aggregators: mean, median (CWMed), trimmed mean (CWTM), mean around median.
 
 Each works independently on every coordinate of the ``m`` input vectors. Order statistics use the
 pruned sorting network of :mod:`p2probust.aggregators.sorting`; the same code serves one node
@@ -48,6 +48,8 @@ class CoordinateWiseMedian(AbstractAggregator):
     learning: towards optimal statistical rates", ICML 2018.
     """
 
+    coordinatewise = True
+
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
         s = sort_masked(x, mask)
         m = mask.sum(-1, keepdim=True)
@@ -73,6 +75,8 @@ class TrimmedMean(AbstractAggregator):
     Reference: D. Yin, Y. Chen, K. Ramchandran, P. Bartlett, ICML 2018.
     """
 
+    coordinatewise = True
+
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
         s = sort_masked(x, mask)
         m = mask.sum(-1, keepdim=True)
@@ -80,6 +84,65 @@ class TrimmedMean(AbstractAggregator):
         ranks = torch.arange(x.shape[-2])
         keep = (ranks >= f) & (ranks < m - f)
         return select_ranks(s, keep) / (m - 2 * f).clamp_min(1).to(x.dtype)
+
+    batched = __call__
+
+    def max_tolerance(self, m: Tensor) -> Tensor:
+        return (m - 1) // 2
+
+
+def mean_around_median(x: Tensor, mask: Tensor, drop: Tensor) -> Tensor:
+    r"""Per coordinate, the mean of the :math:`m - \mathrm{drop}` values closest to the median.
+
+    ``x [..., m, d], mask [..., m], drop [...] -> [..., d]``. The values closest to the median form
+    a contiguous window of the sorted values, and that window minimizes the sum of distances to
+    the median; the rule scans the ``drop + 1`` windows :math:`[a, a + m - \mathrm{drop})` of the
+    sorting network's output and keeps, per coordinate, the one of least total distance (first
+    such window on exact ties, which only occur between values equally far from the median).
+    """
+    s = sort_masked(x, mask)
+    m = mask.sum(-1)
+    drop = torch.as_tensor(drop).long()
+    q = (m - drop).clamp_min(1)
+    ranks = torch.arange(x.shape[-2])
+    mid = (ranks == ((m - 1) // 2).unsqueeze(-1)) | (ranks == (m // 2).unsqueeze(-1))
+    med = select_ranks(s, mid) / mid.sum(-1, keepdim=True).to(x.dtype)
+    dist = (s - med.unsqueeze(-2)).abs()
+    dist = torch.where(torch.isnan(dist), torch.tensor(float("inf"), dtype=x.dtype), dist)
+    r = ranks.unsqueeze(-1)  # [m, 1]
+    qq = q.unsqueeze(-1).unsqueeze(-1)  # [..., 1, 1]
+    best_cost = torch.full_like(med, float("inf"))
+    best_a = torch.zeros(med.shape, dtype=torch.long)
+    d_max = int(drop.max()) if drop.numel() else 0
+    for a in range(d_max + 1):
+        window = (r >= a) & (r < a + qq)  # [..., m, 1]
+        cost = torch.where(window, dist, torch.zeros((), dtype=x.dtype)).sum(-2)
+        better = (cost < best_cost) & (torch.as_tensor(a) <= drop).unsqueeze(-1)
+        best_cost = torch.where(better, cost, best_cost)
+        best_a = torch.where(better, torch.as_tensor(a), best_a)
+    keep = (r >= best_a.unsqueeze(-2)) & (r < best_a.unsqueeze(-2) + qq)
+    out = torch.where(keep, s, torch.zeros((), dtype=x.dtype)).sum(-2) / q.unsqueeze(-1).to(x.dtype)
+    # no window with finite cost (cannot happen with 2 drop < m): fall back to the median
+    return torch.where(torch.isfinite(best_cost), out, med)
+
+
+@register_aggregator("meamed", "mean around median: per coordinate, the mean of the m−f values closest to the median")
+class MeaMed(AbstractAggregator):
+    r"""Mean around median (MeaMed).
+
+    .. math:: [\mathrm{MeaMed}_f(x)]_c = \frac{1}{m-f} \sum_{j \in \mathcal C_c} x_{jc},
+
+    where :math:`\mathcal C_c` indexes the :math:`m - f` values of coordinate ``c`` closest to
+    its median. Requires ``2f < m``.
+
+    Reference: C. Xie, O. Koyejo, I. Gupta, "Generalized Byzantine-tolerant SGD",
+    arXiv:1802.10116, 2018.
+    """
+
+    coordinatewise = True
+
+    def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
+        return mean_around_median(x, mask, f)
 
     batched = __call__
 

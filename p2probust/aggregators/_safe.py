@@ -1,0 +1,139 @@
+"""Shared numerics of the robust rules: malformed inputs, safe norms, distances, ranks.
+
+Every helper works on arbitrary leading (node) axes, so one code path serves one node
+(``[m, d]``) and all nodes at once (``[n, m, d]``).
+
+**Malformed inputs.** A vector with a NaN or an infinite coordinate is *unreadable*: it has no
+meaningful distance to anything, so distance-based rules treat it as infinitely far from every
+other vector (it is never among the nearest, it gets an infinite score or zero weight), and
+clipping rules replace it by the clipping centre (a clipped difference of 0). A finite vector
+whose squared norm overflows (``1e30`` in float32) is readable; its distances are ``+inf``, which
+the same rules handle without producing a NaN. Selections use ``torch.where``, never a product with
+a 0/1 mask, so an unselected ``inf`` can never turn into ``0 * inf = NaN``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .sorting import select_ranks, sort_masked
+
+
+def is_batched(t: Tensor) -> bool:
+    """True inside ``torch.func.vmap`` (then data-dependent shortcuts must not be taken)."""
+    return bool(torch._C._functorch.is_batchedtensor(t))
+
+
+def any_(t: Tensor) -> bool:
+    """``bool(t.any())``, but True under ``vmap`` (used only to skip optional work)."""
+    return True if is_batched(t) else bool(t.any())
+
+
+def readable(x: Tensor, mask: Tensor) -> Tensor:
+    """Real slots whose vector is all finite: ``[..., m, d], [..., m] -> [..., m]`` bool."""
+    return mask & torch.isfinite(x).all(-1)
+
+
+def zero_unless(x: Tensor, ok: Tensor) -> Tensor:
+    """Rows where ``ok`` is False set to 0 (``[..., m, d], [..., m] -> [..., m, d]``)."""
+    return torch.where(ok.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype))
+
+
+def safe_norm(x: Tensor) -> Tensor:
+    """Euclidean norm along the last axis that does not overflow for finite vectors.
+
+    ``[..., d] -> [...]``. A vector with ``1e30`` coordinates in float32 gets its true (finite)
+    norm by rescaling with its largest absolute coordinate; NaN gives NaN and ``inf`` gives ``inf``.
+    """
+    nrm = torch.linalg.vector_norm(x, dim=-1)
+    over = torch.isinf(nrm) & torch.isfinite(x).all(-1)
+    if not any_(over):
+        return nrm
+    big = x.abs().amax(-1).clamp_min(torch.finfo(x.dtype).tiny)
+    scaled = big * torch.linalg.vector_norm(x / big.unsqueeze(-1), dim=-1)
+    return torch.where(over, scaled, nrm)
+
+
+def clip_rows(v: Tensor, tau: Tensor, ok: Tensor | None = None) -> Tensor:
+    r"""Row-wise clipping :math:`v \min(1, \tau / \|v\|)`; unreadable rows become 0.
+
+    ``v: [..., m, d]``, ``tau: [..., m]`` or broadcastable (``inf`` = no clipping, 0 = all to 0).
+    """
+    ok = torch.isfinite(v).all(-1) if ok is None else ok & torch.isfinite(v).all(-1)
+    v = zero_unless(v, ok)
+    nrm = safe_norm(v)
+    tau = torch.as_tensor(tau, dtype=v.dtype)
+    scale = torch.where(nrm > tau, tau / nrm.clamp_min(torch.finfo(v.dtype).tiny), torch.ones((), dtype=v.dtype))
+    return v * scale.unsqueeze(-1)
+
+
+def coordinate_median(x: Tensor, mask: Tensor) -> Tensor:
+    """Coordinate-wise median of the real rows (NaN sorts as +inf): ``[..., m, d] -> [..., d]``.
+
+    With no real row at all the result is 0.
+    """
+    s = sort_masked(x, mask)
+    m = mask.sum(-1, keepdim=True)
+    ranks = torch.arange(x.shape[-2])
+    keep = ((ranks == (m - 1) // 2) | (ranks == m // 2)) & (m > 0)
+    out = select_ranks(s, keep) / keep.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
+    return torch.where(torch.isfinite(out), out, torch.zeros((), dtype=x.dtype))
+
+
+def centred(x: Tensor, ok: Tensor) -> Tensor:
+    """Readable rows minus their coordinate-wise median, unreadable rows 0: ``[..., m, d]``.
+
+    Distances computed through Gram matrices of centred rows keep their precision when the
+    vectors are close to each other (gossip near consensus) but far from the origin.
+    """
+    c = coordinate_median(x, ok)
+    return zero_unless(x - c.unsqueeze(-2), ok)
+
+
+def sq_dists(x: Tensor, ok: Tensor) -> Tensor:
+    r"""Pairwise squared distances :math:`\|x_i - x_j\|^2` through a batched Gram matrix.
+
+    ``[..., m, d], [..., m] -> [..., m, m]``. Rows or columns of slots that are not ``ok``
+    (padding, unreadable) are ``+inf``, overflow gives ``+inf``, the diagonal of ``ok`` slots is 0.
+    Never NaN.
+    """
+    y = centred(x, ok)
+    g = y @ y.transpose(-1, -2)
+    sq = torch.diagonal(g, dim1=-2, dim2=-1)
+    d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * g).clamp_min(0)
+    d2 = 0.5 * (d2 + d2.transpose(-1, -2))  # exactly symmetric, so mutual ties are exact
+    inf = torch.tensor(float("inf"), dtype=x.dtype)
+    both = ok.unsqueeze(-1) & ok.unsqueeze(-2)
+    d2 = torch.where(both & ~torch.isnan(d2), d2, inf)
+    eye = torch.eye(x.shape[-2], dtype=torch.bool)
+    return torch.where(eye & both, torch.zeros((), dtype=x.dtype), d2)
+
+
+def ranks(v: Tensor, tie: Tensor | None = None) -> Tensor:
+    """Rank of each entry along the last axis; ties broken by ``tie`` (smaller first), then by
+    lower index.
+
+    ``[..., m] -> [..., m]`` long; rank 0 is the smallest. NaN must not occur (use ``inf``).
+    O(m²) comparisons per row, which is cheaper than a sort for the short rows used here.
+    """
+    m = v.shape[-1]
+    idx = torch.arange(m)
+    a, b = v.unsqueeze(-1), v.unsqueeze(-2)
+    later = idx.unsqueeze(0) < idx.unsqueeze(1)
+    if tie is not None:
+        ta, tb = tie.unsqueeze(-1), tie.unsqueeze(-2)
+        later = (tb < ta) | ((tb == ta) & later)
+    before = (b < a) | ((b == a) & later)
+    return before.sum(-1)
+
+
+def weighted_select(x: Tensor, sel: Tensor) -> Tensor:
+    """Mean of the selected rows (unselected rows never read): ``[..., m, d], [..., m] -> [..., d]``."""
+    count = sel.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
+    return torch.where(sel.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype)).sum(-2) / count
+
+
+def as_long(f: Tensor | int) -> Tensor:
+    """The tolerance as a long tensor (0-d for one node, ``[n]`` batched)."""
+    return torch.as_tensor(f).long()

@@ -1,0 +1,238 @@
+"""Conformance checks for aggregators and gossip rules, in the spirit of scikit-learn's
+``check_estimator``: run them on your own rule before using it in a simulation.
+
+>>> from p2probust.aggregators import TrimmedMean
+>>> from p2probust.testing import check_aggregator
+>>> check_aggregator(TrimmedMean())
+
+Each check raises ``AssertionError`` naming the property that failed:
+
+1. output shape ``[d]`` (one node) and ``[n, d]`` (batched) and the input dtype;
+2. the batched call equals a Python loop of one-node calls;
+3. permutation invariance of the inputs (slot 0 kept in place for ``anchored`` rules, weights
+   permuted with their slots for gossip rules);
+4. padding independence: garbage (NaN, ±inf, 1e30, noise) in masked slots changes nothing;
+5. identical honest inputs are a fixed point (unless ``fixed_point = False``: static clipping);
+6. the input tensors are not modified;
+7. with ``f`` inputs set to NaN, ±inf or ±1e30 the output is finite, and inside the honest
+   inputs' bounding box for ``coordinatewise`` rules (skipped for non-robust rules: ``robust =
+   False``, the plain mean and plain gossip);
+8. determinism: the same input gives the same output (randomized rules are rebuilt with
+   ``reseeded()``, so their generator restarts).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_aggregator", "check_gossip_rule"]
+
+BAD_VALUES = (float("nan"), float("inf"), float("-inf"), 1e30, -1e30)
+
+
+def _fresh(rule):
+    """A copy whose randomness restarts (reseeded) or the rule itself."""
+    if getattr(rule, "randomized", False):
+        return rule.reseeded()
+    agg = getattr(rule, "aggregator", None)
+    if agg is not None and getattr(agg, "randomized", False):
+        new = copy.copy(rule)
+        new.aggregator = agg.reseeded()
+        return new
+    return rule
+
+
+def _same(a: Tensor, b: Tensor, what: str, atol: float) -> None:
+    scale = 1.0 + float(torch.nan_to_num(a.abs(), posinf=0.0).max()) if a.numel() else 1.0
+    ok = torch.allclose(a, b, rtol=0, atol=atol * scale, equal_nan=True)
+    assert ok, f"{what}: max difference {float((a - b).abs().nan_to_num(nan=float('inf')).max()):.3g}"
+
+
+def _unchanged(before: list[Tensor], after: list[Tensor], name: str) -> None:
+    for a, b in zip(before, after):
+        same = (a == b) | (torch.isnan(a) & torch.isnan(b)) if a.is_floating_point() else a == b
+        assert bool(same.all()), f"{name} modified its input in place"
+
+
+def _pick_f(fits: Callable[[int], bool], want: int) -> int:
+    for f in range(want, -1, -1):
+        if fits(f):
+            return f
+    return 0
+
+
+def check_aggregator(agg, *, n: int = 4, m: int = 9, d: int = 5, f: int | None = None,
+                     dtype: torch.dtype = torch.float64, seed: int = 0, atol: float = 1e-9) -> None:
+    """Run the conformance checks on an aggregator (or chain); see the module notes.
+
+    Parameters
+    ----------
+    agg : AbstractAggregator
+        The rule under test; ``agg(x[m, d], mask[m], f[]) -> [d]`` and ``agg.batched``.
+    n, m, d : int
+        Nodes, slots per node and dimension of the test inputs (node 1 has 2 padding slots).
+    f : int, optional
+        Tolerance; default the largest value up to 2 that the rule accepts with ``m - 2`` inputs.
+    """
+    name = repr(agg)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, m, d, generator=g, dtype=dtype)
+    mask = torch.ones(n, m, dtype=torch.bool)
+    mask[1, -2:] = False
+    counts = mask.sum(-1)
+    if f is None:
+        f = _pick_f(lambda v: bool((agg.max_tolerance(counts) >= v).all()), 2)
+    fv = torch.full((n,), f, dtype=torch.long)
+    anchored = getattr(agg, "anchored", False)
+
+    def run(xx: Tensor, mm: Tensor, ff: Tensor) -> Tensor:
+        return _fresh(agg).batched(xx, mm, ff)
+
+    # 1, 2, 6: shape, dtype, batched == loop, inputs untouched
+    inputs = [x.clone(), mask.clone(), fv.clone()]
+    out = run(x, mask, fv)
+    _unchanged(inputs, [x, mask, fv], name)
+    assert out.shape == (n, d), f"{name}: batched output shape {tuple(out.shape)}, expected {(n, d)}"
+    assert out.dtype == dtype, f"{name}: output dtype {out.dtype}, expected {dtype}"
+    one = _fresh(agg)
+    loop = []
+    for i in range(n):
+        fresh = _fresh(agg)
+        y = (fresh if getattr(agg, "randomized", False) else one)(x[i], mask[i], fv[i])
+        assert y.shape == (d,), f"{name}: one-node output shape {tuple(y.shape)}, expected {(d,)}"
+        loop.append(y)
+    if not getattr(agg, "randomized", False):
+        _same(out, torch.stack(loop), f"{name}: batched differs from the loop over nodes", atol)
+    else:  # every node draws the first keys of a restarted generator, as a lone call does
+        for i in range(n):
+            alone = _fresh(agg).batched(x[i:i + 1], mask[i:i + 1], fv[i:i + 1])[0]
+            _same(alone, loop[i], f"{name}: batched differs from the one-node call", atol)
+    # 8: determinism
+    _same(run(x, mask, fv), out, f"{name}: not deterministic", 0.0)
+    # 3: permutation invariance
+    if not getattr(agg, "randomized", False):
+        perm = torch.stack([torch.randperm(m, generator=g) for _ in range(n)])
+        if anchored:
+            perm = torch.cat([torch.zeros(n, 1, dtype=torch.long), 1 + torch.stack(
+                [torch.randperm(m - 1, generator=g) for _ in range(n)])], 1)
+        xp = torch.gather(x, 1, perm.unsqueeze(-1).expand(n, m, d))
+        _same(run(xp, torch.gather(mask, 1, perm), fv), out, f"{name}: not permutation invariant", 1e-7)
+    # 4: padding independence
+    for junk in (*BAD_VALUES, 7.0):
+        xj = torch.where(mask.unsqueeze(-1), x, torch.tensor(junk, dtype=dtype))
+        _same(run(xj, mask, fv), out, f"{name}: padding filled with {junk} changed the output", atol)
+    # 5: fixed point
+    v = torch.randn(n, 1, d, generator=g, dtype=dtype) * 3 + 1
+    same = torch.where(mask.unsqueeze(-1), v.expand(n, m, d), x)
+    if getattr(agg, "fixed_point", True):
+        _same(run(same, mask, fv), v.squeeze(1), f"{name}: identical inputs are not a fixed point", 1e-7)
+    # 7: malformed inputs
+    if getattr(agg, "robust", True) and f > 0:
+        bad = torch.zeros(n, m, dtype=torch.bool)
+        for i in range(n):
+            real = torch.nonzero(mask[i]).squeeze(1)
+            bad[i, real[-f:]] = True
+        lo = torch.where((mask & ~bad).unsqueeze(-1), x, torch.tensor(float("inf"), dtype=dtype)).amin(1)
+        hi = torch.where((mask & ~bad).unsqueeze(-1), x, torch.tensor(float("-inf"), dtype=dtype)).amax(1)
+        for value in BAD_VALUES:
+            for partial in (False, True):
+                coords = torch.zeros(d, dtype=torch.bool)
+                coords[: (1 if partial else d)] = True
+                xb = torch.where(bad.unsqueeze(-1) & coords, torch.tensor(value, dtype=dtype), x)
+                y = run(xb, mask, fv)
+                what = f"{name}: {f} input(s) {'with one coordinate ' if partial else ''}set to {value}"
+                assert bool(torch.isfinite(y).all()), f"{what} gave a non-finite output"
+                if getattr(agg, "coordinatewise", False):
+                    tol = 1e-9 * (1 + hi.abs().max())
+                    inside = (y >= lo - tol) & (y <= hi + tol)
+                    assert bool(inside.all()), f"{what} left the honest bounding box"
+
+
+def _rule_f(rule, degree: Tensor, want: int) -> int:
+    agg = getattr(rule, "aggregator", None)
+
+    def fits(v: int) -> bool:
+        ff = torch.full_like(degree, v)
+        if agg is not None and not bool((agg.max_tolerance(degree + 1) >= v).all()):
+            return False
+        try:
+            rule.check_tolerance(degree, ff)
+        except ValueError:
+            return False
+        return True
+
+    return _pick_f(fits, want)
+
+
+def check_gossip_rule(rule, *, n: int = 4, k: int = 8, d: int = 5, f: int | None = None,
+                      dtype: torch.dtype = torch.float64, seed: int = 0, atol: float = 1e-9) -> None:
+    """Run the conformance checks on a gossip rule; see the module notes.
+
+    ``rule(own[d], msgs[k, d], mask[k], weights[k], f[]) -> [d]`` and ``rule.batched`` over
+    ``[n, ...]``. Weights are Metropolis-like (``1/(k+1)`` per real slot); node 1 has 2 padding
+    slots. ``f`` defaults to the largest value up to 2 that the rule accepts.
+    """
+    name = repr(rule)
+    g = torch.Generator().manual_seed(seed)
+    own = torch.randn(n, d, generator=g, dtype=dtype)
+    msgs = torch.randn(n, k, d, generator=g, dtype=dtype)
+    mask = torch.ones(n, k, dtype=torch.bool)
+    mask[1, -2:] = False
+    w = torch.where(mask, torch.tensor(1.0 / (k + 1), dtype=dtype), torch.zeros((), dtype=dtype))
+    degree = mask.sum(-1)
+    if f is None:
+        f = _rule_f(rule, degree, 2)
+    fv = torch.full((n,), f, dtype=torch.long)
+
+    def run(o, mm, msk, ww, ff):
+        return _fresh(rule).batched(o, mm, msk, ww, ff)
+
+    inputs = [own.clone(), msgs.clone(), mask.clone(), w.clone(), fv.clone()]
+    out = run(own, msgs, mask, w, fv)
+    _unchanged(inputs, [own, msgs, mask, w, fv], name)
+    assert out.shape == (n, d), f"{name}: batched output shape {tuple(out.shape)}, expected {(n, d)}"
+    assert out.dtype == dtype, f"{name}: output dtype {out.dtype}, expected {dtype}"
+    randomized = getattr(rule, "randomized", False) or getattr(getattr(rule, "aggregator", None), "randomized", False)
+    for i in range(n):
+        y = _fresh(rule)(own[i], msgs[i], mask[i], w[i], fv[i])
+        assert y.shape == (d,), f"{name}: one-node output shape {tuple(y.shape)}, expected {(d,)}"
+        ref = run(own[i:i + 1], msgs[i:i + 1], mask[i:i + 1], w[i:i + 1], fv[i:i + 1])[0] if randomized else out[i]
+        _same(ref, y, f"{name}: batched differs from the loop over nodes (node {i})", atol)
+    _same(run(own, msgs, mask, w, fv), out, f"{name}: not deterministic", 0.0)
+    if not randomized:
+        perm = torch.stack([torch.randperm(k, generator=g) for _ in range(n)])
+        pm = torch.gather(msgs, 1, perm.unsqueeze(-1).expand(n, k, d))
+        got = run(own, pm, torch.gather(mask, 1, perm), torch.gather(w, 1, perm), fv)
+        _same(got, out, f"{name}: not invariant to a permutation of the neighbour slots", 1e-7)
+    for junk in (*BAD_VALUES, 7.0):
+        mj = torch.where(mask.unsqueeze(-1), msgs, torch.tensor(junk, dtype=dtype))
+        wj = torch.where(mask, w, torch.tensor(5.0, dtype=dtype))
+        _same(run(own, mj, mask, wj, fv), out, f"{name}: padding filled with {junk} changed the output", atol)
+    v = torch.randn(n, d, generator=g, dtype=dtype) * 3 + 1
+    same = torch.where(mask.unsqueeze(-1), v.unsqueeze(1).expand(n, k, d), msgs)
+    if getattr(getattr(rule, "aggregator", rule), "fixed_point", True):
+        _same(run(v, same, mask, w, fv), v, f"{name}: identical inputs are not a fixed point", 1e-7)
+    if getattr(rule, "robust", True) and f > 0:
+        bad = torch.zeros(n, k, dtype=torch.bool)
+        for i in range(n):
+            bad[i, torch.nonzero(mask[i]).squeeze(1)[-f:]] = True
+        honest = torch.cat([torch.ones(n, 1, dtype=torch.bool), mask & ~bad], 1)
+        allx = torch.cat([own.unsqueeze(1), msgs], 1)
+        lo = torch.where(honest.unsqueeze(-1), allx, torch.tensor(float("inf"), dtype=dtype)).amin(1)
+        hi = torch.where(honest.unsqueeze(-1), allx, torch.tensor(float("-inf"), dtype=dtype)).amax(1)
+        coordinatewise = getattr(getattr(rule, "aggregator", None), "coordinatewise", False)
+        for value in BAD_VALUES:
+            for partial in (False, True):
+                coords = torch.zeros(d, dtype=torch.bool)
+                coords[: (1 if partial else d)] = True
+                mb = torch.where(bad.unsqueeze(-1) & coords, torch.tensor(value, dtype=dtype), msgs)
+                y = run(own, mb, mask, w, fv)
+                what = f"{name}: {f} message(s) {'with one coordinate ' if partial else ''}set to {value}"
+                assert bool(torch.isfinite(y).all()), f"{what} gave a non-finite output"
+                if coordinatewise:
+                    tol = 1e-9 * (1 + hi.abs().max())
+                    assert bool(((y >= lo - tol) & (y <= hi + tol)).all()), f"{what} left the honest bounding box"
