@@ -136,3 +136,15 @@ def test_list_prints_every_family(runner):
                  "mnist-cnn", "least-squares", "iid", "dirichlet", "extreme", "trimmed-mean", "median", "mean",
                  "gossip", "mh-gossip", "sign-flip", "gaussian", "label-flip", "random", "degree"):
         assert f"  {name} " in out, name
+
+
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="the shared MNIST copy is not beside the checkout")
+def test_mnist_cnn_runs_from_the_shared_idx_files(runner, tmp_path):
+    out = tmp_path / "mnist"
+    run_ok(runner, "run", "--task", "mnist-cnn", "--data-dir", str(SHARED_MNIST), "--rounds", "2", "--eval-every", "2",
+           "--lr", "0.1", "--out", str(out), "-q")
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["parameters"] > 5000 and cfg["data"]["task"] == "mnist-cnn"
