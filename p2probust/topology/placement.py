@@ -1,0 +1,294 @@
+"""Byzantine placement: which vertices of the graph are Byzantine.
+
+Strategies are registered by name and share one signature,
+``f(G, count, *, seed=None, nodes=None) -> BoolTensor[n]``:
+
+- ``"random"``: ``count`` nodes drawn uniformly without replacement (seeded);
+- ``"list"``: exactly the nodes given in ``nodes``;
+- ``"degree"``: the ``count`` highest-degree nodes, ties broken by lowest id;
+- ``"betweenness"``: the ``count`` most central nodes by betweenness, ties by lowest id.
+
+:func:`place_byzantine` validates the count and dispatches; :func:`placement_report` summarizes how
+exposed the honest nodes are.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import networkx as nx
+import numpy as np
+import torch
+
+from p2probust.registry import UnknownNameError, placements, register_placement
+from p2probust.topology._seeds import Seed, numpy_rng
+from p2probust.topology.checks import as_bool_array
+from p2probust.topology.errors import PlacementError
+
+__all__ = [
+    "random_placement",
+    "list_placement",
+    "degree_placement",
+    "betweenness_placement",
+    "place_byzantine",
+    "PlacementReport",
+    "placement_report",
+]
+
+
+def _mask(n: int, chosen: Sequence[int] | np.ndarray) -> torch.Tensor:
+    out = torch.zeros(n, dtype=torch.bool)
+    out[torch.as_tensor(np.asarray(chosen, dtype=np.int64))] = True
+    return out
+
+
+def _top(scores: np.ndarray, count: int) -> np.ndarray:
+    """Ids of the ``count`` highest scores, ties broken by lowest id."""
+    order = np.lexsort((np.arange(scores.size), -scores))
+    return order[:count]
+
+
+@register_placement("random", "count nodes drawn uniformly without replacement (seeded)")
+def random_placement(G: nx.Graph, count: int, *, seed: Seed = None, nodes: Sequence[int] | None = None) -> torch.Tensor:
+    """Byzantine nodes drawn uniformly at random without replacement.
+
+    Parameters
+    ----------
+    G : networkx.Graph
+        Graph on the nodes ``0 .. n-1``.
+    count : int
+        Number of Byzantine nodes.
+    seed : int, numpy.random.Generator or None
+        The same seed gives the same nodes.
+    nodes : None
+        Unused; part of the uniform signature.
+
+    Returns
+    -------
+    BoolTensor [n]
+    """
+    n = G.number_of_nodes()
+    return _mask(n, numpy_rng(seed).choice(n, size=count, replace=False))
+
+
+@register_placement("list", "exactly the nodes given in nodes=")
+def list_placement(G: nx.Graph, count: int | None, *, seed: Seed = None, nodes: Sequence[int] | None = None) -> torch.Tensor:
+    """Byzantine nodes given explicitly.
+
+    Parameters
+    ----------
+    G : networkx.Graph
+        Graph on the nodes ``0 .. n-1``.
+    count : int or None
+        Must equal ``len(nodes)`` when given.
+    seed : ignored
+    nodes : sequence of int
+        Distinct node ids in ``[0, n-1]``.
+
+    Returns
+    -------
+    BoolTensor [n]
+    """
+    n = G.number_of_nodes()
+    if nodes is None:
+        raise PlacementError("placement 'list' needs nodes=[...], the ids of the Byzantine nodes")
+    ids = list(nodes)
+    for i in ids:
+        if not isinstance(i, numbers.Integral) or isinstance(i, bool) or not 0 <= i < n:
+            raise PlacementError(f"byzantine node {i!r} is not a node id in [0, {n - 1}]")
+    dup = next((i for i, c in Counter(int(i) for i in ids).items() if c > 1), None)
+    if dup is not None:
+        raise PlacementError(f"byzantine node {dup} is listed more than once")
+    if count is not None and count != len(ids):
+        raise PlacementError(f"byzantine count {count} does not match the {len(ids)} nodes listed")
+    return _mask(n, [int(i) for i in ids])
+
+
+@register_placement("degree", "the highest-degree nodes (ties by lowest id)")
+def degree_placement(G: nx.Graph, count: int, *, seed: Seed = None, nodes: Sequence[int] | None = None) -> torch.Tensor:
+    """The ``count`` nodes of highest degree, ties broken by lowest id.
+
+    Parameters
+    ----------
+    G : networkx.Graph
+        Graph on the nodes ``0 .. n-1``.
+    count : int
+        Number of Byzantine nodes.
+    seed, nodes : ignored
+        Part of the uniform signature (the strategy is deterministic).
+
+    Returns
+    -------
+    BoolTensor [n]
+
+    Notes
+    -----
+    Hubs reach the most honest nodes, so this is the adversary's natural choice on scale-free or
+    star-like graphs.
+    """
+    n = G.number_of_nodes()
+    deg = np.array([G.degree(i) for i in range(n)], dtype=np.float64)
+    return _mask(n, _top(deg, count))
+
+
+@register_placement("betweenness", "the most central nodes by betweenness (ties by lowest id)")
+def betweenness_placement(G: nx.Graph, count: int, *, seed: Seed = None, nodes: Sequence[int] | None = None) -> torch.Tensor:
+    """The ``count`` nodes of highest betweenness centrality, ties broken by lowest id.
+
+    Parameters
+    ----------
+    G : networkx.Graph
+        Graph on the nodes ``0 .. n-1``.
+    count : int
+        Number of Byzantine nodes.
+    seed, nodes : ignored
+        Part of the uniform signature (exact betweenness is deterministic).
+
+    Returns
+    -------
+    BoolTensor [n]
+
+    Notes
+    -----
+    Exact betweenness costs ``O(n m)``; fine for a few thousand nodes.
+
+    References
+    ----------
+    .. [1] U. Brandes, "A faster algorithm for betweenness centrality", J. Math. Sociology 25 (2001).
+    """
+    n = G.number_of_nodes()
+    bc = nx.betweenness_centrality(G)
+    scores = np.round(np.array([bc[i] for i in range(n)], dtype=np.float64), 12)
+    return _mask(n, _top(scores, count))
+
+
+def place_byzantine(
+    G: nx.Graph,
+    count: int | None,
+    strategy: str = "random",
+    *,
+    seed: Seed = None,
+    nodes: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Choose the Byzantine nodes of ``G``.
+
+    Parameters
+    ----------
+    G : networkx.Graph
+        Graph on the nodes ``0 .. n-1``.
+    count : int or None
+        Number of Byzantine nodes, ``0 <= count <= n - 1``. May be None with ``strategy="list"``
+        (then ``len(nodes)``).
+    strategy : str, default "random"
+        A registered placement name (``"random"``, ``"list"``, ``"degree"``, ``"betweenness"``).
+    seed : int, numpy.random.Generator or None
+        Seed for random strategies.
+    nodes : sequence of int, optional
+        Node ids, for ``strategy="list"`` only.
+
+    Returns
+    -------
+    BoolTensor [n]
+        True at the Byzantine nodes; exactly ``count`` are True.
+
+    Raises
+    ------
+    PlacementError
+        Bad count, unknown strategy, ``nodes`` with another strategy, or a bad node list.
+    """
+    n = G.number_of_nodes()
+    if count is None:
+        if strategy != "list" or nodes is None:
+            raise PlacementError("byzantine count is required unless strategy 'list' is given nodes=[...]")
+        count = len(nodes)
+    if not isinstance(count, numbers.Integral) or isinstance(count, bool) or not 0 <= count <= n - 1:
+        raise PlacementError(f"byzantine count {count!r} must be between 0 and n-1 = {n - 1}")
+    count = int(count)
+    if nodes is not None and strategy != "list":
+        raise PlacementError(f"nodes= is only used by placement 'list', not by {strategy!r}")
+    try:
+        placements.get(strategy)
+    except UnknownNameError as err:
+        raise PlacementError(str(err)) from None
+    out = placements.create(strategy, G=G, count=count, seed=seed, nodes=nodes)
+    if not isinstance(out, torch.Tensor) or out.dtype != torch.bool or tuple(out.shape) != (n,):
+        raise PlacementError(f"placement {strategy!r} must return a BoolTensor of shape ({n},)")
+    if int(out.sum()) != count:
+        raise PlacementError(f"placement {strategy!r} chose {int(out.sum())} nodes, expected {count}")
+    return out
+
+
+@dataclass(frozen=True)
+class PlacementReport:
+    """How exposed the honest nodes are to the Byzantine ones.
+
+    Attributes
+    ----------
+    n : int
+        Number of nodes.
+    byzantine : list[int]
+        Ids of the Byzantine nodes, ascending.
+    byzantine_neighbors : dict[int, int]
+        For each honest node, its number of Byzantine neighbours.
+    at_risk : list[int]
+        Honest nodes (with at least one neighbour) where at least half of the neighbours are
+        Byzantine: no robust rule can protect them from a coordinated attack.
+    """
+
+    n: int
+    byzantine: list[int]
+    byzantine_neighbors: dict[int, int]
+    at_risk: list[int]
+
+    def lines(self) -> list[str]:
+        """A short human-readable report, one string per line."""
+        hist = Counter(self.byzantine_neighbors.values())
+        parts = ", ".join(f"{b}: {c} node{'s' if c != 1 else ''}" for b, c in sorted(hist.items()))
+        out = [
+            f"byzantine nodes: {len(self.byzantine)} of {self.n}",
+            f"byzantine neighbours per honest node: {parts}",
+        ]
+        if self.at_risk:
+            shown = ", ".join(str(i) for i in self.at_risk[:10])
+            more = f", ... ({len(self.at_risk) - 10} more)" if len(self.at_risk) > 10 else ""
+            out.append(
+                f"warning: {len(self.at_risk)} honest node(s) have at least half of their neighbours "
+                f"Byzantine: {shown}{more}"
+            )
+        return out
+
+
+def placement_report(G: nx.Graph, is_byzantine: Any) -> PlacementReport:
+    """Count the Byzantine neighbours of every honest node.
+
+    Parameters
+    ----------
+    G : networkx.Graph
+        Graph on the nodes ``0 .. n-1``.
+    is_byzantine : BoolTensor[n], numpy bool array or sequence of bool
+
+    Returns
+    -------
+    PlacementReport
+    """
+    n = G.number_of_nodes()
+    byz = as_bool_array(is_byzantine, n)
+    counts: dict[int, int] = {}
+    at_risk: list[int] = []
+    for i in range(n):
+        if byz[i]:
+            continue
+        nbrs = list(G.neighbors(i))
+        b = int(sum(bool(byz[j]) for j in nbrs))
+        counts[i] = b
+        if nbrs and 2 * b >= len(nbrs):
+            at_risk.append(i)
+    return PlacementReport(
+        n=n,
+        byzantine=[int(i) for i in np.flatnonzero(byz)],
+        byzantine_neighbors=counts,
+        at_risk=at_risk,
+    )
