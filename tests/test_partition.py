@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -85,12 +84,11 @@ def test_dirichlet_small_alpha_is_one_class_large_alpha_is_uniform(digit_labels)
     assert np.abs(shares - global_share).max() < 0.05
 
 
-def test_dirichlet_is_fast_for_many_nodes():
+def test_dirichlet_with_as_many_nodes_as_samples_gives_one_each():
     labels = np.arange(10_000) % 10
-    start = time.perf_counter()
     parts = dirichlet_partition(labels, 10_000, seed=0, alpha=0.5)
-    assert time.perf_counter() - start < 2.0
     assert all(p.size == 1 for p in parts)
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(10_000))
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 10, 20, 100])

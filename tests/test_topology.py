@@ -354,14 +354,11 @@ def test_table_errors():
         t.byzantine_counts(torch.zeros(4, dtype=torch.bool))
 
 
-def test_table_large_graph_builds_fast():
-    import time
-
-    G = nx.circulant_graph(10_000, [1, 2, 3, 17, 101])  # 10-regular, built fast
-    start = time.perf_counter()
+def test_table_of_a_large_regular_graph():
+    G = nx.circulant_graph(10_000, [1, 2, 3, 17, 101])  # 10-regular
     t = NeighborTable.from_graph(G)
-    assert time.perf_counter() - start < 2.0  # typically ~0.2 s, mostly networkx's CSR export
     assert t.k == 10 and bool(t.mask.all())
+    assert t.idx[0].tolist() == sorted(G.neighbors(0))
 
 
 # --- spectral ---------------------------------------------------------------------------------
