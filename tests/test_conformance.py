@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from p2probust import registry
 from p2probust.aggregators import CoordinateWiseMedian, chain
@@ -34,13 +35,17 @@ def test_rule_conforms(name):
     check_gossip_rule(make_rule(name))
 
 
+@pytest.mark.parametrize("name", ["trimmed-mean", "krum", "centered-clipping"])
+def test_aggregate_and_mix_conforms_smoke(name):
+    check_gossip_rule(make_rule(name, alpha=0.5))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", AGGREGATORS)
 def test_aggregate_and_mix_conforms(name):
     check_gossip_rule(make_rule(name, alpha=0.5))
 
 
-def test_float32_inputs():
-    for name in ("trimmed-mean", "krum", "geomed", "smea", "meamed"):
-        import torch
-
-        check_aggregator(registry.aggregators.create(name), dtype=torch.float32, atol=1e-5)
+@pytest.mark.parametrize("name", ["trimmed-mean", "krum", "geomed"])
+def test_float32_inputs(name):
+    check_aggregator(registry.aggregators.create(name), dtype=torch.float32, atol=1e-5)
