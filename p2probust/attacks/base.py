@@ -137,7 +137,7 @@ class AttackContext:
 
     def slot_weights(self) -> Tensor:
         """``[n, k]``: the mixing weights (``weights``, or 1 on every real slot when absent), 0 on padding."""
-        w = self.weights if self.weights is not None else torch.ones(self.mask.shape, dtype=self.params.dtype)
+        w = self.weights if self.weights is not None else torch.ones(self.mask.shape, dtype=self.params.dtype, device=self.params.device)
         return torch.where(self.mask, w.to(self.params.dtype), torch.zeros((), dtype=self.params.dtype))
 
     def node_tolerance(self) -> Tensor:

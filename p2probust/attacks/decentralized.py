@@ -142,6 +142,7 @@ def fiedler_vector(idx: Tensor, mask: Tensor, is_byzantine: Tensor) -> Tensor:
     sparsest cut (Cheeger).
     """
     honest = ~is_byzantine
+    idx, mask, honest = idx.cpu(), mask.cpu(), honest.cpu()
     ids = torch.nonzero(honest).squeeze(1).numpy()
     h = ids.size
     out = np.zeros(is_byzantine.numel())
@@ -216,9 +217,9 @@ class SpectralHeterogeneity(AbstractAttack):
         return c[3]
 
     def craft(self, ctx: AttackContext) -> Tensor:
-        u = self.fiedler(ctx).to(ctx.params.dtype)
+        u = self.fiedler(ctx).to(ctx.params.device, ctx.params.dtype)
         d = ctx.dim
-        z = torch.full((d,), 1.0 / math.sqrt(d), dtype=ctx.params.dtype)
+        z = torch.full((d,), 1.0 / math.sqrt(d), dtype=ctx.params.dtype, device=ctx.params.device)
         if self.direction == "disagreement":
             honest_rows = torch.where(ctx.is_byzantine.unsqueeze(1), torch.zeros((), dtype=u.dtype), ctx.params)
             split = u @ honest_rows

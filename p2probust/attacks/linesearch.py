@@ -171,4 +171,4 @@ class OptimalIPM(AbstractLineSearch):
         return -factor.unsqueeze(1) * stats[0]
 
     def fixed_factor(self, ctx: AttackContext) -> Tensor:
-        return torch.full((ctx.num_edges,), self.epsilon, dtype=ctx.params.dtype)
+        return torch.full((ctx.num_edges,), self.epsilon, dtype=ctx.params.dtype, device=ctx.params.device)

@@ -31,7 +31,7 @@ _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math
 
 
 def _constant(ctx: AttackContext, value: float) -> Tensor:
-    return torch.full((ctx.num_edges, ctx.dim), value, dtype=ctx.params.dtype)
+    return torch.full((ctx.num_edges, ctx.dim), value, dtype=ctx.params.dtype, device=ctx.params.device)
 
 
 @register_attack("huge", "send value × 1 (default 1e30): a finite message of enormous norm")

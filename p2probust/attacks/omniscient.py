@@ -58,7 +58,7 @@ def _scope_counts(ctx: AttackContext, reference: str) -> tuple[Tensor, Tensor]:
     counts = ctx.byzantine_counts()
     degree = ctx.mask.sum(1)
     if reference == "global":
-        n = torch.full((ctx.num_edges,), ctx.is_byzantine.numel())
+        n = torch.full((ctx.num_edges,), ctx.is_byzantine.numel(), device=ctx.params.device)
         return n, torch.full_like(n, int(ctx.is_byzantine.sum()))
     node = ctx.senders if reference == "sender" else ctx.recipients
     f = counts[node] + ctx.is_byzantine[node].long()
@@ -79,7 +79,7 @@ def alie_factor(ctx: AttackContext, z: float | str, reference: str) -> Tensor:
     """``[E]``: ALIE's ``z`` on every edge (a number, or the formula at the reference's ``n, f``)."""
     if isinstance(z, str):
         return alie_z(*_scope_counts(ctx, reference), formula=z).to(ctx.params.dtype)
-    return torch.full((ctx.num_edges,), float(z), dtype=ctx.params.dtype)
+    return torch.full((ctx.num_edges,), float(z), dtype=ctx.params.dtype, device=ctx.params.device)
 
 
 @register_attack("alie", "A little is enough: honest mean − z × honest std (Baruch et al. 2019)")
@@ -150,7 +150,7 @@ class IPM(_ReferenceKnowledge, AbstractAttack):
 
 def _top_direction(x: Tensor, iters: int = 50) -> Tensor:
     """``[d]``: top right singular vector of ``x [h, d]`` by power iteration from a fixed start."""
-    v = torch.linspace(1.0, 2.0, x.shape[1], dtype=x.dtype)
+    v = torch.linspace(1.0, 2.0, x.shape[1], dtype=x.dtype, device=x.device)
     for _ in range(iters):
         w = x.T @ (x @ v)
         norm = w.norm()

@@ -86,7 +86,7 @@ class GaussianNoise(_ReferenceKnowledge, AbstractAttack):
 
     def craft(self, ctx: AttackContext) -> Tensor:
         mean = _reference_mean(ctx, self.reference)
-        noise = torch.randn(mean.shape, generator=ctx.generator, dtype=mean.dtype)
+        noise = torch.randn(mean.shape, generator=ctx.generator, dtype=mean.dtype, device=ctx.generator.device).to(mean.device)
         return mean + self.sigma * noise
 
 
