@@ -81,33 +81,25 @@ def coordinate_median(x: Tensor, mask: Tensor) -> Tensor:
     return torch.where(torch.isfinite(out), out, torch.zeros((), dtype=x.dtype))
 
 
-def centred(x: Tensor, ok: Tensor) -> Tensor:
-    """Readable rows minus their coordinate-wise median, unreadable rows 0: ``[..., m, d]``.
-
-    Distances computed through Gram matrices of centred rows keep their precision when the
-    vectors are close to each other (gossip near consensus) but far from the origin.
-    """
-    c = coordinate_median(x, ok)
-    return zero_unless(x - c.unsqueeze(-2), ok)
-
-
 def sq_dists(x: Tensor, ok: Tensor) -> Tensor:
-    r"""Pairwise squared distances :math:`\|x_i - x_j\|^2` through a batched Gram matrix.
+    r"""Pairwise squared distances :math:`\|x_i - x_j\|^2` through a batched float64 Gram matrix.
 
-    ``[..., m, d], [..., m] -> [..., m, m]``. Rows or columns of slots that are not ``ok``
+    ``[..., m, d], [..., m] -> [..., m, m]`` float64. Rows or columns of slots that are not ``ok``
     (padding, unreadable) are ``+inf``, overflow gives ``+inf``, the diagonal of ``ok`` slots is 0.
-    Never NaN.
+    Never NaN. The Gram matrix is not centred: entry ``(i, j)`` depends on :math:`x_i, x_j` only, so
+    no other input (an adversarial one of huge norm) can degrade its precision; float64 keeps
+    distances accurate while :math:`\|x\|/\|x_i - x_j\| < 10^6` (float32 inputs are cast).
     """
-    y = centred(x, ok)
+    y = zero_unless(x, ok).to(torch.float64)
     g = y @ y.transpose(-1, -2)
     sq = torch.diagonal(g, dim1=-2, dim2=-1)
     d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * g).clamp_min(0)
     d2 = 0.5 * (d2 + d2.transpose(-1, -2))  # exactly symmetric, so mutual ties are exact
-    inf = torch.tensor(float("inf"), dtype=x.dtype)
+    inf = torch.tensor(float("inf"), dtype=torch.float64)
     both = ok.unsqueeze(-1) & ok.unsqueeze(-2)
     d2 = torch.where(both & ~torch.isnan(d2), d2, inf)
     eye = torch.eye(x.shape[-2], dtype=torch.bool)
-    return torch.where(eye & both, torch.zeros((), dtype=x.dtype), d2)
+    return torch.where(eye & both, torch.zeros((), dtype=torch.float64), d2)
 
 
 def ranks(v: Tensor, tie: Tensor | None = None) -> Tensor:

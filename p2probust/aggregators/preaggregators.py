@@ -45,8 +45,8 @@ class NNM(AbstractPreAggregator):
         ok = readable(x, mask)
         d2 = sq_dists(x, ok)
         eye = torch.eye(x.shape[-2], dtype=torch.bool)
-        d2 = torch.where(eye, torch.full((), -1.0, dtype=x.dtype), d2)  # itself always first
-        d2 = torch.where(mask.unsqueeze(-2), d2, torch.tensor(float("inf"), dtype=x.dtype))
+        d2 = torch.where(eye, torch.full((), -1.0, dtype=d2.dtype), d2)  # itself always first
+        d2 = torch.where(mask.unsqueeze(-2), d2, torch.tensor(float("inf"), dtype=d2.dtype))
         keep_n = (mask.sum(-1) - as_long(f)).clamp_min(1)
         sel = ranks(d2) < keep_n.unsqueeze(-1).unsqueeze(-1)  # [..., m (row i), m (neighbour j)]
         sel = sel & mask.unsqueeze(-2)

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ..registry import register_aggregator
 from .base import AbstractAggregator
-from ._safe import as_long, centred, ranks, readable, sq_dists, weighted_select
+from ._safe import as_long, ranks, readable, sq_dists, weighted_select, zero_unless
 
 _CHUNK = 64  # removal sets scored at once (memory ~ n * _CHUNK * m * m)
 
@@ -133,8 +133,8 @@ class SMEA(AbstractAggregator):
               (x_i - \bar x_S)(x_i - \bar x_S)^\top\Big),\qquad \mathrm{SMEA}(x) = \bar x_{S^\star}.
 
     Exact: the nonzero eigenvalues of the :math:`d\times d` covariance of :math:`S` are those of
-    the :math:`m \times m` matrix :math:`P_S G P_S / |S|`, with :math:`G` the Gram matrix of the
-    (median-centred) inputs and :math:`P_S = \mathrm{diag}(s) - s s^\top/|S|`; the search
+    the :math:`m \times m` matrix :math:`P_S G P_S / |S|`, with :math:`G` the float64 Gram matrix
+    of the inputs and :math:`P_S = \mathrm{diag}(s) - s s^\top/|S|`; the search
     enumerates all :math:`\binom{m}{f}` subsets when that number is at most ``max_subsets``.
 
     Approximation beyond ``max_subsets`` (deterministic): greedy backward elimination — ``f``
@@ -154,7 +154,7 @@ class SMEA(AbstractAggregator):
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
         f = as_long(f)
         ok = readable(x, mask)
-        y = centred(x, ok)
+        y = zero_unless(x, ok).to(torch.float64)  # uncentred float64 Gram: see sq_dists
         g = y @ y.transpose(-1, -2)
         ok = ok & torch.isfinite(torch.diagonal(g, dim1=-2, dim2=-1))
         g = torch.where(ok.unsqueeze(-1) & ok.unsqueeze(-2), g, torch.zeros((), dtype=g.dtype))
