@@ -81,7 +81,10 @@ def main(argv=None) -> None:
     parser.add_argument("--degree", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     s = setup(args.n, args.d, args.degree, args.device)
     honest = int((~s[1]).sum())
