@@ -44,7 +44,7 @@ class GeometricMedian(AbstractAggregator):
     learning", IEEE Trans. Signal Processing 70 (2022); E. Weiszfeld, Tohoku Math. J. 43 (1937).
     """
 
-    def __init__(self, nu: float = 1e-6, tol: float = 1e-6, max_iter: int = 200):
+    def __init__(self, nu: float = 1e-6, tol: float = 1e-5, max_iter: int = 100):
         for name, v in (("nu", nu), ("tol", tol)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"geomed {name} = {v!r} must be a finite number > 0")
