@@ -6,18 +6,15 @@ import networkx as nx
 import pytest
 import torch
 
-from p2probust.topology import (
-    NeighborTable,
-    PlacementError,
-    TopologyError,
+from p2probust.topology import NeighborTable, PlacementError, TopologyError, build_topology, place_byzantine
+from p2probust.topology.adversarial import (
     attach_byzantine,
-    build_topology,
-    place_byzantine,
+    cut_placement,
+    eigenvector_placement,
     ring_of_cliques_graph,
     two_cliques_graph,
     two_worlds_graph,
 )
-from p2probust.topology.adversarial import cut_placement, eigenvector_placement
 
 
 def test_two_cliques_is_a_dumbbell():
@@ -84,3 +81,10 @@ def test_cut_placement_sits_on_the_bridge():
     assert torch.nonzero(byz).flatten().tolist() == [4, 5]
     ring = ring_of_cliques_graph(cliques=2, size=5)
     assert place_byzantine(ring, 2, "cut").sum() == 2
+
+
+def test_registered_names():
+    from p2probust import registry
+
+    assert {"two-cliques", "two-worlds", "ring-of-cliques"} <= set(registry.topologies.names())
+    assert {"eigenvector", "cut", "attach"} <= set(registry.placements.names())
