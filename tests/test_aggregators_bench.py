@@ -1,0 +1,36 @@
+"""Smoke run of benchmarks/bench_rules.py at a tiny size (the full run is a benchmark, not a test)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_rules", ROOT / "benchmarks" / "bench_rules.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_rules_smoke(capsys, monkeypatch):
+    bench = _bench()
+    names = bench.all_rules()
+    assert names[0] == "mean" and "cs-plus" in names and "nnm+trimmed-mean" in names
+    monkeypatch.setattr(sys, "argv", ["bench_rules.py", "--n", "6", "--k", "5", "--d", "4,7", "--repeats", "1"])
+    bench.main()
+    out = capsys.readouterr().out
+    assert "| mean | " in out and "| ios | " in out
+    assert out.count("\n| ") == len(names) + 1
+
+
+@pytest.mark.slow
+def test_bench_rules_full_size(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["bench_rules.py", "--d", "650", "--repeats", "1"])
+    _bench().main()
+    assert "| mean | " in capsys.readouterr().out
