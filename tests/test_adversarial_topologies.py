@@ -9,12 +9,11 @@ import torch
 from p2probust.topology import NeighborTable, PlacementError, TopologyError, build_topology, place_byzantine
 from p2probust.topology.adversarial import (
     attach_byzantine,
-    cut_placement,
-    eigenvector_placement,
     ring_of_cliques_graph,
     two_cliques_graph,
     two_worlds_graph,
 )
+from p2probust.topology.placement import cut_placement, eigenvector_placement
 
 
 def test_two_cliques_is_a_dumbbell():

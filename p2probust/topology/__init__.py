@@ -15,10 +15,8 @@ Examples
 torch.Size([16])
 """
 
-from p2probust.topology.adversarial import (  # registers two-cliques, two-worlds, ring-of-cliques, eigenvector, cut, attach
+from p2probust.topology.adversarial import (  # registers two-cliques, two-worlds, ring-of-cliques, attach
     attach_byzantine,
-    cut_placement,
-    eigenvector_placement,
     ring_of_cliques_graph,
     two_cliques_graph,
     two_worlds_graph,
@@ -37,7 +35,9 @@ from p2probust.topology.errors import PlacementError, TopologyError
 from p2probust.topology.placement import (
     PlacementReport,
     betweenness_placement,
+    cut_placement,
     degree_placement,
+    eigenvector_placement,
     list_placement,
     place_byzantine,
     placement_report,

@@ -6,13 +6,8 @@ Topologies (registered by name):
 - ``"two-worlds"``: two cliques joined by ``h`` cross edges;
 - ``"ring-of-cliques"``: ``cliques`` cliques of ``size`` nodes, consecutive cliques joined by one edge.
 
-Placements (same signature as :mod:`p2probust.topology.placement`,
-``f(G, count, *, seed=None, nodes=None) -> BoolTensor[n]``):
-
-- ``"eigenvector"``: the ``count`` nodes of highest eigenvector centrality;
-- ``"cut"``: nodes on the cut between two communities (the sign cut of the Fiedler vector);
-
-and the graph transform :func:`attach_byzantine`, which gives *every honest node exactly b
+The placements these attacks call for (``"eigenvector"``, ``"cut"``) live with the others in
+:mod:`p2probust.topology.placement`; this module adds the graph transform :func:`attach_byzantine`, which gives *every honest node exactly b
 Byzantine neighbours* by adding ``b`` new Byzantine vertices per honest node (the setting of the
 robust gossip papers). It changes the graph, so it is not a placement: a run asks for it with
 ``byzantine.placement = "attach"`` and ``byzantine.count = b`` (see :func:`attach_placement`).
@@ -33,20 +28,15 @@ import numbers
 from typing import Sequence
 
 import networkx as nx
-import numpy as np
 import torch
-from scipy.sparse.linalg import eigsh
 
 from p2probust.registry import register_placement, register_topology
 from p2probust.topology._seeds import Seed
 from p2probust.topology.errors import PlacementError, TopologyError
-from p2probust.topology.spectral import DENSE_LIMIT
 
 __all__ = [
     "ATTACH",
     "attach_byzantine",
-    "cut_placement",
-    "eigenvector_placement",
     "ring_of_cliques_graph",
     "two_cliques_graph",
     "two_worlds_graph",
@@ -157,86 +147,6 @@ def ring_of_cliques_graph(n: int | None = None, *, cliques: int | None = None, s
     cliques = _check_int(cliques, 2, "ring-of-cliques cliques")
     size = _check_int(size, 2, "ring-of-cliques size")
     return nx.convert_node_labels_to_integers(nx.ring_of_cliques(cliques, size), ordering="sorted")
-
-
-def _mask(n: int, chosen: Sequence[int] | np.ndarray) -> torch.Tensor:
-    out = torch.zeros(n, dtype=torch.bool)
-    out[torch.as_tensor(np.asarray(chosen, dtype=np.int64))] = True
-    return out
-
-
-def _top(scores: np.ndarray, count: int) -> np.ndarray:
-    return np.lexsort((np.arange(scores.size), -scores))[:count]
-
-
-@register_placement("eigenvector", "the most central nodes by eigenvector centrality (ties by lowest id)")
-def eigenvector_placement(G: nx.Graph, count: int, *, seed: Seed = None, nodes: Sequence[int] | None = None) -> torch.Tensor:
-    """The ``count`` nodes of highest eigenvector centrality, ties broken by lowest id.
-
-    Parameters
-    ----------
-    G : networkx.Graph on the nodes ``0 .. n-1``
-    count : int
-    seed, nodes : ignored (deterministic)
-
-    Returns
-    -------
-    BoolTensor [n]
-
-    Notes
-    -----
-    Computed with numpy's dense eigensolver (:func:`networkx.eigenvector_centrality_numpy`),
-    rounded to 12 digits so that ties are resolved by id, not round-off.
-
-    References
-    ----------
-    .. [1] P. Bonacich, "Power and centrality: a family of measures", American Journal of Sociology 92 (1987).
-    """
-    n = G.number_of_nodes()
-    ec = nx.eigenvector_centrality_numpy(G, max_iter=1000)
-    scores = np.round(np.abs(np.array([ec[i] for i in range(n)], dtype=np.float64)), 12)
-    return _mask(n, _top(scores, count))
-
-
-@register_placement("cut", "nodes on the cut between two communities (Fiedler sign cut), most cut edges first")
-def cut_placement(G: nx.Graph, count: int, *, seed: Seed = None, nodes: Sequence[int] | None = None) -> torch.Tensor:
-    """Byzantine nodes on the boundary between the graph's two communities.
-
-    The two communities are the sign classes of the Fiedler vector of ``G``'s Laplacian (ties at 0
-    go to the positive side); nodes are ranked by how many of their edges cross the cut, then by
-    how close their Fiedler entry is to 0, then by id. Placed there, Byzantine nodes sit on the
-    bottleneck that the honest models must cross to agree.
-
-    Parameters
-    ----------
-    G : networkx.Graph on the nodes ``0 .. n-1``
-    count : int
-    seed, nodes : ignored (deterministic)
-
-    Returns
-    -------
-    BoolTensor [n]
-
-    References
-    ----------
-    .. [1] M. Fiedler, "A property of eigenvectors of nonnegative symmetric matrices and its
-       application to graph theory", Czechoslovak Mathematical Journal 25 (1975).
-    """
-    n = G.number_of_nodes()
-    L = nx.laplacian_matrix(G, nodelist=range(n), weight=None).astype(np.float64)
-    if n <= DENSE_LIMIT:
-        v = np.linalg.eigh(L.toarray())[1][:, 1]
-    else:
-        vals, vecs = eigsh(L.tocsc(), k=2, sigma=-1e-3, which="LM", v0=np.random.default_rng(0).standard_normal(n))
-        v = vecs[:, np.argsort(vals)[1]]
-    side = v >= 0
-    crossing = np.zeros(n)
-    for u, w in G.edges():
-        if side[u] != side[w]:
-            crossing[u] += 1
-            crossing[w] += 1
-    order = np.lexsort((np.arange(n), np.round(np.abs(v), 12), -crossing))
-    return _mask(n, order[:count])
 
 
 def attach_byzantine(G: nx.Graph, b: int) -> tuple[nx.Graph, torch.Tensor]:

@@ -6,7 +6,12 @@ Strategies are registered by name and share one signature,
 - ``"random"``: ``count`` nodes drawn uniformly without replacement (seeded);
 - ``"list"``: exactly the nodes given in ``nodes``;
 - ``"degree"``: the ``count`` highest-degree nodes, ties broken by lowest id;
-- ``"betweenness"``: the ``count`` most central nodes by betweenness, ties by lowest id.
+- ``"betweenness"``: the ``count`` most central nodes by betweenness, ties by lowest id;
+- ``"eigenvector"``: the ``count`` most central nodes by eigenvector centrality, ties by lowest id;
+- ``"cut"``: nodes on the cut between the graph's two communities (the Fiedler sign cut).
+
+(``"attach"``, which adds Byzantine vertices, is a graph transform: see
+:func:`p2probust.topology.adversarial.attach_byzantine`.)
 
 :func:`place_byzantine` validates the count and dispatches; :func:`placement_report` summarizes how
 exposed the honest nodes are.
@@ -22,17 +27,21 @@ from typing import Any, Sequence
 import networkx as nx
 import numpy as np
 import torch
+from scipy.sparse.linalg import eigsh
 
 from p2probust.registry import UnknownNameError, placements, register_placement
 from p2probust.topology._seeds import Seed, numpy_rng
 from p2probust.topology.checks import as_bool_array
 from p2probust.topology.errors import PlacementError
+from p2probust.topology.spectral import DENSE_LIMIT
 
 __all__ = [
     "random_placement",
     "list_placement",
     "degree_placement",
     "betweenness_placement",
+    "eigenvector_placement",
+    "cut_placement",
     "place_byzantine",
     "PlacementReport",
     "placement_report",
@@ -163,6 +172,76 @@ def betweenness_placement(G: nx.Graph, count: int, *, seed: Seed = None, nodes: 
     bc = nx.betweenness_centrality(G)
     scores = np.round(np.array([bc[i] for i in range(n)], dtype=np.float64), 12)
     return _mask(n, _top(scores, count))
+
+
+@register_placement("eigenvector", "the most central nodes by eigenvector centrality (ties by lowest id)")
+def eigenvector_placement(G: nx.Graph, count: int, *, seed: Seed = None, nodes: Sequence[int] | None = None) -> torch.Tensor:
+    """The ``count`` nodes of highest eigenvector centrality, ties broken by lowest id.
+
+    Parameters
+    ----------
+    G : networkx.Graph on the nodes ``0 .. n-1``
+    count : int
+    seed, nodes : ignored (deterministic)
+
+    Returns
+    -------
+    BoolTensor [n]
+
+    Notes
+    -----
+    Computed with numpy's dense eigensolver (:func:`networkx.eigenvector_centrality_numpy`),
+    rounded to 12 digits so that ties are resolved by id, not round-off.
+
+    References
+    ----------
+    .. [1] P. Bonacich, "Power and centrality: a family of measures", American Journal of Sociology 92 (1987).
+    """
+    n = G.number_of_nodes()
+    ec = nx.eigenvector_centrality_numpy(G, max_iter=1000)
+    scores = np.round(np.abs(np.array([ec[i] for i in range(n)], dtype=np.float64)), 12)
+    return _mask(n, _top(scores, count))
+
+
+@register_placement("cut", "nodes on the cut between two communities (Fiedler sign cut), most cut edges first")
+def cut_placement(G: nx.Graph, count: int, *, seed: Seed = None, nodes: Sequence[int] | None = None) -> torch.Tensor:
+    """Byzantine nodes on the boundary between the graph's two communities.
+
+    The two communities are the sign classes of the Fiedler vector of ``G``'s Laplacian (ties at 0
+    go to the positive side); nodes are ranked by how many of their edges cross the cut, then by
+    how close their Fiedler entry is to 0, then by id. Placed there, Byzantine nodes sit on the
+    bottleneck that the honest models must cross to agree.
+
+    Parameters
+    ----------
+    G : networkx.Graph on the nodes ``0 .. n-1``
+    count : int
+    seed, nodes : ignored (deterministic)
+
+    Returns
+    -------
+    BoolTensor [n]
+
+    References
+    ----------
+    .. [1] M. Fiedler, "A property of eigenvectors of nonnegative symmetric matrices and its
+       application to graph theory", Czechoslovak Mathematical Journal 25 (1975).
+    """
+    n = G.number_of_nodes()
+    L = nx.laplacian_matrix(G, nodelist=range(n), weight=None).astype(np.float64)
+    if n <= DENSE_LIMIT:
+        v = np.linalg.eigh(L.toarray())[1][:, 1]
+    else:
+        vals, vecs = eigsh(L.tocsc(), k=2, sigma=-1e-3, which="LM", v0=np.random.default_rng(0).standard_normal(n))
+        v = vecs[:, np.argsort(vals)[1]]
+    side = v >= 0
+    crossing = np.zeros(n)
+    for u, w in G.edges():
+        if side[u] != side[w]:
+            crossing[u] += 1
+            crossing[w] += 1
+    order = np.lexsort((np.arange(n), np.round(np.abs(v), 12), -crossing))
+    return _mask(n, order[:count])
 
 
 def place_byzantine(
