@@ -303,3 +303,24 @@ def test_attack_benchmark_smoke(capsys):
     bench.main(["--n", "40", "--d", "8", "--degree", "4", "--repeats", "1"])
     table = capsys.readouterr().out
     assert table.count("\n|") == 2 + 1 + len(registry.attacks.names())
+
+
+def test_recipient_stats_equal_a_plain_loop():
+    G = nx.random_regular_graph(4, 14, seed=2)
+    byz = torch.zeros(14, dtype=torch.bool)
+    byz[[3, 8]] = True
+    x = torch.randn(14, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ctx = make_attack_context(G, byz, x)
+    mean, std = ctx.recipient_honest_stats()
+    for e, i in enumerate(ctx.recipients.tolist()):
+        rows = x[[i] + [j for j in G.neighbors(i) if not byz[j]]]
+        assert torch.allclose(mean[e], rows.mean(0)) and torch.allclose(std[e], rows.std(0, correction=0))
+    for e, b in enumerate(ctx.senders.tolist()):
+        rows = x[[j for j in G.neighbors(b) if not byz[j]]]
+        assert torch.allclose(ctx.sender_honest_stats()[0][e], rows.mean(0))
+
+
+def test_label_flip_and_none_send_the_senders_own_model():
+    ctx = path_ctx([9.0, 1.0, 3.0])
+    for name in ("label-flip", "none"):
+        assert registry.attacks.create(name).craft(ctx).item() == 9.0

@@ -78,17 +78,18 @@ class AttackContext:
 
     def recipient_honest_stats(self) -> tuple[Tensor, Tensor]:
         """``([E, d], [E, d])``: mean and (population) std of the honest models each recipient
-        aggregates — its own model and its honest neighbours' messages."""
-        r = self.recipients
-        slots = self.honest_slots[r]  # [E, k]
-        msgs = self.params[self.idx[r]]  # [E, k, d]
-        own = self.params[r].unsqueeze(1)
-        x = torch.cat([own, msgs], 1)
-        w = torch.cat([torch.ones_like(slots[:, :1]), slots], 1).unsqueeze(-1).to(x.dtype)
-        count = w.sum(1)
-        mean = (w * x).sum(1) / count
-        var = (w * (x - mean.unsqueeze(1)) ** 2).sum(1) / count
-        return mean, var.sqrt()
+        aggregates — its own model and its honest neighbours' messages.
+
+        Computed once per distinct recipient (a recipient with several Byzantine neighbours
+        appears on several edges) and gathered back to the edges."""
+        uniq, inv = self.recipient_groups
+        w = self.honest_slots[uniq].unsqueeze(-1).to(self.params.dtype)  # [R, k, 1]
+        msgs = torch.where(w > 0, self.params[self.idx[uniq]], torch.zeros((), dtype=self.params.dtype))
+        own = self.params[uniq]
+        count = 1 + w.sum(1)
+        mean = (own + msgs.sum(1)) / count
+        var = ((own - mean) ** 2 + (w * (msgs - mean.unsqueeze(1)) ** 2).sum(1)) / count
+        return mean[inv], var.sqrt()[inv]
 
     def sender_inbox(self) -> tuple[Tensor, Tensor]:
         """``([E, k, d], [E, k])``: what each edge's Byzantine sender itself received (local view)."""
@@ -145,7 +146,10 @@ class AttackContext:
         return self.tolerance if self.tolerance is not None else self.byzantine_counts()
 
     @cached_property
-    def _recipient_groups(self) -> tuple[Tensor, Tensor]:
+    def recipient_groups(self) -> tuple[Tensor, Tensor]:
+        """``(LongTensor [R], LongTensor [E])``: the distinct recipients (ascending) and, per edge,
+        the position of its recipient among them (``recipients == uniq[inv]``). Per-recipient
+        quantities are computed on ``R`` rows and gathered back to the edges with ``[inv]``."""
         uniq, inv = torch.unique(self.recipients, return_inverse=True)
         return uniq, inv
 
@@ -168,7 +172,7 @@ class AttackContext:
         """
         if self.rule is None:
             raise ValueError("evaluate_rule needs ctx.rule, the gossip rule deployed at the recipients; got None")
-        uniq, inv = self._recipient_groups
+        uniq, inv = self.recipient_groups
         inbox = self.params[self.idx[uniq]].index_put((inv, self.slots), crafted.to(self.params.dtype))
         out = self.rule.batched(
             self.params[uniq], inbox, self.mask[uniq], self.slot_weights()[uniq], self.node_tolerance()[uniq]

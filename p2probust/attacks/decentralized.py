@@ -53,16 +53,16 @@ def undo_direction(ctx: AttackContext, weights: str = "rule") -> tuple[Tensor, T
     """
     if weights not in _WEIGHTS:
         raise ValueError(f"weights = {weights!r} must be one of: {', '.join(_WEIGHTS)}")
-    r = ctx.recipients
-    w = _mixing_weights(ctx, weights)[r]  # [E, k]
+    r, inv = ctx.recipient_groups  # once per distinct recipient, gathered back to the edges
+    w = _mixing_weights(ctx, weights)[r]  # [R, k]
     honest = ctx.honest_slots[r]
     byz = ctx.mask[r] & ctx.is_byzantine[ctx.idx[r]]
     own = ctx.params[r]
-    diff = ctx.params[ctx.idx[r]] - own.unsqueeze(1)  # [E, k, d]
+    diff = ctx.params[ctx.idx[r]] - own.unsqueeze(1)  # [R, k, d]
     zero = torch.zeros((), dtype=w.dtype)
     pull = torch.where(honest.unsqueeze(-1), w.unsqueeze(-1) * diff, zero).sum(1)
     byz_weight = torch.where(byz, w, zero).sum(1).clamp_min(torch.finfo(w.dtype).tiny)
-    return own, pull / byz_weight.unsqueeze(1)
+    return own[inv], (pull / byz_weight.unsqueeze(1))[inv]
 
 
 @register_attack("dissensus", "push each recipient away from its honest neighbours (He, Karimireddy, Jaggi 2022)")
