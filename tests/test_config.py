@@ -19,7 +19,6 @@ def test_defaults_are_the_documented_experiment():
     [
         ({"rule.alpha": 0.0}, "rule.alpha = 0.0"),
         ({"rule.alpha": 1.01}, "rule.alpha = 1.01"),
-        ({"byzantine.count": 16}, "byzantine.count = 16"),
         ({"train.rounds": 0}, "train.rounds = 0"),
         ({"train.lr": -1.0}, "train.lr = -1.0"),
         ({"train.lr_schedule": "cosine"}, "train.lr_schedule = 'cosine'"),
