@@ -161,7 +161,7 @@ def simulate(
     # --- topology and placement -------------------------------------------------------------
     G = _graph(cfg, graph)
     n = G.number_of_nodes()
-    if cfg.byzantine.count >= n:
+    if cfg.byzantine.count >= n and cfg.byzantine.placement != "attach":  # attach: count is per honest node
         raise ValueError(f"byzantine.count = {cfg.byzantine.count} is invalid; expected fewer Byzantine nodes than nodes (n = {n})")
     if cfg.byzantine.placement == "attach":  # attacks issue: add `count` Byzantine vertices per honest node
         from .topology.adversarial import attach_byzantine

@@ -70,3 +70,11 @@ def test_attach_placement_in_simulate_adds_byzantine_vertices():
     assert res.config["byzantine"]["neighbors_per_honest_node"] == {i: 2 for i in range(6)}
     assert res.summary["status"] == "completed"
     assert torch.isfinite(res.params[~res.is_byzantine]).all()
+
+
+def test_attach_count_is_per_honest_node_and_may_exceed_the_graph_size():
+    res = pr.simulate(pr.RunConfig().replace(**{
+        "data.task": "least-squares", "train.rounds": 1, "topology.name": "ring", "topology.nodes": 3,
+        "byzantine.placement": "attach", "byzantine.count": 4, "rule.name": "mh-gossip",
+    }))
+    assert res.graph.number_of_nodes() == 15 and int(res.is_byzantine.sum()) == 12
