@@ -26,6 +26,12 @@ from .gossip.mixing import AggregateAndMix
 from .network_state import EdgeTable, edge_table
 
 
+#: bytes of inbox per block of recipients in :meth:`Kernels.gather_and_mix`: small enough for the
+#: block's sorting-network wires to stay in the CPU's cache (2.5× faster than one big call on a
+#: 1000-node, d = 650 round here) and to bound peak memory at large n
+BLOCK_BYTES = 4 << 20
+
+
 @dataclass
 class Kernels:
     """Stacked state and the batched steps over it (``params`` and ``momentum`` are replaced, never mutated).
@@ -113,16 +119,15 @@ class Kernels:
         self.local_step(actors, lr)
         delivered = tab.mask if plan.delivered is None else tab.with_delivered(plan.delivered)
         idx, mask, w = tab.idx[actors], delivered[actors], tab.weights[actors]
-        inbox = self.params[idx]
         rows, slots = torch.nonzero(mask & self.is_byzantine[idx], as_tuple=True)
+        crafted = None
         if rows.numel():
             f_all = self.round_f(tab, plan)
             sent_at = np.full(rows.numel(), plan.start)
             crafted = self.craft(actors[rows], idx[rows, slots], slots, plan.round, tab.idx, delivered, tab.weights,
                                  f_all, sent_at)
-            inbox = inbox.index_put((rows, slots), crafted)
         f = self.round_f(tab, plan)[actors]
-        self.mix(actors, inbox, mask, w, self.tolerance(actors, mask, f))
+        self.gather_and_mix(actors, idx, mask, w, self.tolerance(actors, mask, f), rows, slots, crafted)
         sent = tab.mask if plan.online is None else tab.mask & torch.from_numpy(plan.online)[tab.idx]
         return int(sent.sum())
 
@@ -133,14 +138,34 @@ class Kernels:
     def _plain_round(self, r: int, lr: float) -> int:
         """The foundation's round, unchanged: every actor, every message, the static table."""
         self.local_step(self.actors, lr)
-        inbox = self.params[self.act_idx]  # [a, k, d]
+        crafted = None
         if self.rows.numel():
             crafted = self.craft(self.actors[self.rows], self.act_idx[self.rows, self.slots], self.slots, r,
                                  self.table.idx, self.table.mask, self.table.weights, self.f)
-            inbox = inbox.index_put((self.rows, self.slots), crafted)
-        new = self.gossip.batched(self.params[self.actors], inbox, self.act_mask, self.act_w, self.act_f)
-        self.params = self.params.index_copy(0, self.actors, new)
+        self.gather_and_mix(self.actors, self.act_idx, self.act_mask, self.act_w, self.act_f, self.rows, self.slots, crafted)
         return int(self.table.mask.sum())
+
+    def gather_and_mix(self, nodes: Tensor, idx: Tensor, mask: Tensor, weights: Tensor, f: Tensor, rows: Tensor,
+                       slots: Tensor, crafted: Tensor | None) -> None:
+        """Gather the inboxes ``params[idx]`` of ``nodes``, overwrite the Byzantine slots
+        ``(rows, slots)`` with ``crafted [E, d]``, and apply the rule — in blocks of consecutive
+        recipients of about :data:`BLOCK_BYTES` of inbox each (``rows`` ascending, as
+        ``torch.nonzero`` returns them). Rules whose ``row_independent`` is False get one call."""
+        a, k = idx.shape
+        d = self.params.shape[1]
+        block = a if not getattr(self.gossip, "row_independent", True) else max(1, BLOCK_BYTES // max(1, k * d * self.params.element_size()))
+        own = self.params[nodes]
+        starts = list(range(0, a, block))
+        cuts = torch.searchsorted(rows, torch.tensor(starts + [a], dtype=rows.dtype)).tolist() if crafted is not None else None
+        parts = []
+        for b, s in enumerate(starts):
+            e = min(s + block, a)
+            inbox = self.params[idx[s:e]]  # [block, k, d]
+            if cuts is not None and cuts[b] < cuts[b + 1]:
+                lo, hi = cuts[b], cuts[b + 1]
+                inbox = inbox.index_put((rows[lo:hi] - s, slots[lo:hi]), crafted[lo:hi])
+            parts.append(self.gossip.batched(own[s:e], inbox, mask[s:e], weights[s:e], f[s:e]))
+        self.params = self.params.index_copy(0, nodes, parts[0] if len(parts) == 1 else torch.cat(parts))
 
 
 def edge_table_from(plan: RoundPlan, n: int, dtype: torch.dtype) -> EdgeTable:

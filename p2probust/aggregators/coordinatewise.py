@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..registry import register_aggregator
 from .base import AbstractAggregator, masked_mean
-from .sorting import select_ranks, sort_masked
+from .sorting import select_ranks, sort_masked, sorted_wires, sorted_wires_into_workspace, sum_ranks, sum_ranks_into
 
 
 @register_aggregator("mean", "plain average of all inputs (no robustness)")
@@ -51,13 +51,19 @@ class CoordinateWiseMedian(AbstractAggregator):
     coordinatewise = True
 
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
-        s = sort_masked(x, mask)
+        return self._median(x, mask, sorted_wires, sum_ranks)
+
+    def batched(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
+        """Hand-batched: the same arithmetic with an allocation-free sorting network."""
+        return self._median(x, mask, sorted_wires_into_workspace, sum_ranks_into)
+
+    @staticmethod
+    def _median(x: Tensor, mask: Tensor, sort, total) -> Tensor:
+        wires = sort(x, mask)
         m = mask.sum(-1, keepdim=True)
         ranks = torch.arange(x.shape[-2])
         keep = (ranks == (m - 1) // 2) | (ranks == m // 2)
-        return select_ranks(s, keep) / keep.sum(-1, keepdim=True).to(x.dtype)
-
-    batched = __call__
+        return total(wires, keep) / keep.sum(-1, keepdim=True).to(x.dtype)
 
     def max_tolerance(self, m: Tensor) -> Tensor:
         return (m - 1) // 2
@@ -78,14 +84,20 @@ class TrimmedMean(AbstractAggregator):
     coordinatewise = True
 
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
-        s = sort_masked(x, mask)
+        return self._trimmed(x, mask, f, sorted_wires, sum_ranks)
+
+    def batched(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
+        """Hand-batched: the same arithmetic with an allocation-free sorting network."""
+        return self._trimmed(x, mask, f, sorted_wires_into_workspace, sum_ranks_into)
+
+    @staticmethod
+    def _trimmed(x: Tensor, mask: Tensor, f: Tensor, sort, total) -> Tensor:
+        wires = sort(x, mask)
         m = mask.sum(-1, keepdim=True)
         f = torch.as_tensor(f).unsqueeze(-1)
         ranks = torch.arange(x.shape[-2])
         keep = (ranks >= f) & (ranks < m - f)
-        return select_ranks(s, keep) / (m - 2 * f).clamp_min(1).to(x.dtype)
-
-    batched = __call__
+        return total(wires, keep) / (m - 2 * f).clamp_min(1).to(x.dtype)
 
     def max_tolerance(self, m: Tensor) -> Tensor:
         return (m - 1) // 2

@@ -91,6 +91,18 @@ class AttackContext:
         var = ((own - mean) ** 2 + (w * (msgs - mean.unsqueeze(1)) ** 2).sum(1)) / count
         return mean[inv], var.sqrt()[inv]
 
+    def recipient_honest_mean(self) -> Tensor:
+        """``[E, d]``: the mean part of :meth:`recipient_honest_stats`, accumulated slot by slot
+        (k gathers of ``[R, d]``) without materialising the ``[R, k, d]`` neighbour messages."""
+        uniq, inv = self.recipient_groups
+        honest = self.honest_slots[uniq]  # [R, k]
+        total = self.params[uniq].clone()
+        zero = torch.zeros((), dtype=total.dtype)
+        for j in range(self.idx.shape[1]):
+            total += torch.where(honest[:, j : j + 1], self.params[self.idx[uniq, j]], zero)
+        mean = total / (1 + honest.sum(1, keepdim=True)).to(total.dtype)
+        return mean[inv]
+
     def sender_inbox(self) -> tuple[Tensor, Tensor]:
         """``([E, k, d], [E, k])``: what each edge's Byzantine sender itself received (local view)."""
         s = self.senders

@@ -20,7 +20,7 @@ def _reference_mean(ctx: AttackContext, reference: str) -> Tensor:
         return ctx.honest_mean().expand(ctx.num_edges, -1)
     if reference == "sender":
         return ctx.sender_honest_stats()[0]
-    return ctx.recipient_honest_stats()[0]
+    return ctx.recipient_honest_mean()
 
 
 def _check_reference(reference: str) -> None:

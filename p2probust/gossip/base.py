@@ -31,6 +31,10 @@ class AbstractGossipRule:
 
     #: False only for non-robust rules (plain gossip / mean), exempt from malformed-input checks.
     robust: bool = True
+    #: True if row i of :meth:`batched` depends only on row i of the inputs, so the simulator may
+    #: call it on blocks of nodes (for cache locality and bounded memory). Rules that identify
+    #: nodes by row position (e.g. oracle ClippedGossip after ``bind``) set it False.
+    row_independent: bool = True
     #: name of the gossip rate attribute, for logs
     alpha: float = 1.0
 

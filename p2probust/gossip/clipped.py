@@ -73,6 +73,7 @@ class ClippedGossip(AbstractGossipRule):
         bound = ClippedGossip(self.alpha, "oracle")
         bound._byz_slots = table.byzantine_slots(is_byzantine)
         bound._honest = ~is_byzantine
+        bound.row_independent = False  # rows are matched to nodes by position
         return bound
 
     def _oracle_slots(self, rows: int) -> Tensor:
