@@ -126,11 +126,14 @@ def _run_options(func: Callable) -> Callable:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML experiment file; flags override its values")
 @_run_options
+@click.option("--topology-param", multiple=True, metavar="KEY=VALUE", help="topology parameter, repeatable (e.g. h=3 for two-worlds)")
+@click.option("--task-param", multiple=True, metavar="KEY=VALUE", help="task parameter, repeatable (e.g. hidden=128, dim=50)")
 @click.option("--attack-param", multiple=True, metavar="KEY=VALUE", help="attack parameter, repeatable (e.g. scale=10)")
 @click.option("--rule-param", multiple=True, metavar="KEY=VALUE", help="rule parameter, repeatable")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no placement report")
 @user_errors
-def run(config_path: str | None, attack_param: tuple[str, ...], rule_param: tuple[str, ...], quiet: bool, **flags: Any) -> None:
+def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tuple[str, ...],
+        attack_param: tuple[str, ...], rule_param: tuple[str, ...], quiet: bool, **flags: Any) -> None:
     """Run one simulation and write its run folder (config.json, metrics.csv, summary.json).
 
     With no flags: 16 nodes on a 4×4 torus learning the bundled digits with logistic regression,
@@ -150,6 +153,10 @@ def run(config_path: str | None, attack_param: tuple[str, ...], rule_param: tupl
             except ValueError:
                 raise ValueError(f"--byzantine-nodes {value!r} must be comma-separated integers") from None
         overrides[key] = value
+    if topology_param:
+        overrides["topology.params"] = dict(_param(p) for p in topology_param)
+    if task_param:
+        overrides["data.params"] = dict(_param(p) for p in task_param)
     if attack_param:
         overrides["attack.params"] = dict(_param(p) for p in attack_param)
     if rule_param:

@@ -78,8 +78,10 @@ class TopologyConfig:
     k: int = 4  #: Watts–Strogatz nearest neighbours
     beta: float = 0.1  #: Watts–Strogatz rewiring probability
     weights: str = "metropolis"  #: mixing weights of the neighbour table: metropolis | uniform
+    params: Params = ()  #: other builder parameters, e.g. two-worlds ``h``, ring-of-cliques ``size``
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "params", _params(self.params))
         _require(self.nodes >= 2, "topology.nodes", self.nodes, "an integer >= 2")
         _require(self.degree >= 1, "topology.degree", self.degree, "an integer >= 1")
         _require(0 < self.p <= 1, "topology.p", self.p, "a probability in (0, 1]")
@@ -154,8 +156,10 @@ class DataConfig:
     dirichlet_alpha: float = 1.0
     test_fraction: float = 0.2
     split_seed: int = 0  #: fixed train/test split, independent of the run seed
+    params: Params = ()  #: task parameters, e.g. digits-mlp ``hidden``, least-squares ``dim``
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "params", _params(self.params))
         _require(self.dirichlet_alpha > 0, "data.dirichlet_alpha", self.dirichlet_alpha, "a concentration > 0")
         _require(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "a fraction in (0, 1)")
 
@@ -268,7 +272,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (params as tables)."""
         out = dataclasses.asdict(self)
-        for part in ("attack", "rule"):
+        for part in _OPEN_PARTS:
             out[part]["params"] = dict(getattr(self, part).params)
         out["byzantine"]["nodes"] = list(self.byzantine.nodes)
         return out
@@ -287,7 +291,7 @@ _PARTS = {
     "train": TrainConfig,
     "engine": EngineConfig,
 }
-_OPEN_PARTS = ("attack", "rule")
+_OPEN_PARTS = ("topology", "data", "attack", "rule")
 _ENGINE_SPECS = ("compute_time", "latency", "bandwidth", "churn", "duration", "stragglers", "clock", "timing_attack", "dynamics")  # extra keys are the component's parameters
 _TOP_KEYS = {f.name for f in fields(RunConfig)} - set(_PARTS)
 

@@ -13,6 +13,7 @@ nodes whose attack follows the protocol, e.g. label flipping):
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -98,8 +99,16 @@ def _graph(cfg: RunConfig, graph: nx.Graph | None) -> nx.Graph:
         return nx.convert_node_labels_to_integers(graph, ordering="sorted" if _sortable(graph) else "default")
     t = cfg.topology
     n = None if is_topology_path(t.name) and not t.name.endswith(".py") else t.nodes
+    extra = dict(t.params)
+    if extra and not is_topology_path(t.name):
+        accepted = inspect.signature(registry.topologies.get(t.name).factory).parameters
+        unknown = [key for key in extra if key not in accepted or key in ("n", "seed")]
+        if unknown:
+            allowed = ", ".join(k for k in accepted if k not in ("n", "seed")) or "none"
+            raise ValueError(f"topology {t.name!r} has no parameter {unknown[0]!r}; its parameters: {allowed}")
     return build_topology(
-        t.name, n, seed=int(numpy_stream(cfg.seed, "graph").integers(2**31)), degree=t.degree, p=t.p, k=t.k, beta=t.beta
+        t.name, n, seed=int(numpy_stream(cfg.seed, "graph").integers(2**31)),
+        **{"degree": t.degree, "p": t.p, "k": t.k, "beta": t.beta, **extra},
     )
 
 
@@ -182,7 +191,8 @@ def simulate(
 
     # --- task, data, model ------------------------------------------------------------------
     task = registry.tasks.create(
-        cfg.data.task, data_dir=cfg.data.data_dir, test_fraction=cfg.data.test_fraction, split_seed=cfg.data.split_seed
+        cfg.data.task, data_dir=cfg.data.data_dir, test_fraction=cfg.data.test_fraction, split_seed=cfg.data.split_seed,
+        **dict(cfg.data.params),
     )
     ds = task.dataset
     part_params = {"alpha": cfg.data.dirichlet_alpha} if cfg.data.partition == "dirichlet" else {}

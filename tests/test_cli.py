@@ -148,3 +148,17 @@ def test_mnist_cnn_runs_from_the_shared_idx_files(runner, tmp_path):
            "--lr", "0.1", "--out", str(out), "-q")
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["parameters"] > 5000 and cfg["data"]["task"] == "mnist-cnn"
+
+
+def test_topology_and_task_params(runner, tmp_path):
+    out = tmp_path / "tw"
+    run_ok(runner, "run", "--topology", "two-worlds", "--nodes", "12", "--topology-param", "h=2", "--byzantine", "1",
+           "--task", "digits-mlp", "--task-param", "hidden=8", "--rounds", "2", "--out", str(out), "-q")
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["topology"]["params"] == {"h": 2} and cfg["data"]["params"] == {"hidden": 8}
+    assert cfg["parameters"] == 64 * 8 + 8 + 8 * 10 + 10
+    res = runner.invoke(main, ["run", "--topology", "ring", "--topology-param", "h=2", "--rounds", "1", "-q",
+                               "--out", str(tmp_path / "bad")])
+    assert res.exit_code == 2 and "has no parameter 'h'" in res.output
+    res = runner.invoke(main, ["run", "--task-param", "hidden=8", "--rounds", "1", "-q", "--out", str(tmp_path / "b2")])
+    assert res.exit_code == 2 and "hidden" in res.output

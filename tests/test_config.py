@@ -51,8 +51,11 @@ def test_toml_loading_with_params_and_overrides(tmp_path):
 def test_unknown_keys_are_errors():
     with pytest.raises(ConfigError, match="unknown config key 'rounds'"):
         from_dict({"rounds": 3})
-    with pytest.raises(ConfigError, match=r"unknown key 'lr' in \[topology\]"):
-        from_dict({"topology": {"lr": 3}})
+    with pytest.raises(ConfigError, match=r"unknown key 'h' in \[train\]"):
+        from_dict({"train": {"h": 3}})
+    # open tables: extra keys are the component's parameters
+    cfg = from_dict({"topology": {"name": "two-worlds", "h": 3}, "data": {"task": "digits-mlp", "hidden": 8}})
+    assert dict(cfg.topology.params) == {"h": 3} and dict(cfg.data.params) == {"hidden": 8}
 
 
 def test_byzantine_list_placement():
