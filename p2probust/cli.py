@@ -139,7 +139,7 @@ def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tu
     With no flags: 16 nodes on a 4×4 torus learning the bundled digits with logistic regression,
     2 Byzantine nodes sending sign-flipped models, trimmed-mean gossip, 100 rounds.
     """
-    from .config import from_dict, load_config
+    from .config import from_overrides, load_config
     from .simulation import default_out_dir, simulate
 
     overrides: dict[str, Any] = {}
@@ -161,7 +161,7 @@ def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tu
         overrides["attack.params"] = dict(_param(p) for p in attack_param)
     if rule_param:
         overrides["rule.params"] = dict(_param(p) for p in rule_param)
-    cfg = load_config(config_path, overrides) if config_path else from_dict(_nested(overrides))
+    cfg = load_config(config_path, overrides) if config_path else from_overrides(overrides)
     out = Path(cfg.out) if cfg.out else default_out_dir(cfg)
     _setup_logging(quiet)
     result = simulate(cfg, out=out, progress=not quiet and sys.stderr.isatty())
@@ -169,17 +169,6 @@ def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tu
     parts = [f"{k} {final[k]:.4g}" for k in ("accuracy", "node_acc_min", "consensus_distance", "dist_to_opt") if k in final]
     click.echo(f"round {result.summary['rounds_done']}: " + ", ".join(parts))
     click.echo(f"results written to {out}")
-
-
-def _nested(flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        if "." in key:
-            part, sub = key.split(".", 1)
-            out.setdefault(part, {})[sub] = value
-        else:
-            out[key] = value
-    return out
 
 
 def _setup_logging(quiet: bool) -> None:

@@ -367,6 +367,11 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     return from_dict(_merge(load_toml(path), _nest(overrides or {})))
 
 
+def from_overrides(overrides: Mapping[str, Any]) -> RunConfig:
+    """The default config with dotted-key ``overrides`` (``{"train.rounds": 5, "seed": 1}``)."""
+    return from_dict(_nest(overrides))
+
+
 def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in flat.items():

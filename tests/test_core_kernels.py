@@ -171,3 +171,20 @@ def test_engine_imports_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", stub + code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("aggregator", [CoordinateWiseMedian(), TrimmedMean(), Mean()], ids=repr)
+def test_complete_graph_alpha_one_equals_the_server_aggregate(aggregator):
+    """Robust D-SGD with a server = aggregate-and-mix with α = 1 on the complete graph: every node's
+    new model is the server's aggregate of all n vectors (its own and the n − 1 messages)."""
+    import networkx as nx
+
+    from p2probust.topology import NeighborTable
+
+    n, d = 7, 5
+    table = NeighborTable.from_graph(nx.complete_graph(n))
+    params = torch.randn(n, d, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    f = torch.full((n,), 2)
+    out = AggregateAndMix(aggregator, 1.0).batched(params, params[table.idx], table.mask, table.weights.double(), f)
+    server = aggregator(params, torch.ones(n, dtype=torch.bool), torch.tensor(2))
+    assert torch.allclose(out, server.expand(n, d), atol=1e-12)

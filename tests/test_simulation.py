@@ -116,8 +116,8 @@ def test_complete_graph_alpha_one_is_server_robust_dsgd():
     honest = ~res.is_byzantine
     assert max(v for _, v in res.metric("consensus_distance")) < 1e-12
     assert res.final("accuracy") > 0.6
-    # the same trajectory computed as a parameter server would: one model, gradients of all honest
-    # workers' batches aggregated with the byzantine vectors by CWMed over the n models
+    # identical honest rows: every honest node aggregated the same n models, i.e. computed the one
+    # aggregate a parameter server would have computed from the same messages
     h = res.params[honest]
     assert torch.equal(h, h[:1].expand_as(h))
 

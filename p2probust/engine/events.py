@@ -236,18 +236,17 @@ class AsyncEngine:
         if handle >= 0:
             self._refs[handle] += int(dst.size)
         now = env.now
+        arrive, timeout = self._arrive, env.timeout
         if s.links.latency.constant and copies == 1 and not s.links.drop:  # one event: every copy arrives together
-            groups = [(float(delay[0]), dst, slots)]
-        else:
-            groups = [(float(t), dst[j:j + 1], slots[j:j + 1]) for j, t in enumerate(delay.tolist())]
-        for t, d_, s_ in groups:
-            ev = env.timeout(t, (d_, s_, i, now, handle))
-            ev.callbacks.append(self._arrive)
+            timeout(float(delay[0]), (dst.tolist(), slots.tolist(), i, now, handle)).callbacks.append(arrive)
+            return
+        for t, d_, s_ in zip(delay.tolist(), dst.tolist(), slots.tolist()):  # one event per message in flight
+            timeout(t, ((d_,), (s_,), i, now, handle)).callbacks.append(arrive)
 
     def _arrive(self, ev) -> None:
         dst, slots, src, sent_at, handle = ev.value
         pend = self._pending
-        for j, d in enumerate(dst.tolist()):
+        for j, d in enumerate(dst):
             if not self.online[d]:
                 self._unref(handle)
                 continue
