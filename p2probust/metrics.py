@@ -18,7 +18,8 @@ from .models import ParamSpec
 
 def consensus_distance(params: Tensor, honest: Tensor) -> float:
     """:math:`\\frac1{|H|}\\sum_{i\\in H}\\lVert\\theta_i-\\bar\\theta_H\\rVert^2` for ``params [n, d]``, ``honest [n]``."""
-    h = params[honest]
+    h = params[honest].double()
+    h = h - h[:1]  # shift by one honest model: exact 0 when all agree, less cancellation otherwise
     return float(((h - h.mean(0)) ** 2).sum(1).mean())
 
 

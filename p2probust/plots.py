@@ -41,7 +41,7 @@ def plot_metric(runs: Sequence[str | Path | dict], metric: str = "consensus_dist
     x : "round" or "time" (simulated seconds)
     ax : matplotlib Axes, optional (a new figure's axes if None)
     labels : legend labels, default the run folder names
-    log : log scale on y; default True for distances and gaps
+    log : log scale on y; default True for distances and gaps (points <= 0 are then left out)
 
     Returns
     -------
@@ -54,16 +54,18 @@ def plot_metric(runs: Sequence[str | Path | dict], metric: str = "consensus_dist
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     loaded = [r if isinstance(r, dict) else load_run(r) for r in runs]
+    log = log if log is not None else metric in LOG_SCALE
     lines = []
     for i, run in enumerate(loaded):
         cols = run["columns"]
         if metric not in cols:
             raise ValueError(f"run {run['name']!r} has no metric {metric!r}; it has: {', '.join(cols)}")
-        pts = [(a, b) for a, b in zip(cols[x], cols[metric]) if a is not None and b is not None and math.isfinite(b)]
+        pts = [(a, b) for a, b in zip(cols[x], cols[metric])
+               if a is not None and b is not None and math.isfinite(b) and (b > 0 or not log)]
         label = labels[i] if labels else run["name"]
         (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, marker="." if len(pts) < 30 else None)
         lines.append(line)
-    if log if log is not None else metric in LOG_SCALE:
+    if log:
         ax.set_yscale("log")
     ax.set_xlabel("round" if x == "round" else "simulated time (s)")
     ax.set_ylabel(metric.replace("_", " "))

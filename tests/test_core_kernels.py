@@ -188,3 +188,11 @@ def test_complete_graph_alpha_one_equals_the_server_aggregate(aggregator):
     out = AggregateAndMix(aggregator, 1.0).batched(params, params[table.idx], table.mask, table.weights.double(), f)
     server = aggregator(params, torch.ones(n, dtype=torch.bool), torch.tensor(2))
     assert torch.allclose(out, server.expand(n, d), atol=1e-12)
+
+
+def test_consensus_distance_is_exactly_zero_when_honest_models_agree():
+    params = torch.randn(1, 650).expand(14, 650).clone()
+    params[3] = 1e6  # a Byzantine row does not count
+    honest = torch.ones(14, dtype=torch.bool)
+    honest[3] = False
+    assert consensus_distance(params, honest) == 0.0
