@@ -81,7 +81,8 @@ def sorted_wires_into_workspace(x: Tensor, mask: Tensor) -> list[Tensor]:
     work = torch.empty((m,) + x.shape[:-2] + x.shape[-1:], dtype=x.dtype)
     work.copy_(x.movedim(-2, 0))
     work.nan_to_num_(nan=inf, posinf=inf, neginf=-inf)
-    work.masked_fill_(~mask.movedim(-1, 0).unsqueeze(-1), inf)
+    if not bool(mask.all()):  # regular graphs have no padding: skip a pass over the workspace
+        work.masked_fill_(~mask.movedim(-1, 0).unsqueeze(-1), inf)
     wires = list(work.unbind(0))
     spare = torch.empty_like(wires[0])
     for i, j in batcher_network(m):
