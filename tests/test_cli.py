@@ -126,6 +126,9 @@ def test_plot_draws_several_runs(runner, tmp_path):
         fig = tmp_path / f"{metric}.png"
         run_ok(runner, "plot", str(tmp_path / "trimmed-mean"), str(tmp_path / "mean"), "--metric", metric, "--out", str(fig))
         assert fig.stat().st_size > 1000
+    fig = tmp_path / "time.png"
+    run_ok(runner, "plot", str(tmp_path / "mean"), "--metric", "consensus_distance", "--x", "time", "--out", str(fig))
+    assert fig.stat().st_size > 1000
     res = runner.invoke(main, ["plot", str(tmp_path / "mean"), "--metric", "nope", "--out", str(tmp_path / "n.png")])
     assert res.exit_code == 2 and "no metric 'nope'" in res.output
 

@@ -196,3 +196,20 @@ def test_consensus_distance_is_exactly_zero_when_honest_models_agree():
     honest = torch.ones(14, dtype=torch.bool)
     honest[3] = False
     assert consensus_distance(params, honest) == 0.0
+
+
+def test_plot_metric_against_simulated_time_returns_artists(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from p2probust.plots import plot_metric
+
+    run = {"name": "r", "columns": {"round": [0.0, 1.0, 2.0], "time": [0.0, 0.5, 1.5],
+                                    "consensus_distance": [0.0, 2.0, 1.0]}}
+    fig, ax = plt.subplots()
+    (line,) = plot_metric([run], "consensus_distance", x="time", ax=ax)
+    assert list(line.get_xdata()) == [0.5, 1.5]  # the 0 is left out on the log axis
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "simulated time (s)"
+    plt.close(fig)
