@@ -324,3 +324,21 @@ def test_label_flip_and_none_send_the_senders_own_model():
     ctx = path_ctx([9.0, 1.0, 3.0])
     for name in ("label-flip", "none"):
         assert registry.attacks.create(name).craft(ctx).item() == 9.0
+
+
+def test_recipient_honest_mean_matches_a_loop_on_an_irregular_graph():
+    """The sparse-product mean equals, per edge, the mean of the recipient and its honest neighbours."""
+    import networkx as nx
+
+    from p2probust.testing.attacks import make_attack_context
+
+    G = nx.barbell_graph(5, 2)  # degrees 4, 5 and 2: padded table rows
+    is_byz = torch.zeros(G.number_of_nodes(), dtype=torch.bool)
+    is_byz[[0, 6]] = True
+    params = torch.randn(G.number_of_nodes(), 7, dtype=torch.float64)
+    ctx = make_attack_context(G, is_byz, params, include_byzantine_recipients=True)
+    got = ctx.recipient_honest_mean()
+    for e, i in enumerate(ctx.recipients.tolist()):
+        group = [i] + [j for j in G.neighbors(i) if not is_byz[j]]
+        assert torch.allclose(got[e], params[group].mean(0), atol=1e-12)
+    assert torch.allclose(got, ctx.recipient_honest_stats()[0], atol=1e-12)

@@ -92,15 +92,19 @@ class AttackContext:
         return mean[inv], var.sqrt()[inv]
 
     def recipient_honest_mean(self) -> Tensor:
-        """``[E, d]``: the mean part of :meth:`recipient_honest_stats`, accumulated slot by slot
-        (k gathers of ``[R, d]``) without materialising the ``[R, k, d]`` neighbour messages."""
+        """``[E, d]``: the mean part of :meth:`recipient_honest_stats`, as one sparse product
+        ``A @ params`` with ``A[r, j] = 1`` for recipient r itself and its honest neighbours j
+        (no ``[R, k, d]`` gather of neighbour messages)."""
         uniq, inv = self.recipient_groups
+        r, k = uniq.numel(), self.idx.shape[1]
         honest = self.honest_slots[uniq]  # [R, k]
-        total = self.params[uniq].clone()
-        zero = torch.zeros((), dtype=total.dtype)
-        for j in range(self.idx.shape[1]):
-            total += torch.where(honest[:, j : j + 1], self.params[self.idx[uniq, j]], zero)
-        mean = total / (1 + honest.sum(1, keepdim=True)).to(total.dtype)
+        rows = torch.cat([torch.arange(r), torch.arange(r).unsqueeze(1).expand(r, k)[honest]])
+        cols = torch.cat([uniq, self.idx[uniq][honest]])
+        adjacency = torch.sparse_coo_tensor(
+            torch.stack([rows, cols]), torch.ones(rows.numel(), dtype=self.params.dtype),
+            (r, self.params.shape[0]), check_invariants=True,
+        )
+        mean = torch.sparse.mm(adjacency, self.params) / (1 + honest.sum(1, keepdim=True)).to(self.params.dtype)
         return mean[inv]
 
     def sender_inbox(self) -> tuple[Tensor, Tensor]:
