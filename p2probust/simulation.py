@@ -28,7 +28,6 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__, registry
-from .aggregators.base import AbstractAggregator
 from .attacks.base import AbstractAttack
 from .config import RunConfig
 from .data.partition import pad_partition

@@ -12,7 +12,6 @@ from p2probust.data import (
     DataError,
     dirichlet_partition,
     extreme_partition,
-    iid_partition,
     load_digits_dataset,
     pad_partition,
     partition_label_histogram,

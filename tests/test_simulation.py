@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import filecmp
-
 import networkx as nx
 import pytest
 import torch
@@ -79,13 +77,16 @@ def test_interrupted_run_keeps_its_rows(tmp_path):
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["status"] == "interrupted"
 
 
-def test_gossip_without_attack_keeps_honest_average_and_reaches_consensus():
-    """MH gossip is doubly stochastic: with no Byzantine node and no learning the average is kept."""
-    cfg = RunConfig().replace(**{"byzantine.count": 0, "train.rounds": 40, "rule.name": "mh-gossip", "train.lr": 1e-9})
-    init = pr.simulate(cfg.replace(**{"train.rounds": 1}))
-    res = pr.simulate(cfg, graph=nx.random_regular_graph(3, 16, seed=0))
+def test_plain_gossip_without_attack_reaches_consensus_on_heterogeneous_data():
+    """No attack, extreme label skew: local steps pull nodes apart, MH gossip keeps them close;
+    with a decaying step size the disagreement shrinks over the run."""
+    cfg = RunConfig().replace(**{"byzantine.count": 0, "train.rounds": 60, "rule.name": "mh-gossip",
+                                 "data.partition": "extreme", "train.lr_schedule": "inv-sqrt"})
+    res = pr.simulate(cfg)
     cds = [v for _, v in res.metric("consensus_distance")]
-    assert cds[0] < 1e-10  # all nodes start from one model
+    assert cds[0] == 0.0  # one common initial model
+    assert max(cds[50:]) < 0.5 * max(cds[1:10])
+    assert res.final("accuracy") > 0.8
 
 
 def test_mh_gossip_preserves_average_of_distinct_models():
