@@ -13,6 +13,8 @@ each hold some), coordinate-wise trimmed-mean gossip with the oracle tolerance,
   neighbourhood and trims it with ``torch.sort``. Measured in the same run, so the ratio is
   meaningful on any machine.
 
+Both report the median time per round (robust to other load on a shared machine).
+
 Each size runs in its own subprocess, which also reports its peak resident memory.
 
     python benchmarks/bench_round.py                 # n = 100, 1000, 10000
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -43,7 +46,7 @@ def bench_p2probust(n: int, rounds: int) -> float:
     res = pr.simulate(cfg, graph=graph)
     wall = [r["wall_s"] for r in res.history]
     honest = int((~res.is_byzantine).sum())
-    per_round = (wall[-2] - wall[1]) / (len(wall) - 3)  # rounds 2 .. R-1: no evaluation inside
+    per_round = statistics.median(b - a for a, b in zip(wall[1:-2], wall[2:-1]))  # rounds 2 .. R-1: no evaluation inside
     return honest / per_round
 
 
@@ -86,10 +89,12 @@ def bench_loop(n: int, rounds: int) -> float:
                 torch.nn.utils.vector_to_parameters(v, models[i].parameters())
 
     one_round()
-    start = time.perf_counter()
+    times = []
     for _ in range(rounds):
+        start = time.perf_counter()
         one_round()
-    return len(honest) * rounds / (time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
+    return len(honest) / statistics.median(times)
 
 
 def child(args) -> None:

@@ -59,6 +59,7 @@ RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--tick", "engine.tick", float, "async: round compute completions up to multiples of tick seconds to batch them"),
     ("--eval-every", "eval_every", int, "evaluate test accuracy every this many rounds"),
     ("--seed", "seed", int, "run seed"),
+    ("--jit", "jit", click.Choice(["auto", "on", "off"]), "compiled kernel for median/trimmed-mean gossip (numba; same results): auto uses it on large rounds"),
     ("--out", "out", str, "run folder [default: runs/<time>-<topology>-<rule>-<attack>-s<seed>]"),
 ]
 

@@ -264,10 +264,13 @@ class RunConfig:
     seed: int = 0
     eval_every: int = 10
     out: str | None = None
+    #: compiled, gather-fused kernel for median / trimmed-mean rules (numba): auto (large calls), on, off
+    jit: str = "auto"
 
     def __post_init__(self) -> None:
         _require(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _require(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
+        _require(self.jit in ("auto", "on", "off"), "jit", self.jit, "auto, on or off")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (params as tables)."""

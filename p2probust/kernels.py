@@ -20,6 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .aggregators.coordinatewise import RankMean
+from .jit import check_mode
+from .jit import rank_mean as jit_rank_mean
 from .attacks.base import AbstractAttack, AttackContext
 from .engine.sync import RoundPlan
 from .gossip.mixing import AggregateAndMix
@@ -64,6 +67,7 @@ class Kernels:
     num_classes: int
     oracle: bool = True  #: tolerance = true Byzantine count (recomputed on time-varying graphs)
     replay: Callable[[np.ndarray], Tensor] | None = None  #: send times → stale models [E, d] (replay attack)
+    jit: str = "auto"  #: compiled gather-fused rank-mean kernel: auto | on | off (see :mod:`p2probust.jit`)
 
     def __post_init__(self) -> None:
         t, a = self.table, self.actors
@@ -71,6 +75,9 @@ class Kernels:
         self.rows, self.slots = torch.nonzero(self.act_mask & self.is_byzantine[self.act_idx], as_tuple=True)
         self.static_edges = edge_table(self.table)
         self._cap = self.gossip.aggregator.max_tolerance if isinstance(self.gossip, AggregateAndMix) else None
+        rank_rule = isinstance(self.gossip, AggregateAndMix) and isinstance(self.gossip.aggregator, RankMean)
+        self._fusable = rank_rule and check_mode(self.jit, rank_rule)
+        self._fused_inputs: tuple | None = None  # (inputs it was built from, (source, keep)) of the last fused call
 
     # --- the pieces -------------------------------------------------------------------------
     def local_step(self, nodes: Tensor, lr: float) -> None:
@@ -153,6 +160,8 @@ class Kernels:
         ``torch.nonzero`` returns them). Rules whose ``row_independent`` is False get one call."""
         a, k = idx.shape
         d = self.params.shape[1]
+        if self._use_fused(a, k + 1, d):
+            return self._fused_gather_and_mix(nodes, idx, mask, f, rows, slots, crafted)
         block = a if not getattr(self.gossip, "row_independent", True) else max(1, BLOCK_BYTES // max(1, k * d * self.params.element_size()))
         own = self.params[nodes]
         starts = list(range(0, a, block))
@@ -166,6 +175,32 @@ class Kernels:
                 inbox = inbox.index_put((rows[lo:hi] - s, slots[lo:hi]), crafted[lo:hi])
             parts.append(self.gossip.batched(own[s:e], inbox, mask[s:e], weights[s:e], f[s:e]))
         self.params = self.params.index_copy(0, nodes, parts[0] if len(parts) == 1 else torch.cat(parts))
+
+    def _use_fused(self, a: int, m: int, d: int) -> bool:
+        if not self._fusable or not jit_rank_mean.supports(m, self.params.dtype):
+            return False
+        return self.jit == "on" or a * m * d >= jit_rank_mean.AUTO_MIN_VALUES
+
+    def _fused_gather_and_mix(self, nodes: Tensor, idx: Tensor, mask: Tensor, f: Tensor, rows: Tensor,
+                              slots: Tensor, crafted: Tensor | None) -> None:
+        """:meth:`gather_and_mix` for aggregate-and-mix with a rank-mean aggregator, as one compiled
+        kernel that reads the inboxes in place (same arithmetic, same bits)."""
+        inputs = (nodes, idx, mask, f, rows, slots)
+        cached = self._fused_inputs
+        if cached is not None and all(x is y for x, y in zip(inputs, cached[0])):
+            source, keep = cached[1]  # the static table of a plain round: same wiring every round
+        else:
+            a = idx.shape[0]
+            source = torch.where(mask, idx, -1)
+            if rows.numel():
+                source = source.index_put((rows, slots), -2 - torch.arange(rows.numel()))
+            source = torch.cat([nodes.unsqueeze(1), source], 1)
+            present = torch.cat([torch.ones((a, 1), dtype=torch.bool), mask], 1)
+            keep = self.gossip.aggregator.kept_ranks(present, f)
+            self._fused_inputs = (inputs, (source, keep))
+        agg = jit_rank_mean.rank_mean(self.params, crafted, source, keep)
+        alpha = self.gossip.alpha
+        self.params = self.params.index_copy(0, nodes, (1 - alpha) * self.params[nodes] + alpha * agg)
 
 
 def edge_table_from(plan: RoundPlan, n: int, dtype: torch.dtype) -> EdgeTable:

@@ -18,9 +18,11 @@ from .models import ParamSpec
 
 def consensus_distance(params: Tensor, honest: Tensor) -> float:
     """:math:`\\frac1{|H|}\\sum_{i\\in H}\\lVert\\theta_i-\\bar\\theta_H\\rVert^2` for ``params [n, d]``, ``honest [n]``."""
-    h = params[honest].double()
-    h = h - h[:1]  # shift by one honest model: exact 0 when all agree, less cancellation otherwise
-    return float(((h - h.mean(0)) ** 2).sum(1).mean())
+    rows = torch.nonzero(honest).squeeze(1) if honest.dtype == torch.bool else honest
+    h = params.index_select(0, rows).double()
+    h -= h[0].clone()  # shift by one honest model: exact 0 when all agree, less cancellation otherwise
+    h -= h.mean(0)
+    return float(h.pow_(2).sum() / h.shape[0])
 
 
 def honest_mean(params: Tensor, honest: Tensor) -> Tensor:

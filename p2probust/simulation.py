@@ -241,6 +241,7 @@ def simulate(
         cfg.train.momentum, torch_stream(seed, "batches"), torch_stream(seed, "attack"), ds.num_classes,
         oracle=cfg.rule.tolerance == "oracle",
         replay=history.replay_fn(specs["timing_attack"].value) if history is not None else None,
+        jit=cfg.jit,
     )
 
     # --- recorder ---------------------------------------------------------------------------

@@ -37,8 +37,35 @@ class Mean(AbstractAggregator):
         return m  # any f: the mean does not use it
 
 
+class RankMean(AbstractAggregator):
+    r"""Mean of a contiguous range of order statistics, per coordinate:
+    :math:`\frac{1}{|K|}\sum_{q\in K} x_{(q)c}` with the kept ranks ``K`` of :meth:`kept_ranks`.
+
+    The same code serves one node (``[m, d]``) and all nodes at once (``[n, m, d]``), so
+    :meth:`batched` is hand-batched and exact; the simulator may also run it as one compiled,
+    gather-fused kernel (:mod:`p2probust.aggregators.fused`), with the same bits.
+    """
+
+    coordinatewise = True
+
+    def kept_ranks(self, mask: Tensor, f: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """``[..., m]`` bool over ranks (rank 0 = smallest) for inputs ``mask [..., m]``, tolerance ``f [...]``."""
+        raise NotImplementedError
+
+    def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
+        return self._rank_mean(x, mask, f, sorted_wires, sum_ranks)
+
+    def batched(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
+        """Hand-batched: the same arithmetic with an allocation-free sorting network."""
+        return self._rank_mean(x, mask, f, sorted_wires_into_workspace, sum_ranks_into)
+
+    def _rank_mean(self, x: Tensor, mask: Tensor, f: Tensor, sort, total) -> Tensor:
+        keep = self.kept_ranks(mask, f)
+        return total(sort(x, mask), keep) / keep.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
+
+
 @register_aggregator("median", "coordinate-wise median (CWMed); even count averages the middle two")
-class CoordinateWiseMedian(AbstractAggregator):
+class CoordinateWiseMedian(RankMean):
     r"""Coordinate-wise median: :math:`[\mathrm{CWMed}(x)]_c = \mathrm{median}(x_{1c},\dots,x_{mc})`.
 
     With an even number of inputs it averages the two middle values. Ignores ``f``; tolerates
@@ -48,29 +75,18 @@ class CoordinateWiseMedian(AbstractAggregator):
     learning: towards optimal statistical rates", ICML 2018.
     """
 
-    coordinatewise = True
-
-    def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
-        return self._median(x, mask, sorted_wires, sum_ranks)
-
-    def batched(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
-        """Hand-batched: the same arithmetic with an allocation-free sorting network."""
-        return self._median(x, mask, sorted_wires_into_workspace, sum_ranks_into)
-
-    @staticmethod
-    def _median(x: Tensor, mask: Tensor, sort, total) -> Tensor:
-        wires = sort(x, mask)
+    def kept_ranks(self, mask: Tensor, f: Tensor) -> Tensor:
+        """``[..., m]`` bool: the middle rank, or the middle two for an even count of inputs."""
         m = mask.sum(-1, keepdim=True)
-        ranks = torch.arange(x.shape[-2])
-        keep = (ranks == (m - 1) // 2) | (ranks == m // 2)
-        return total(wires, keep) / keep.sum(-1, keepdim=True).to(x.dtype)
+        ranks = torch.arange(mask.shape[-1])
+        return (ranks == (m - 1) // 2) | (ranks == m // 2)
 
     def max_tolerance(self, m: Tensor) -> Tensor:
         return (m - 1) // 2
 
 
 @register_aggregator("trimmed-mean", "coordinate-wise trimmed mean (CWTM): drop the f largest and f smallest")
-class TrimmedMean(AbstractAggregator):
+class TrimmedMean(RankMean):
     r"""Coordinate-wise trimmed mean.
 
     .. math:: [\mathrm{CWTM}_f(x)]_c = \frac{1}{m - 2f} \sum_{r=f+1}^{m-f} x_{(r)c}
@@ -81,23 +97,12 @@ class TrimmedMean(AbstractAggregator):
     Reference: D. Yin, Y. Chen, K. Ramchandran, P. Bartlett, ICML 2018.
     """
 
-    coordinatewise = True
-
-    def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
-        return self._trimmed(x, mask, f, sorted_wires, sum_ranks)
-
-    def batched(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
-        """Hand-batched: the same arithmetic with an allocation-free sorting network."""
-        return self._trimmed(x, mask, f, sorted_wires_into_workspace, sum_ranks_into)
-
-    @staticmethod
-    def _trimmed(x: Tensor, mask: Tensor, f: Tensor, sort, total) -> Tensor:
-        wires = sort(x, mask)
+    def kept_ranks(self, mask: Tensor, f: Tensor) -> Tensor:
+        """``[..., m]`` bool: ranks ``f .. m - f - 1`` of each row's ``m`` real inputs."""
         m = mask.sum(-1, keepdim=True)
         f = torch.as_tensor(f).unsqueeze(-1)
-        ranks = torch.arange(x.shape[-2])
-        keep = (ranks >= f) & (ranks < m - f)
-        return total(wires, keep) / (m - 2 * f).clamp_min(1).to(x.dtype)
+        ranks = torch.arange(mask.shape[-1])
+        return (ranks >= f) & (ranks < m - f)
 
     def max_tolerance(self, m: Tensor) -> Tensor:
         return (m - 1) // 2

@@ -1,0 +1,137 @@
+r"""Compiled rank-range means with the inbox gather fused in (numba).
+
+Coordinate-wise median and trimmed mean both average a contiguous range of order statistics:
+
+.. math:: \mathrm{Agg}(x)_c = \frac{1}{|K|} \sum_{q \in K} x_{(q)c}, \qquad
+          K = [f, m - f) \text{ (CWTM)}, \quad K = \{\lfloor (m-1)/2 \rfloor, \lfloor m/2 \rfloor\} \text{ (CWMed)}.
+
+The torch path (:mod:`p2probust.aggregators.sorting`) gathers every inbox into a ``[a, m, d]``
+tensor and runs the sorting network as whole-slice ``minimum``/``maximum`` calls: each
+comparator is a pass over memory. Here, for each recipient ``r`` and coordinate ``c``, the ``m``
+values are read straight from the stacked parameters (or from the crafted Byzantine messages),
+kept in registers, sorted by the *same* pruned Batcher network, and the kept ranks summed in rank
+order: one read of the inputs and one write of the result. The arithmetic is that of the torch path
+(same comparators, same summation order, same division), so the results are the same bits; on a
+1000-node, degree-10, d = 650 round it is about 10× faster than the torch path.
+
+The kernel is specialised per number of wires ``m`` (the network is unrolled, so the compiler can
+vectorize over coordinates): its source is generated once per ``m`` into a cache folder
+(:func:`p2probust.jit.cache_dir`) and compiled by numba with ``cache=True``, so
+the few seconds of compilation are paid once per machine. Recipients are split across
+``torch.get_num_threads()`` threads (the kernel releases the GIL).
+
+Inputs of :func:`rank_mean`: ``rows [a, m]`` names the source of each wire: ``i >= 0`` is row ``i``
+of ``params``, ``-1`` is padding (``+inf``, sorts last), ``i <= -2`` is row ``-2 - i`` of
+``crafted``. NaN is read as ``+inf``, as in the torch path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..aggregators.sorting import MAX_NETWORK_WIRES, batcher_network
+from . import cache_dir, split_rows
+
+#: calls with fewer than this many inbox values (a · m · d) stay on the torch path in ``jit="auto"``:
+#: for them the one-off compilation costs more than it saves
+AUTO_MIN_VALUES = 1 << 19
+
+
+def supports(m: int, dtype: torch.dtype) -> bool:
+    """True if :func:`rank_mean` handles ``m`` wires of ``dtype``."""
+    return 2 <= m <= MAX_NETWORK_WIRES and dtype in (torch.float32, torch.float64)
+
+
+def kernel_source(m: int) -> str:
+    """Python source of the ``m``-wire kernel (network unrolled; wires are local scalars)."""
+    lines = [
+        "from numba import njit",
+        "",
+        "",
+        "@njit(cache=True, nogil=True, error_model='numpy')",
+        "def rank_mean(params, crafted, rows, keep, count, consts, out):",
+        "    d = params.shape[1]",
+        "    inf = consts[0]  # +inf and 0 of the parameters' dtype: float32 stays float32",
+        "    zero = consts[1]",
+        "    for r in range(rows.shape[0]):",
+        "        n_r = count[r]",
+    ]
+    for s in range(m):
+        lines.append(f"        i{s} = rows[r, {s}]; k{s} = keep[r, {s}]")
+    lines.append("        for c in range(d):")
+    for s in range(m):
+        lines.append(f"            v = params[i{s}, c] if i{s} >= 0 else (crafted[-2 - i{s}, c] if i{s} <= -2 else inf)")
+        lines.append(f"            w{s} = v if v == v else inf")
+    for i, j in batcher_network(m):
+        lines.append(f"            w{i}, w{j} = (w{i}, w{j}) if w{i} <= w{j} else (w{j}, w{i})")
+    lines.append("            t = w0 if k0 else zero")
+    for s in range(1, m):
+        lines.append(f"            t = t + (w{s} if k{s} else zero)")
+    lines.append("            out[r, c] = t / n_r")
+    return "\n".join(lines) + "\n"
+
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=None)
+def _kernel(m: int):
+    source = kernel_source(m)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    for folder in (cache_dir() / "kernels", Path(tempfile.gettempdir()) / "p2probust-kernels"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"rank_mean_m{m}_{digest}.py"
+            if not path.exists():
+                tmp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}"
+                tmp.write_text(source)
+                os.replace(tmp, path)  # atomic: concurrent processes see a whole file
+            break
+        except OSError:
+            continue
+    else:  # pragma: no cover - no writable folder at all
+        raise OSError(f"no writable folder for compiled kernels (set P2PROBUST_CACHE); tried {cache_dir()}")
+    spec = importlib.util.spec_from_file_location(f"p2probust_rank_mean_m{m}_{digest}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # numba's disk cache re-imports the module by name
+    spec.loader.exec_module(module)
+    return module.rank_mean
+
+
+def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor) -> Tensor:
+    """Mean of the kept ranks of each recipient's gathered values, coordinate-wise.
+
+    ``params [n, d]``, ``crafted [E, d]`` or None, ``rows [a, m]`` (see the module docstring),
+    ``keep [a, m]`` bool over ranks (rank 0 = smallest) → ``[a, d]``; a row with no kept rank
+    gives 0 (as the torch path's ``clamp_min(1)`` division).
+    """
+    a, m = rows.shape
+    d = params.shape[1]
+    if not supports(m, params.dtype):
+        raise ValueError(f"compiled rank mean needs 2 <= m <= {MAX_NETWORK_WIRES} wires of float32/float64, got m = {m}, {params.dtype}")
+    n_extra = 0 if crafted is None else crafted.shape[0]
+    if a and (int(rows.max()) >= params.shape[0] or int(rows.min()) < -1 - n_extra):  # the kernel does no bounds checks
+        raise IndexError(f"rows must lie in [-1 - {n_extra}, {params.shape[0]}), got [{int(rows.min())}, {int(rows.max())}]")
+    src = params.detach().contiguous().numpy()
+    extra = (crafted.detach().to(params.dtype).contiguous().numpy() if crafted is not None and crafted.numel()
+             else np.empty((0, d), dtype=src.dtype))
+    rows_np = rows.to(torch.int64).contiguous().numpy()
+    keep_np = keep.contiguous().numpy()
+    count = keep.sum(1).clamp_min(1).to(params.dtype).numpy()
+    out = np.empty((a, d), dtype=src.dtype)
+    consts = np.array([np.inf, 0.0], dtype=src.dtype)
+    with _lock:  # compile (or load from the disk cache) once, before any worker thread calls it
+        kernel = _kernel(m)
+    split_rows(a, lambda s, e: kernel(src, extra, rows_np[s:e], keep_np[s:e], count[s:e], consts, out[s:e]))
+    return torch.from_numpy(out)

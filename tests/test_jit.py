@@ -1,0 +1,143 @@
+"""The compiled rank-mean kernel (p2probust.jit) against the torch reference: same bits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import networkx as nx
+import pytest
+import torch
+
+import p2probust as pr
+from p2probust.aggregators import CoordinateWiseMedian, TrimmedMean
+from p2probust.config import ConfigError, RunConfig
+from p2probust.jit import rank_mean as jit_rank_mean
+from p2probust.jit import split_rows
+
+
+def _inboxes(a, n, k, d, dtype, seed, *, padding=True, crafted=0, nonfinite=True):
+    """Random ``rows [a, 1 + k]`` (own row first) into ``params [n, d]`` and ``crafted [E, d]``,
+    and the ``[a, 1 + k, d]`` inbox tensor the torch path sees."""
+    g = torch.Generator().manual_seed(seed)
+    params = torch.randn(n, d, generator=g, dtype=dtype)
+    params[torch.rand(n, d, generator=g) < 0.02] = 0.0  # ties (and signed zeros below)
+    params[torch.rand(n, d, generator=g) < 0.01] = -0.0
+    if nonfinite:
+        for value in (float("nan"), float("inf"), -float("inf")):
+            params[torch.rand(n, d, generator=g) < 0.01] = value
+    rows = torch.randint(0, n, (a, k + 1), generator=g)
+    present = torch.ones(a, k + 1, dtype=torch.bool)
+    if padding:
+        present[:, 1:] = torch.rand(a, k, generator=g) < 0.8
+        rows = torch.where(present, rows, -1)
+    extra = torch.randn(crafted, d, generator=g, dtype=dtype) * 100
+    if crafted:
+        slots = torch.nonzero(present[:, 1:])[:crafted]
+        rows[slots[:, 0], slots[:, 1] + 1] = -2 - torch.arange(slots.shape[0])
+    gathered = torch.where((rows >= 0).unsqueeze(-1), params[rows.clamp_min(0)], 0.0)
+    byz = rows <= -2
+    gathered[byz] = extra[-2 - rows[byz]]
+    return params, extra, rows, present, gathered
+
+
+@pytest.mark.parametrize("m", [2, 3, 5, 11])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_trimmed_mean_same_bits_as_torch(m, dtype):
+    params, extra, rows, present, x = _inboxes(300, 40, m - 1, 37, dtype, seed=m, crafted=50)
+    agg = TrimmedMean()
+    f = torch.minimum(torch.randint(0, m, (300,)), agg.max_tolerance(present.sum(1)))
+    want = agg.batched(x, present, f)
+    got = jit_rank_mean.rank_mean(params, extra, rows, agg.kept_ranks(present, f))
+    assert got.dtype == dtype
+    assert torch.equal(got.isnan(), want.isnan())
+    assert torch.equal(torch.nan_to_num(got), torch.nan_to_num(want))
+
+
+@pytest.mark.parametrize("m", [3, 11])
+def test_median_same_bits_as_torch(m):
+    params, extra, rows, present, x = _inboxes(200, 30, m - 1, 19, torch.float32, seed=7 * m, crafted=20)
+    agg = CoordinateWiseMedian()
+    f = torch.zeros(200, dtype=torch.long)
+    want = agg.batched(x, present, f)
+    got = jit_rank_mean.rank_mean(params, extra, rows, agg.kept_ranks(present, f))
+    assert torch.equal(torch.nan_to_num(got), torch.nan_to_num(want))
+
+
+def test_hand_computed_trimmed_mean():
+    """Guerraoui et al. (2024), ch. 4: inputs (2,5), (3,6), (2,4), (1,5), (12,0), f = 1 → CWTM (7/3, 14/3)."""
+    params = torch.tensor([[2.0, 5.0], [3.0, 6.0], [2.0, 4.0], [1.0, 5.0], [12.0, 0.0]])
+    rows = torch.tensor([[0, 1, 2, 3, 4]])
+    keep = TrimmedMean().kept_ranks(torch.ones(1, 5, dtype=torch.bool), torch.tensor([1]))
+    got = jit_rank_mean.rank_mean(params, None, rows, keep)
+    assert torch.allclose(got, torch.tensor([[7 / 3, 14 / 3]]))
+
+
+def test_nan_and_padding_sort_last():
+    """NaN reads as +inf and padding as +inf: a median over (1, NaN, 3, pad) is the median of (1, 3, +inf)."""
+    params = torch.tensor([[1.0], [float("nan")], [3.0]])
+    rows = torch.tensor([[0, 1, 2, -1]])
+    keep = CoordinateWiseMedian().kept_ranks(torch.tensor([[True, True, True, False]]), torch.tensor([0]))
+    assert jit_rank_mean.rank_mean(params, None, rows, keep).item() == 3.0
+
+
+def test_rows_out_of_bounds_are_rejected():
+    params = torch.zeros(4, 3)
+    keep = torch.ones(1, 3, dtype=torch.bool)
+    with pytest.raises(IndexError, match="rows must lie in"):
+        jit_rank_mean.rank_mean(params, None, torch.tensor([[0, 1, 4]]), keep)
+    with pytest.raises(IndexError, match="rows must lie in"):
+        jit_rank_mean.rank_mean(params, torch.zeros(1, 3), torch.tensor([[0, 1, -3]]), keep)
+    with pytest.raises(ValueError, match="wires"):
+        jit_rank_mean.rank_mean(params, None, torch.zeros(1, 40, dtype=torch.long), torch.ones(1, 40, dtype=torch.bool))
+
+
+def test_split_rows_covers_every_row_once():
+    seen = torch.zeros(1000, dtype=torch.long)
+
+    def mark(s, e):
+        seen[s:e] += 1
+
+    split_rows(1000, mark, min_rows=10)
+    assert torch.equal(seen, torch.ones_like(seen))
+
+
+@pytest.mark.parametrize("rule", ["trimmed-mean", "median"])
+def test_simulation_with_and_without_jit_is_bit_identical(rule, monkeypatch):
+    """A whole run (attack, Byzantine slots, irregular degrees) gives the same metrics with the kernel."""
+    calls = []
+    kernel = jit_rank_mean.rank_mean
+    monkeypatch.setattr(jit_rank_mean, "rank_mean", lambda *args: calls.append(1) or kernel(*args))
+    graph = nx.random_regular_graph(4, 30, seed=1)
+    graph.add_edges_from([(0, 7), (0, 9), (3, 11)])  # padding in the neighbour table
+    cfg = RunConfig().replace(**{"topology.nodes": 30, "byzantine.count": 4, "train.rounds": 6, "eval_every": 3,
+                                 "rule.name": rule, "attack.name": "sign-flip"})
+    on = pr.simulate(cfg.replace(jit="on"), graph=graph)
+    assert len(calls) == 6  # one fused call per round
+    off = pr.simulate(cfg.replace(jit="off"), graph=graph)
+    assert len(calls) == 6
+    strip = [{k: v for k, v in row.items() if k != "wall_s"} for row in on.history]
+    assert strip == [{k: v for k, v in row.items() if k != "wall_s"} for row in off.history]
+    assert torch.equal(on.params, off.params)
+
+
+def test_jit_value_is_validated():
+    with pytest.raises(ConfigError, match="jit"):
+        RunConfig(jit="fast")
+
+
+def test_cli_rejects_bad_jit(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "p2probust.cli", "run", "--jit", "fast", "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "fast" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_omp_wait_policy_default_respects_the_user(preset, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    out = subprocess.run([sys.executable, "-c", "import os, p2probust; print(os.environ['OMP_WAIT_POLICY'])"],
+                         capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == expected
