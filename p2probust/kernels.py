@@ -77,6 +77,7 @@ class Kernels:
         self._cap = self.gossip.aggregator.max_tolerance if isinstance(self.gossip, AggregateAndMix) else None
         rank_rule = isinstance(self.gossip, AggregateAndMix) and isinstance(self.gossip.aggregator, RankMean)
         self._fusable = rank_rule and check_mode(self.jit, rank_rule)
+        self._static_wiring: dict = {}  # attack helpers' per-wiring values for plain rounds (static table)
         self._fused_inputs: tuple | None = None  # (inputs it was built from, (source, keep)) of the last fused call
 
     # --- the pieces -------------------------------------------------------------------------
@@ -86,14 +87,15 @@ class Kernels:
             self.params, self.momentum = self.trainer.step(self.params, self.momentum, nodes, lr, self.beta, self.gen_batches)
 
     def craft(self, recipients: Tensor, senders: Tensor, slots: Tensor, round: int, idx: Tensor, mask: Tensor,
-              weights: Tensor, tolerance: Tensor, sent_at: np.ndarray | None = None) -> Tensor:
+              weights: Tensor, tolerance: Tensor, sent_at: np.ndarray | None = None,
+              wiring_cache: dict | None = None) -> Tensor:
         """``[E, d]`` Byzantine messages for the edges ``senders[e] → recipients[e]`` (inbox ``slots[e]``)."""
         if self.replay is not None and sent_at is not None:
             return self.replay(sent_at).to(self.params.dtype)
         ctx = AttackContext(
             params=self.params, is_byzantine=self.is_byzantine, idx=idx, mask=mask, senders=senders,
             recipients=recipients, slots=slots, round=round, generator=self.gen_attack, rule=self.gossip,
-            num_classes=self.num_classes, weights=weights, tolerance=tolerance,
+            num_classes=self.num_classes, weights=weights, tolerance=tolerance, wiring_cache=wiring_cache,
         )
         crafted = self.adversary.craft(ctx)
         e, d = int(senders.numel()), self.params.shape[1]
@@ -148,7 +150,8 @@ class Kernels:
         crafted = None
         if self.rows.numel():
             crafted = self.craft(self.actors[self.rows], self.act_idx[self.rows, self.slots], self.slots, r,
-                                 self.table.idx, self.table.mask, self.table.weights, self.f)
+                                 self.table.idx, self.table.mask, self.table.weights, self.f,
+                                 wiring_cache=self._static_wiring)
         self.gather_and_mix(self.actors, self.act_idx, self.act_mask, self.act_w, self.act_f, self.rows, self.slots, crafted)
         return int(self.table.mask.sum())
 
@@ -198,9 +201,8 @@ class Kernels:
             present = torch.cat([torch.ones((a, 1), dtype=torch.bool), mask], 1)
             keep = self.gossip.aggregator.kept_ranks(present, f)
             self._fused_inputs = (inputs, (source, keep))
-        agg = jit_rank_mean.rank_mean(self.params, crafted, source, keep)
-        alpha = self.gossip.alpha
-        self.params = self.params.index_copy(0, nodes, (1 - alpha) * self.params[nodes] + alpha * agg)
+        new = jit_rank_mean.rank_mean(self.params, crafted, source, keep, alpha=self.gossip.alpha)
+        self.params = self.params.index_copy(0, nodes, new)
 
 
 def edge_table_from(plan: RoundPlan, n: int, dtype: torch.dtype) -> EdgeTable:

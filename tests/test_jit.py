@@ -108,11 +108,11 @@ def test_simulation_with_and_without_jit_is_bit_identical(rule, monkeypatch):
     """A whole run (attack, Byzantine slots, irregular degrees) gives the same metrics with the kernel."""
     calls = []
     kernel = jit_rank_mean.rank_mean
-    monkeypatch.setattr(jit_rank_mean, "rank_mean", lambda *args: calls.append(1) or kernel(*args))
+    monkeypatch.setattr(jit_rank_mean, "rank_mean", lambda *args, **kwargs: calls.append(1) or kernel(*args, **kwargs))
     graph = nx.random_regular_graph(4, 30, seed=1)
     graph.add_edges_from([(0, 7), (0, 9), (3, 11)])  # padding in the neighbour table
     cfg = RunConfig().replace(**{"topology.nodes": 30, "byzantine.count": 4, "train.rounds": 6, "eval_every": 3,
-                                 "rule.name": rule, "attack.name": "sign-flip"})
+                                 "rule.name": rule, "rule.alpha": 0.7, "attack.name": "sign-flip"})
     on = pr.simulate(cfg.replace(jit="on"), graph=graph)
     assert len(calls) == 6  # one fused call per round
     off = pr.simulate(cfg.replace(jit="off"), graph=graph)
@@ -141,3 +141,16 @@ def test_omp_wait_policy_default_respects_the_user(preset, expected):
     out = subprocess.run([sys.executable, "-c", "import os, p2probust; print(os.environ['OMP_WAIT_POLICY'])"],
                          capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 0.3, 1 / 3])
+def test_aggregate_and_mix_same_bits_as_torch(alpha):
+    """With ``alpha`` the kernel is the whole aggregate-and-mix step, (1 − α)·own + α·CWTM."""
+    params, extra, rows, present, x = _inboxes(300, 40, 10, 29, torch.float32, seed=3, crafted=40, nonfinite=False)
+    agg = TrimmedMean()
+    f = torch.minimum(torch.randint(0, 4, (300,)), agg.max_tolerance(present.sum(1)))
+    rule = pr.AggregateAndMix(agg, alpha=alpha)
+    w = torch.ones(300, 10)
+    want = rule.batched(x[:, 0], x[:, 1:], present[:, 1:], w, f)
+    got = jit_rank_mean.rank_mean(params, extra, rows, agg.kept_ranks(present, f), alpha=alpha)
+    assert torch.equal(got, want)

@@ -47,6 +47,10 @@ class AttackContext:
         Mixing weights of the neighbour table (omniscient).
     tolerance : LongTensor [n] or None
         The tolerance f each node's rule uses (omniscient).
+    wiring_cache : dict or None
+        Shared across rounds whose wiring (``idx``, ``mask``, ``is_byzantine``, ``senders``,
+        ``recipients``, ``slots``) is the same: helpers store there what depends on the wiring
+        only (e.g. the recipients' honest-neighbour adjacency). None: computed afresh.
     """
 
     params: Tensor
@@ -62,6 +66,7 @@ class AttackContext:
     num_classes: int = 0
     weights: Tensor | None = None
     tolerance: Tensor | None = None
+    wiring_cache: dict | None = None
 
     @property
     def num_edges(self) -> int:
@@ -95,16 +100,22 @@ class AttackContext:
         """``[E, d]``: the mean part of :meth:`recipient_honest_stats`, as one sparse product
         ``A @ params`` with ``A[r, j] = 1`` for recipient r itself and its honest neighbours j
         (no ``[R, k, d]`` gather of neighbour messages)."""
-        uniq, inv = self.recipient_groups
-        r, k = uniq.numel(), self.idx.shape[1]
-        honest = self.honest_slots[uniq]  # [R, k]
-        rows = torch.cat([torch.arange(r), torch.arange(r).unsqueeze(1).expand(r, k)[honest]])
-        cols = torch.cat([uniq, self.idx[uniq][honest]])
-        adjacency = torch.sparse_coo_tensor(
-            torch.stack([rows, cols]), torch.ones(rows.numel(), dtype=self.params.dtype),
-            (r, self.params.shape[0]), check_invariants=True,
-        )
-        mean = torch.sparse.mm(adjacency, self.params) / (1 + honest.sum(1, keepdim=True)).to(self.params.dtype)
+        cached = None if self.wiring_cache is None else self.wiring_cache.get("recipient_adjacency")
+        if cached is None:
+            uniq, inv = self.recipient_groups
+            r, k = uniq.numel(), self.idx.shape[1]
+            honest = self.honest_slots[uniq]  # [R, k]
+            rows = torch.cat([torch.arange(r), torch.arange(r).unsqueeze(1).expand(r, k)[honest]])
+            cols = torch.cat([uniq, self.idx[uniq][honest]])
+            adjacency = torch.sparse_coo_tensor(
+                torch.stack([rows, cols]), torch.ones(rows.numel(), dtype=self.params.dtype),
+                (r, self.params.shape[0]), check_invariants=True,
+            ).coalesce()
+            cached = adjacency, (1 + honest.sum(1, keepdim=True)).to(self.params.dtype), inv
+            if self.wiring_cache is not None:
+                self.wiring_cache["recipient_adjacency"] = cached
+        adjacency, count, inv = cached
+        mean = torch.sparse.mm(adjacency, self.params) / count
         return mean[inv]
 
     def sender_inbox(self) -> tuple[Tensor, Tensor]:

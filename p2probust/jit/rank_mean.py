@@ -60,10 +60,12 @@ def kernel_source(m: int) -> str:
         "",
         "",
         "@njit(cache=True, nogil=True, error_model='numpy')",
-        "def rank_mean(params, crafted, rows, keep, count, consts, out):",
+        "def rank_mean(params, crafted, rows, keep, count, consts, mix, out):",
         "    d = params.shape[1]",
-        "    inf = consts[0]  # +inf and 0 of the parameters' dtype: float32 stays float32",
+        "    inf = consts[0]  # +inf, 0 and the mixing weights in the parameters' dtype: float32 stays float32",
         "    zero = consts[1]",
+        "    c_own = consts[2]",
+        "    c_agg = consts[3]",
         "    for r in range(rows.shape[0]):",
         "        n_r = count[r]",
     ]
@@ -78,7 +80,8 @@ def kernel_source(m: int) -> str:
     lines.append("            t = w0 if k0 else zero")
     for s in range(1, m):
         lines.append(f"            t = t + (w{s} if k{s} else zero)")
-    lines.append("            out[r, c] = t / n_r")
+    lines.append("            a = t / n_r")
+    lines.append("            out[r, c] = c_own * params[i0, c] + c_agg * a if mix else a")
     return "\n".join(lines) + "\n"
 
 
@@ -109,12 +112,15 @@ def _kernel(m: int):
     return module.rank_mean
 
 
-def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor) -> Tensor:
-    """Mean of the kept ranks of each recipient's gathered values, coordinate-wise.
+def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor, *, alpha: float | None = None) -> Tensor:
+    r"""Mean of the kept ranks of each recipient's gathered values, coordinate-wise.
 
     ``params [n, d]``, ``crafted [E, d]`` or None, ``rows [a, m]`` (see the module docstring),
     ``keep [a, m]`` bool over ranks (rank 0 = smallest) → ``[a, d]``; a row with no kept rank
-    gives 0 (as the torch path's ``clamp_min(1)`` division).
+    gives 0 (as the torch path's ``clamp_min(1)`` division). With ``alpha``, returns the
+    aggregate-and-mix step :math:`(1-\alpha)\,\theta_{own} + \alpha\,\mathrm{Agg}` instead, the own
+    model being row ``rows[:, 0]`` of ``params`` (the arithmetic of
+    :class:`~p2probust.gossip.AggregateAndMix`: weights rounded to the dtype, no fused multiply-add).
     """
     a, m = rows.shape
     d = params.shape[1]
@@ -123,6 +129,8 @@ def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor
     n_extra = 0 if crafted is None else crafted.shape[0]
     if a and (int(rows.max()) >= params.shape[0] or int(rows.min()) < -1 - n_extra):  # the kernel does no bounds checks
         raise IndexError(f"rows must lie in [-1 - {n_extra}, {params.shape[0]}), got [{int(rows.min())}, {int(rows.max())}]")
+    if alpha is not None and a and int(rows[:, 0].min()) < 0:
+        raise IndexError("with alpha, rows[:, 0] must name each recipient's own row of params")
     src = params.detach().contiguous().numpy()
     extra = (crafted.detach().to(params.dtype).contiguous().numpy() if crafted is not None and crafted.numel()
              else np.empty((0, d), dtype=src.dtype))
@@ -130,8 +138,9 @@ def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor
     keep_np = keep.contiguous().numpy()
     count = keep.sum(1).clamp_min(1).to(params.dtype).numpy()
     out = np.empty((a, d), dtype=src.dtype)
-    consts = np.array([np.inf, 0.0], dtype=src.dtype)
+    mix = alpha is not None
+    consts = np.array([np.inf, 0.0, 1 - alpha if mix else 0.0, alpha if mix else 1.0], dtype=src.dtype)
     with _lock:  # compile (or load from the disk cache) once, before any worker thread calls it
         kernel = _kernel(m)
-    split_rows(a, lambda s, e: kernel(src, extra, rows_np[s:e], keep_np[s:e], count[s:e], consts, out[s:e]))
+    split_rows(a, lambda s, e: kernel(src, extra, rows_np[s:e], keep_np[s:e], count[s:e], consts, mix, out[s:e]))
     return torch.from_numpy(out)
