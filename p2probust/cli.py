@@ -107,7 +107,30 @@ def user_errors(func: Callable) -> Callable:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class OneLineErrors(click.Group):
+    """A click group whose usage errors (unknown flag, bad choice, wrong type) are one line on
+    stderr and exit code 2, like every other invalid input; help and ``--version`` are unchanged."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as err:  # bare `p2probust`: the help text
+            err.show()
+            sys.exit(err.exit_code)
+        except click.UsageError as err:
+            _fail(err.format_message())
+        except click.ClickException as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="p2probust")
 def main() -> None:
     """p2probust: simulate serverless peer-to-peer learning under Byzantine attack."""

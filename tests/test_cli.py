@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +167,16 @@ def test_topology_and_task_params(runner, tmp_path):
     assert res.exit_code == 2 and "has no parameter 'h'" in res.output
     res = runner.invoke(main, ["run", "--task-param", "hidden=8", "--rounds", "1", "-q", "--out", str(tmp_path / "b2")])
     assert res.exit_code == 2 and "hidden" in res.output
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "--jit", "fast"], "'fast' is not one of"),
+    (["run", "--nodes", "abc"], "'abc' is not a valid integer"),
+    (["run", "--no-such-flag"], "No such option"),
+    (["bogus"], "No such command 'bogus'"),
+])
+def test_usage_errors_are_one_line(argv, needle):
+    """Click's own usage errors follow the project's rule: one line on stderr, exit code 2."""
+    out = subprocess.run([sys.executable, "-m", "p2probust.cli", *argv], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and needle in out.stderr and out.stderr.startswith("Error: ")
