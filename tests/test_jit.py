@@ -154,3 +154,18 @@ def test_aggregate_and_mix_same_bits_as_torch(alpha):
     want = rule.batched(x[:, 0], x[:, 1:], present[:, 1:], w, f)
     got = jit_rank_mean.rank_mean(params, extra, rows, agg.kept_ranks(present, f), alpha=alpha)
     assert torch.equal(got, want)
+
+
+def test_async_run_with_and_without_jit_is_bit_identical(monkeypatch):
+    """The asynchronous kernels' mix (inboxes of stale messages) uses the compiled kernel too."""
+    calls = []
+    kernel = jit_rank_mean.rank_mean
+    monkeypatch.setattr(jit_rank_mean, "rank_mean", lambda *args, **kwargs: calls.append(1) or kernel(*args, **kwargs))
+    graph = nx.random_regular_graph(4, 24, seed=2)
+    cfg = RunConfig().replace(**{"topology.nodes": 24, "byzantine.count": 3, "train.rounds": 4, "eval_every": 2,
+                                 "engine.mode": "async", "engine.latency": "lognormal:mean=0.005,sigma=0.5",
+                                 "attack.name": "gaussian", "rule.alpha": 0.6})
+    on = pr.simulate(cfg.replace(jit="on"), graph=graph)
+    assert calls
+    off = pr.simulate(cfg.replace(jit="off"), graph=graph)
+    assert torch.equal(on.params, off.params)
