@@ -21,11 +21,11 @@ import torch
 from torch import Tensor
 
 from .aggregators.coordinatewise import RankMean
-from .jit import check_mode
-from .jit import rank_mean as jit_rank_mean
 from .attacks.base import AbstractAttack, AttackContext
 from .engine.sync import RoundPlan
 from .gossip.mixing import AggregateAndMix
+from .jit import check_mode
+from .jit import rank_mean as jit_rank_mean
 from .network_state import EdgeTable, edge_table
 
 

@@ -139,8 +139,8 @@ class LocalTrainer:
 
         self._grads = closed_form_gradients(model, loss) or torch.func.vmap(torch.func.grad(node_loss))
 
-    def sample_indices(self, nodes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """One batch per node as row indices into the training set and (possibly flipped) labels: ``([a, B], [a, B])``."""
+    def sample(self, nodes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """One batch per node: ``([a, B, ...], [a, B])``."""
         u = torch.rand((nodes.numel(), self.batch_size), generator=generator, dtype=torch.float64)
         pos = (u * self.lengths[nodes].unsqueeze(1)).long()
         samples = torch.gather(self.table[nodes], 1, pos)
@@ -148,11 +148,6 @@ class LocalTrainer:
         if self.flipped is not None and self.num_classes:
             flip = self.flipped[nodes].unsqueeze(1)
             yb = torch.where(flip, self.num_classes - 1 - yb, yb)
-        return samples, yb
-
-    def sample(self, nodes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """One batch per node: ``([a, B, ...], [a, B])``."""
-        samples, yb = self.sample_indices(nodes, generator)
         return self.x.index_select(0, samples.reshape(-1)).reshape(samples.shape + self.x.shape[1:]), yb
 
     def gradients(self, params: Tensor, nodes: Tensor, generator: torch.Generator) -> Tensor:

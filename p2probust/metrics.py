@@ -19,6 +19,8 @@ from .models import ParamSpec
 def consensus_distance(params: Tensor, honest: Tensor) -> float:
     """:math:`\\frac1{|H|}\\sum_{i\\in H}\\lVert\\theta_i-\\bar\\theta_H\\rVert^2` for ``params [n, d]``, ``honest [n]``."""
     rows = torch.nonzero(honest).squeeze(1) if honest.dtype == torch.bool else honest
+    if rows.numel() == 0:
+        return float("nan")
     h = params.index_select(0, rows).double()
     h -= h[0].clone()  # shift by one honest model: exact 0 when all agree, less cancellation otherwise
     h -= h.mean(0)

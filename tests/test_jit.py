@@ -169,3 +169,20 @@ def test_async_run_with_and_without_jit_is_bit_identical(monkeypatch):
     assert calls
     off = pr.simulate(cfg.replace(jit="off"), graph=graph)
     assert torch.equal(on.params, off.params)
+
+
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning")
+def test_split_rows_works_in_a_forked_child():
+    """A process forked after the pool exists (a sweep worker) gets its own pool, not a dead one."""
+    import multiprocessing as mp
+
+    split_rows(1000, lambda s, e: None, min_rows=10)  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        assert pool.apply_async(_split_in_child).get(timeout=30) == 1000
+
+
+def _split_in_child() -> int:
+    seen = []
+    split_rows(1000, lambda s, e: seen.append(e - s), min_rows=10)
+    return sum(seen)

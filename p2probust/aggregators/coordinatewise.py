@@ -43,7 +43,7 @@ class RankMean(AbstractAggregator):
 
     The same code serves one node (``[m, d]``) and all nodes at once (``[n, m, d]``), so
     :meth:`batched` is hand-batched and exact; the simulator may also run it as one compiled,
-    gather-fused kernel (:mod:`p2probust.aggregators.fused`), with the same bits.
+    gather-fused kernel (:mod:`p2probust.jit.rank_mean`), with the same bits.
     """
 
     coordinatewise = True

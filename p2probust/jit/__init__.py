@@ -52,7 +52,9 @@ def cache_dir() -> Path:
 
 
 @lru_cache(maxsize=4)
-def _pool(workers: int) -> ThreadPoolExecutor:
+def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    """A pool per process: a forked child (e.g. a sweep worker) must not reuse its parent's pool,
+    whose threads it does not have."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="p2probust-jit")
 
 
@@ -61,7 +63,7 @@ def split_rows(rows: int, call: Callable[[int, int], None], *, min_rows: int = 6
     shares (at least ``min_rows`` rows each); the last share runs on the calling thread."""
     threads = max(1, min(torch.get_num_threads(), rows // min_rows))
     cuts = np.linspace(0, rows, threads + 1).astype(int)
-    jobs = [_pool(threads - 1).submit(call, int(s), int(e)) for s, e in zip(cuts[:-2], cuts[1:-1])] if threads > 1 else []
+    jobs = [_pool(threads - 1, os.getpid()).submit(call, int(s), int(e)) for s, e in zip(cuts[:-2], cuts[1:-1])] if threads > 1 else []
     call(int(cuts[-2]), rows)
     for job in jobs:
         job.result()
