@@ -186,3 +186,14 @@ def _split_in_child() -> int:
     seen = []
     split_rows(1000, lambda s, e: seen.append(e - s), min_rows=10)
     return sum(seen)
+
+
+def test_first_compilation_is_announced_once(tmp_path):
+    """A fresh cache folder: the first use says it compiles (one stderr line); the next process loads silently."""
+    code = ("import torch; from p2probust.jit import rank_mean as R; "
+            "R.rank_mean(torch.randn(5, 3), None, torch.tensor([[0, 1, 2, 3]]), torch.ones(1, 4, dtype=torch.bool))")
+    env = {**os.environ, "P2PROBUST_CACHE": str(tmp_path)}
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert first.stderr.count("compiling the rank-mean kernel for 4 inputs") == 1
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert again.stderr == ""

@@ -105,6 +105,10 @@ def _kernel(m: int):
             continue
     else:  # pragma: no cover - no writable folder at all
         raise OSError(f"no writable folder for compiled kernels (set P2PROBUST_CACHE); tried {cache_dir()}")
+    if not any((path.parent / "__pycache__").glob(f"{path.stem}.rank_mean-*.nbi")):  # numba's cache index
+        seconds = max(2, round(0.085 * len(batcher_network(m))))
+        print(f"p2probust: compiling the rank-mean kernel for {m} inputs per coordinate "
+              f"(once per machine, about {seconds} s; cached in {path.parent})", file=sys.stderr, flush=True)
     spec = importlib.util.spec_from_file_location(f"p2probust_rank_mean_m{m}_{digest}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # numba's disk cache re-imports the module by name
