@@ -7,6 +7,8 @@ registered gossip rule and every registered aggregator (as aggregate-and-mix) pl
 timed: after one warm-up call, the fastest of ``--repeats`` calls of ``rule.batched`` (as in
 ``timeit``); node-rounds per second = n / seconds. The plain mean is the reference: the ratio
 column is (mean's time) / (rule's time) at the same d, so it holds on a busy machine.
+Rows ``trimmed-mean [jit]`` and ``median [jit]`` time the compiled kernel the simulator uses for
+these two rules (:mod:`p2probust.jit.rank_mean`) on the same inboxes, read in place.
 
     python benchmarks/bench_rules.py                         # markdown table on stdout
     python benchmarks/bench_rules.py --n 100 --d 650 --rules mean,trimmed-mean,krum
@@ -20,8 +22,11 @@ import time
 import torch
 
 import p2probust  # noqa: F401  (registers the built-ins)
-from p2probust import registry
+from p2probust import jit, registry
 from p2probust.gossip import make_rule
+from p2probust.jit import rank_mean as jit_rank_mean
+
+JIT_ROWS = {"trimmed-mean [jit]": "trimmed-mean", "median [jit]": "median"}
 
 CHAINS = ("nnm+trimmed-mean", "nnm+median", "arc+trimmed-mean", "bucketing+median")
 
@@ -55,6 +60,20 @@ def tolerance(rule, degree: torch.Tensor, want: int) -> torch.Tensor:
     return torch.zeros_like(degree)
 
 
+class CompiledRankMean:
+    """``batched`` of aggregate-and-mix with a rank-mean aggregator, through the compiled kernel
+    (own models as ``params`` rows, the inbox slots as extra rows), as the simulator calls it."""
+
+    def __init__(self, rule):
+        self.rule, self.aggregator = rule, rule.aggregator
+
+    def batched(self, own, msgs, mask, weights, f):
+        n, k, d = msgs.shape
+        source = torch.cat([torch.arange(n).unsqueeze(1), torch.where(mask, -2 - torch.arange(n * k).view(n, k), -1)], 1)
+        keep = self.aggregator.kept_ranks(torch.cat([torch.ones((n, 1), dtype=torch.bool), mask], 1), f)
+        return jit_rank_mean.rank_mean(own, msgs.reshape(n * k, d), source, keep, alpha=self.rule.alpha)
+
+
 def time_rule(rule, own, msgs, mask, weights, f, repeats: int) -> float:
     rule.batched(own, msgs, mask, weights, f)  # warm-up
     best = float("inf")
@@ -81,14 +100,20 @@ def main() -> None:
     names = args.rules.split(",") if args.rules else all_rules()
     if names[0] != "mean":
         names = ["mean"] + [x for x in names if x != "mean"]
+    if jit.available():
+        for row, base in JIT_ROWS.items():
+            if base in names and row not in names:
+                names.insert(names.index(base) + 1, row)
     dims = [int(v) for v in args.d.split(",")]
     results: dict[str, dict[int, float]] = {name: {} for name in names}
     for d in dims:
         own, msgs, mask, weights = inputs(args.n, args.k, d)
         degree = mask.sum(1)
         for name in names:
-            rule = make_rule(name)
+            rule = make_rule(JIT_ROWS.get(name, name))
             f = tolerance(rule, degree, args.f)
+            if name in JIT_ROWS:
+                rule = CompiledRankMean(rule)
             results[name][d] = time_rule(rule, own, msgs, mask, weights, f, args.repeats)
             del rule
     print(f"n = {args.n}, k = {args.k}, f = {args.f} (or the rule's maximum), float32, "
