@@ -25,8 +25,8 @@ def test_bench_rules_smoke(capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["bench_rules.py", "--n", "6", "--k", "5", "--d", "4,7", "--repeats", "1"])
     bench.main()
     out = capsys.readouterr().out
-    assert "| mean | " in out and "| ios | " in out
-    assert out.count("\n| ") == len(names) + 1
+    assert "| mean | " in out and "| ios | " in out and "| trimmed-mean [jit] | " in out
+    assert out.count("\n| ") == len(names) + len(bench.JIT_ROWS) + 1
 
 
 @pytest.mark.slow
