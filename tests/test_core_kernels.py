@@ -14,7 +14,7 @@ from p2probust.aggregators import CoordinateWiseMedian, Mean, TrimmedMean
 from p2probust.aggregators.sorting import batcher_network, sort_masked
 from p2probust.gossip import AggregateAndMix, Gossip, lift
 from p2probust.local import LocalTrainer, LRSchedule, closed_form_gradients
-from p2probust.metrics import consensus_distance
+from p2probust.metrics import Evaluator, consensus_distance
 from p2probust.models import MLP, LinearRegression, LogisticRegression, ParamSpec
 from p2probust.recorder import Recorder
 
@@ -213,3 +213,15 @@ def test_plot_metric_against_simulated_time_returns_artists(tmp_path):
     assert list(line.get_xdata()) == [0.5, 1.5]  # the 0 is left out on the log axis
     assert ax.get_yscale() == "log" and ax.get_xlabel() == "simulated time (s)"
     plt.close(fig)
+
+
+@pytest.mark.parametrize("model", [LogisticRegression(6, 4), MLP(6, 5, 4)])
+def test_node_accuracies_equal_one_model_at_a_time(model):
+    """Batched per-node accuracy (one matrix product for linear models, vmap otherwise) equals
+    evaluating each node's model alone; chunks smaller than the population exercise the loop."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(50, 6, generator=g), torch.randint(0, 4, (50,), generator=g)
+    ev = Evaluator(model, x, y, loss="cross_entropy", classification=True, chunk=3)
+    params = torch.randn(7, ev.spec.dim, generator=g)
+    want = torch.tensor([ev.model_metrics(theta)["accuracy"] for theta in params], dtype=torch.float64)
+    assert torch.allclose(ev.node_accuracies(params), want, atol=1e-12)
