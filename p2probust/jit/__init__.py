@@ -4,10 +4,12 @@
   mean, the inbox gather fused into a register-resident sorting network (same bits as torch).
 
 The torch paths remain the reference and serve everything else (``vmap``, other rules, small
-calls). A compiled logistic-regression gradient (batch gather fused in) was tried and dropped: on
-2 cores it was no faster than torch's batched matrix products. ``RunConfig.jit`` (``--jit``) chooses: ``auto`` uses a kernel when the call is large
+calls). ``RunConfig.jit`` (``--jit``) chooses: ``auto`` uses a kernel when the call is large
 enough to repay its one-off compilation, ``on`` always, ``off`` never. Compiled code is cached on
 disk (numba ``cache=True``), so compilation is paid once per machine.
+
+A compiled logistic-regression gradient (batch gather fused in) was tried and dropped: on 2 cores
+it was no faster than torch's batched matrix products.
 
 Work is split over ``torch.get_num_threads()`` threads by rows (the kernels release the GIL).
 """

@@ -146,7 +146,7 @@ def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor
     out = np.empty((a, d), dtype=src.dtype)
     mix = alpha is not None
     consts = np.array([np.inf, 0.0, 1 - alpha if mix else 0.0, alpha if mix else 1.0], dtype=src.dtype)
-    with _lock:  # compile (or load from the disk cache) once, before any worker thread calls it
-        kernel = _kernel(m)
+    with _lock:  # write and import the kernel's module once (numba compiles, or loads its disk cache,
+        kernel = _kernel(m)  # at the first call, under numba's own compiler lock)
     split_rows(a, lambda s, e: kernel(src, extra, rows_np[s:e], keep_np[s:e], count[s:e], consts, mix, out[s:e]))
     return torch.from_numpy(out)
