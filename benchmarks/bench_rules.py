@@ -65,13 +65,10 @@ class CompiledRankMean:
     (own models as ``params`` rows, the inbox slots as extra rows), as the simulator calls it."""
 
     def __init__(self, rule):
-        self.rule, self.aggregator = rule, rule.aggregator
+        self.rule = rule
 
     def batched(self, own, msgs, mask, weights, f):
-        n, k, d = msgs.shape
-        source = torch.cat([torch.arange(n).unsqueeze(1), torch.where(mask, -2 - torch.arange(n * k).view(n, k), -1)], 1)
-        keep = self.aggregator.kept_ranks(torch.cat([torch.ones((n, 1), dtype=torch.bool), mask], 1), f)
-        return jit_rank_mean.rank_mean(own, msgs.reshape(n * k, d), source, keep, alpha=self.rule.alpha)
+        return jit_rank_mean.mix_inboxes(self.rule, own, torch.arange(own.shape[0]), msgs, mask, f)
 
 
 def time_rule(rule, own, msgs, mask, weights, f, repeats: int) -> float:

@@ -114,11 +114,8 @@ class Kernels:
     def mix(self, nodes: Tensor, inbox: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> None:
         """The gossip rule of ``nodes`` in one batched call, given their inboxes ``[a, k, d]``."""
         a, k = mask.shape
-        if self._use_fused(a, k + 1, self.params.shape[1]):  # inbox slots read in place as extra rows
-            slot_rows = torch.arange(a * k).view(a, k)
-            source = torch.cat([nodes.unsqueeze(1), torch.where(mask, -2 - slot_rows, -1)], 1)
-            keep = self.gossip.aggregator.kept_ranks(torch.cat([torch.ones((a, 1), dtype=torch.bool), mask], 1), f)
-            new = jit_rank_mean.rank_mean(self.params, inbox.reshape(a * k, -1), source, keep, alpha=self.gossip.alpha)
+        if self._use_fused(a, k + 1, self.params.shape[1]):
+            new = jit_rank_mean.mix_inboxes(self.gossip, self.params, nodes, inbox, mask, f)
         else:
             new = self.gossip.batched(self.params[nodes], inbox, mask, weights, f)
         self.params = self.params.index_copy(0, nodes, new)

@@ -197,3 +197,17 @@ def test_first_compilation_is_announced_once(tmp_path):
     assert first.stderr.count("compiling the rank-mean kernel for 4 inputs") == 1
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert again.stderr == ""
+
+
+def test_mix_inboxes_same_bits_as_the_rule():
+    """Given inboxes (the asynchronous path), the kernel equals ``rule.batched`` on them."""
+    g = torch.Generator().manual_seed(5)
+    params = torch.randn(20, 13, generator=g)
+    nodes = torch.tensor([3, 0, 7, 19])
+    inbox = torch.randn(4, 6, 13, generator=g)
+    inbox[0, 2, 5] = float("nan")
+    mask = torch.rand(4, 6, generator=g) < 0.8
+    rule = pr.AggregateAndMix(TrimmedMean(), alpha=0.4)
+    f = torch.tensor([1, 0, 2, 1])
+    want = rule.batched(params[nodes], inbox, mask, torch.ones(4, 6), f)
+    assert torch.equal(jit_rank_mean.mix_inboxes(rule, params, nodes, inbox, mask, f), want)

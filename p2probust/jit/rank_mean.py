@@ -150,3 +150,15 @@ def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor
         kernel = _kernel(m)  # at the first call, under numba's own compiler lock)
     split_rows(a, lambda s, e: kernel(src, extra, rows_np[s:e], keep_np[s:e], count[s:e], consts, mix, out[s:e]))
     return torch.from_numpy(out)
+
+
+def mix_inboxes(rule, params: Tensor, nodes: Tensor, inbox: Tensor, mask: Tensor, f: Tensor) -> Tensor:
+    """Aggregate-and-mix ``rule`` (a :class:`~p2probust.gossip.AggregateAndMix` over a
+    :class:`~p2probust.aggregators.coordinatewise.RankMean`) for ``nodes [a]`` whose inboxes are
+    given as ``inbox [a, k, d]``, ``mask [a, k]``: the slots are read in place as extra rows.
+    Returns the new models ``[a, d]``, the bits of ``rule.batched(params[nodes], inbox, mask, ·, f)``."""
+    a, k = mask.shape
+    slot_rows = torch.arange(a * k).view(a, k)
+    source = torch.cat([nodes.unsqueeze(1), torch.where(mask, -2 - slot_rows, -1)], 1)
+    keep = rule.aggregator.kept_ranks(torch.cat([torch.ones((a, 1), dtype=torch.bool), mask], 1), f)
+    return rank_mean(params, inbox.reshape(a * k, -1), source, keep, alpha=rule.alpha)
