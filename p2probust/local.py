@@ -162,6 +162,6 @@ class LocalTrainer:
         theta = params.index_select(0, nodes)
         xb, yb = self.sample(nodes, generator)
         g = self._grads(theta, xb, yb)
-        m = beta * momentum.index_select(0, nodes) + (1 - beta) * g if beta > 0 else g
-        new = theta - lr * m
+        m = torch.lerp(g, momentum.index_select(0, nodes), beta) if beta > 0 else g  # βm + (1−β)g, one pass
+        new = torch.add(theta, m, alpha=-lr)
         return params.index_copy(0, nodes, new), momentum.index_copy(0, nodes, m)
