@@ -77,8 +77,7 @@ class Kernels:
         self._cap = self.gossip.aggregator.max_tolerance if isinstance(self.gossip, AggregateAndMix) else None
         rank_rule = isinstance(self.gossip, AggregateAndMix) and isinstance(self.gossip.aggregator, RankMean)
         self._fusable = rank_rule and check_mode(self.jit, rank_rule)
-        self._static_wiring: dict = {}  # attack helpers' per-wiring values for plain rounds (static table)
-        self._fused_inputs: tuple | None = None  # (inputs it was built from, (source, keep)) of the last fused call
+        self._static_wiring: dict = {}  # per-wiring values of plain rounds (static table): attack helpers, fused kernel
 
     # --- the pieces -------------------------------------------------------------------------
     def local_step(self, nodes: Tensor, lr: float) -> None:
@@ -156,19 +155,21 @@ class Kernels:
             crafted = self.craft(self.actors[self.rows], self.act_idx[self.rows, self.slots], self.slots, r,
                                  self.table.idx, self.table.mask, self.table.weights, self.f,
                                  wiring_cache=self._static_wiring)
-        self.gather_and_mix(self.actors, self.act_idx, self.act_mask, self.act_w, self.act_f, self.rows, self.slots, crafted)
+        self.gather_and_mix(self.actors, self.act_idx, self.act_mask, self.act_w, self.act_f, self.rows, self.slots, crafted,
+                            wiring_cache=self._static_wiring)
         return int(self.table.mask.sum())
 
     def gather_and_mix(self, nodes: Tensor, idx: Tensor, mask: Tensor, weights: Tensor, f: Tensor, rows: Tensor,
-                       slots: Tensor, crafted: Tensor | None) -> None:
+                       slots: Tensor, crafted: Tensor | None, wiring_cache: dict | None = None) -> None:
         """Gather the inboxes ``params[idx]`` of ``nodes``, overwrite the Byzantine slots
         ``(rows, slots)`` with ``crafted [E, d]``, and apply the rule — in blocks of consecutive
         recipients of about :data:`BLOCK_BYTES` of inbox each (``rows`` ascending, as
-        ``torch.nonzero`` returns them). Rules whose ``row_independent`` is False get one call."""
+        ``torch.nonzero`` returns them). Rules whose ``row_independent`` is False get one call.
+        ``wiring_cache``: shared by rounds with the same wiring (see :meth:`_plain_round`)."""
         a, k = idx.shape
         d = self.params.shape[1]
         if self._use_fused(a, k + 1, d):
-            return self._fused_gather_and_mix(nodes, idx, mask, f, rows, slots, crafted)
+            return self._fused_gather_and_mix(nodes, idx, mask, f, rows, slots, crafted, wiring_cache)
         block = a if not getattr(self.gossip, "row_independent", True) else max(1, BLOCK_BYTES // max(1, k * d * self.params.element_size()))
         own = self.params[nodes]
         starts = list(range(0, a, block))
@@ -189,22 +190,22 @@ class Kernels:
         return self.jit == "on" or a * m * d >= jit_rank_mean.AUTO_MIN_VALUES
 
     def _fused_gather_and_mix(self, nodes: Tensor, idx: Tensor, mask: Tensor, f: Tensor, rows: Tensor,
-                              slots: Tensor, crafted: Tensor | None) -> None:
+                              slots: Tensor, crafted: Tensor | None, wiring_cache: dict | None) -> None:
         """:meth:`gather_and_mix` for aggregate-and-mix with a rank-mean aggregator, as one compiled
-        kernel that reads the inboxes in place (same arithmetic, same bits)."""
-        inputs = (nodes, idx, mask, f, rows, slots)
-        cached = self._fused_inputs
-        if cached is not None and all(x is y for x, y in zip(inputs, cached[0])):
-            source, keep = cached[1]  # the static table of a plain round: same wiring every round
-        else:
+        kernel that reads the inboxes in place (same arithmetic, same bits). The wire sources and
+        kept ranks depend on the wiring only, so plain rounds build them once (``wiring_cache``)."""
+        cached = None if wiring_cache is None else wiring_cache.get("rank_mean_sources")
+        if cached is None:
             a = idx.shape[0]
             source = torch.where(mask, idx, -1)
             if rows.numel():
                 source = source.index_put((rows, slots), -2 - torch.arange(rows.numel()))
             source = torch.cat([nodes.unsqueeze(1), source], 1)
             present = torch.cat([torch.ones((a, 1), dtype=torch.bool), mask], 1)
-            keep = self.gossip.aggregator.kept_ranks(present, f)
-            self._fused_inputs = (inputs, (source, keep))
+            cached = source, self.gossip.aggregator.kept_ranks(present, f)
+            if wiring_cache is not None:
+                wiring_cache["rank_mean_sources"] = cached
+        source, keep = cached
         new = jit_rank_mean.rank_mean(self.params, crafted, source, keep, alpha=self.gossip.alpha)
         self.params = self.params.index_copy(0, nodes, new)
 
