@@ -20,7 +20,7 @@ _D = RunConfig()
 # (flag, dotted config key, click type, help); defaults come from RunConfig
 RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--topology", "topology.name", str, "graph: ring, torus, random-regular, erdos-renyi, small-world, complete, or a path to a .py/.json/.graphml/edge-list file"),
-    ("--nodes", "topology.nodes", int, "number of nodes n"),
+    ("--nodes", "topology.nodes", int, "number of nodes n (a graph file has its own; giving another n is an error)"),
     ("--degree", "topology.degree", int, "degree of random-regular graphs"),
     ("--p", "topology.p", float, "edge probability of Erdős–Rényi graphs"),
     ("--ws-k", "topology.k", int, "nearest neighbours of small-world graphs"),
@@ -60,11 +60,17 @@ RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--eval-every", "eval_every", int, "evaluate test accuracy every this many rounds"),
     ("--seed", "seed", int, "run seed"),
     ("--jit", "jit", click.Choice(["auto", "on", "off"]), "compiled kernel for median/trimmed-mean gossip (numba; same results): auto uses it on large rounds"),
-    ("--out", "out", str, "run folder [default: runs/<time>-<topology>-<rule>-<attack>-s<seed>]"),
+    ("--on-diverge", "on_diverge", click.Choice(["stop", "continue"]), "when an honest model becomes NaN/inf: stop the run (status diverged, exit 3) or continue"),
+    ("--max-memory", "max_memory", str, "refuse runs estimated above this: auto (available memory), a size (8GB) or inf"),
+    ("--out", "out", str, "run folder, must be new or empty [default: runs/<time.ms>-<topology>-<rule>-<attack>-s<seed>-<hash>]"),
 ]
 
 
 def _default(key: str) -> Any:
+    if key == "topology.nodes":
+        from .config import DEFAULT_NODES
+
+        return DEFAULT_NODES
     obj: Any = _D
     for part in key.split("."):
         obj = getattr(obj, part)
@@ -92,17 +98,26 @@ def _fail(message: str) -> None:
 
 
 def user_errors(func: Callable) -> Callable:
-    """Turn invalid-input exceptions into one line on stderr and exit code 2."""
+    """Turn invalid-input exceptions into one line on stderr and exit code 2, a signal into one
+    line and exit code 128 + signal, a failed write into one line and exit code 4."""
+    from .recorder import RecordError
+    from .signals import Interrupted, stop_on_signals
+    from .status import EXIT_CODES
 
     @wraps(func)
     def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except (ValueError, FileNotFoundError, NotADirectoryError, TypeError) as err:
-            _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
-        except KeyboardInterrupt:
-            click.echo("interrupted: the rows computed so far are in metrics.csv", err=True)
-            sys.exit(130)
+        with stop_on_signals(restore=False):
+            try:
+                return func(*args, **kwargs)
+            except (ValueError, FileNotFoundError, NotADirectoryError, TypeError) as err:
+                _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            except RecordError as err:
+                click.echo(f"failed: {err.strerror}; the rows written so far are whole", err=True)
+                sys.exit(EXIT_CODES["failed"])
+            except KeyboardInterrupt as err:
+                name = err.name if isinstance(err, Interrupted) else "SIGINT"
+                click.echo(f"interrupted by {name}: the rows computed so far are in metrics.csv", err=True)
+                sys.exit(err.exit_code if isinstance(err, Interrupted) else 130)
 
     return wrapper
 
@@ -155,16 +170,24 @@ def _run_options(func: Callable) -> Callable:
 @click.option("--attack-param", multiple=True, metavar="KEY=VALUE", help="attack parameter, repeatable (e.g. scale=10)")
 @click.option("--rule-param", multiple=True, metavar="KEY=VALUE", help="rule parameter, repeatable")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no placement report")
+@click.option("--overwrite", is_flag=True, help="clear an existing run folder at --out first")
+@click.option("--dry-run", is_flag=True, help="print the resolved config, the graph and the memory estimate; run nothing")
 @user_errors
 def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tuple[str, ...],
-        attack_param: tuple[str, ...], rule_param: tuple[str, ...], quiet: bool, **flags: Any) -> None:
-    """Run one simulation and write its run folder (config.json, metrics.csv, summary.json).
+        attack_param: tuple[str, ...], rule_param: tuple[str, ...], quiet: bool, overwrite: bool,
+        dry_run: bool, **flags: Any) -> None:
+    """Run one simulation and write its run folder (config.json, metrics.csv, timing.csv,
+    summary.json, params.pt).
 
     With no flags: 16 nodes on a 4×4 torus learning the bundled digits with logistic regression,
     2 Byzantine nodes sending sign-flipped models, trimmed-mean gossip, 100 rounds.
+
+    Exit codes: 0 completed, 2 bad input, 3 diverged, 4 failed (e.g. disk full), 128 + signal
+    when interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
     """
     from .config import from_overrides, load_config
     from .simulation import default_out_dir, simulate
+    from .status import EXIT_CODES, describe
 
     overrides: dict[str, Any] = {}
     for name, value in flags.items():
@@ -186,13 +209,28 @@ def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tu
     if rule_param:
         overrides["rule.params"] = dict(_param(p) for p in rule_param)
     cfg = load_config(config_path, overrides) if config_path else from_overrides(overrides)
-    out = Path(cfg.out) if cfg.out else default_out_dir(cfg)
     _setup_logging(quiet)
-    result = simulate(cfg, out=out, progress=not quiet and sys.stderr.isatty())
+    if dry_run:
+        from .dryrun import describe_run
+
+        for line in describe_run(cfg):
+            click.echo(line)
+        return
+    out = Path(cfg.out) if cfg.out else default_out_dir(cfg)
+    try:
+        result = simulate(cfg, out=out, overwrite=overwrite, progress=not quiet and sys.stderr.isatty())
+    except BaseException:
+        if not cfg.out and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # the default folder made for a run that never started
+        raise
     final = result.summary["final"]
     parts = [f"{k} {final[k]:.4g}" for k in ("accuracy", "node_acc_min", "consensus_distance", "dist_to_opt") if k in final]
     click.echo(f"round {result.summary['rounds_done']}: " + ", ".join(parts))
     click.echo(f"results written to {out}")
+    status = result.summary["status"]
+    if status != "completed":
+        click.echo(f"{describe(result.summary)} (status {status!r} in summary.json)", err=True)
+        sys.exit(EXIT_CODES.get(status, 1))
 
 
 def _setup_logging(quiet: bool) -> None:

@@ -49,8 +49,12 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from dataclasses import dataclass, field, fields
+import math
+import os
 from pathlib import Path
 from typing import Any, Mapping
+
+from .typecheck import check_int_list, check_types
 
 
 class ConfigError(ValueError):
@@ -67,12 +71,16 @@ def _params(value: Mapping[str, Any] | Params | None) -> Params:
     return tuple(sorted((str(k), v) for k, v in items))
 
 
+DEFAULT_NODES = 16  #: n of built-in topologies and Python builders when ``topology.nodes`` is not set
+
+
 @dataclass(frozen=True)
 class TopologyConfig:
     """The communication graph: a registered builder name or a path to a custom topology."""
 
     name: str = "torus"
-    nodes: int = 16
+    #: number of nodes n; None: 16 for built-in topologies, the file's own count for graph files
+    nodes: int | None = None
     degree: int = 4  #: random-regular degree
     p: float = 0.3  #: Erdős–Rényi edge probability
     k: int = 4  #: Watts–Strogatz nearest neighbours
@@ -81,8 +89,9 @@ class TopologyConfig:
     params: Params = ()  #: other builder parameters, e.g. two-worlds ``h``, ring-of-cliques ``size``
 
     def __post_init__(self) -> None:
+        check_types(self, "topology")
         object.__setattr__(self, "params", _params(self.params))
-        _require(self.nodes >= 2, "topology.nodes", self.nodes, "an integer >= 2")
+        _require(self.nodes is None or self.nodes >= 2, "topology.nodes", self.nodes, "an integer >= 2")
         _require(self.degree >= 1, "topology.degree", self.degree, "an integer >= 1")
         _require(0 < self.p <= 1, "topology.p", self.p, "a probability in (0, 1]")
         _require(self.k >= 2, "topology.k", self.k, "an integer >= 2")
@@ -99,7 +108,8 @@ class ByzantineConfig:
     nodes: tuple[int, ...] = ()  #: explicit node ids for placement "list"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "nodes", tuple(int(v) for v in self.nodes))
+        object.__setattr__(self, "nodes", check_int_list(self.nodes, "byzantine.nodes"))
+        check_types(self, "byzantine")
         if self.nodes and self.placement == "random":
             object.__setattr__(self, "placement", "list")
         if self.placement == "list" and self.nodes and self.count != len(self.nodes):
@@ -133,6 +143,7 @@ class RuleConfig:
     params: Params = ()
 
     def __post_init__(self) -> None:
+        check_types(self, "rule")
         object.__setattr__(self, "params", _params(self.params))
         _require(0 < self.alpha <= 1, "rule.alpha", self.alpha, "a gossip rate in (0, 1]")
         tol = self.tolerance
@@ -159,6 +170,7 @@ class DataConfig:
     params: Params = ()  #: task parameters, e.g. digits-mlp ``hidden``, least-squares ``dim``
 
     def __post_init__(self) -> None:
+        check_types(self, "data")
         object.__setattr__(self, "params", _params(self.params))
         _require(self.dirichlet_alpha > 0, "data.dirichlet_alpha", self.dirichlet_alpha, "a concentration > 0")
         _require(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "a fraction in (0, 1)")
@@ -178,8 +190,9 @@ class TrainConfig:
     local_steps: int = 1
 
     def __post_init__(self) -> None:
+        check_types(self, "train")
         _require(self.rounds >= 1, "train.rounds", self.rounds, "an integer >= 1")
-        _require(self.lr > 0, "train.lr", self.lr, "a learning rate > 0")
+        _require(0 < self.lr < math.inf, "train.lr", self.lr, "a finite learning rate > 0")
         _require(
             self.lr_schedule in ("constant", "inv-sqrt", "step"),
             "train.lr_schedule", self.lr_schedule, "constant, inv-sqrt or step",
@@ -237,6 +250,7 @@ class EngineConfig:
         for key, fn in (("clock", specs.parse_clock), ("churn", specs.parse_churn), ("stragglers", specs.parse_stragglers),
                         ("timing_attack", specs.parse_timing_attack), ("dynamics", specs.parse_dynamics)):
             parse(key, fn, getattr(self, key))
+        check_types(self, "engine")
 
     def specs(self) -> dict[str, Any]:
         """The parsed specification objects, by key."""
@@ -266,9 +280,25 @@ class RunConfig:
     out: str | None = None
     #: compiled, gather-fused kernel for median / trimmed-mean rules (numba): auto (large calls), on, off
     jit: str = "auto"
+    #: when an honest model becomes NaN or ±inf: "stop" the run (status "diverged") or "continue"
+    on_diverge: str = "stop"
+    #: memory the run may use: "auto" (what the machine has available), a size ("8GB") or "inf"
+    max_memory: str = "auto"
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        if isinstance(self.out, os.PathLike):
+            object.__setattr__(self, "out", os.fspath(self.out))
+        check_types(self, None, skip=tuple(_PARTS))
+        if isinstance(self.out, str) and self.out.startswith("~"):
+            object.__setattr__(self, "out", str(Path(self.out).expanduser()))
+        _require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        _require(self.on_diverge in ("stop", "continue"), "on_diverge", self.on_diverge, "stop or continue")
+        from .memory import parse_size
+
+        try:
+            parse_size(self.max_memory, allow_auto=True)
+        except ValueError as err:
+            raise ConfigError(f"max_memory: {err}") from None
         _require(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
         _require(self.jit in ("auto", "on", "off"), "jit", self.jit, "auto, on or off")
 
@@ -295,7 +325,6 @@ _PARTS = {
     "engine": EngineConfig,
 }
 _OPEN_PARTS = ("topology", "data", "attack", "rule")
-_ENGINE_SPECS = ("compute_time", "latency", "bandwidth", "churn", "duration", "stragglers", "clock", "timing_attack", "dynamics")  # extra keys are the component's parameters
 _TOP_KEYS = {f.name for f in fields(RunConfig)} - set(_PARTS)
 
 
@@ -328,29 +357,7 @@ def _part(name: str, table: Mapping[str, Any]):
             key = next(iter(extra))
             raise ConfigError(f"unknown key {key!r} in [{name}]; allowed: {', '.join(sorted(known))}")
         kwargs["params"] = {**dict(_params(kwargs.get("params"))), **extra}
-    for k, v in list(kwargs.items()):
-        kwargs[k] = _coerce(cls, name, k, v)
     return cls(**kwargs)
-
-
-def _coerce(cls, part: str, key: str, value: Any) -> Any:
-    """Check a value's type against the dataclass field's default type (ints may stand for floats)."""
-    default = next(f for f in fields(cls) if f.name == key).default
-    if key in ("params", "tolerance", "data_dir", "nodes") or default is dataclasses.MISSING:
-        return value
-    if part == "engine" and key in _ENGINE_SPECS:
-        return value
-    if isinstance(default, bool) or default is None:
-        return value
-    if isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(default, float) and isinstance(value, str) and value.lower() in ("inf", "infinity"):
-        return float("inf")
-    if type(default) is not type(value):
-        raise ConfigError(
-            f"{part}.{key} = {value!r} must be of type {type(default).__name__} (like the default {default!r})"
-        )
-    return value
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -389,6 +396,10 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
+        if key in _PARTS:  # a malformed table is an error whatever flags are given
+            for side in (out.get(key), value):
+                if side is not None and not isinstance(side, Mapping):
+                    raise ConfigError(f"[{key}] must be a table of keys (e.g. [{key}] name = ...), got {side!r}")
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             merged = _merge(out[key], value)
             if key in _OPEN_PARTS and "params" in value:

@@ -14,11 +14,11 @@ nodes whose attack follows the protocol, e.g. label flipping):
 from __future__ import annotations
 
 import inspect
+import io
 import logging
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from . import __version__, registry
 from .attacks.base import AbstractAttack
-from .config import RunConfig
+from .config import DEFAULT_NODES, RunConfig
 from .data.partition import pad_partition
 from .async_kernel import StaleModels, make_async_engine, run_async
 from .engine import ChurnSchedule, ComputeModel, EdgeSampler, LinkModel, RoundPlan, RoundTiming, SyncEngine, SyncNetwork
@@ -37,10 +37,14 @@ from .kernels import Kernels
 from .gossip.mixing import AggregateAndMix
 from .gossip.registry import as_rule, make_rule
 from .local import LocalTrainer, LRSchedule
+from .memory import estimate, estimate_run
 from .metrics import Evaluator, consensus_distance
 from .models import ParamSpec, init_stacked
 from .recorder import Recorder
 from .rng import numpy_stream, torch_stream
+from .rundir import RunDir, default_run_dir
+from .signals import stop_on_signals
+from .status import Diverged, honest_models_finite, is_overflow
 from .topology import NeighborTable, build_topology, is_topology_path, place_byzantine, placement_report, validate_graph
 
 log = logging.getLogger("p2probust")
@@ -64,6 +68,9 @@ class Result:
     is_byzantine : BoolTensor [n]
     graph : networkx.Graph
     out_dir : Path or None
+    timing : list of dict
+        Wall-clock seconds since set-up at each logged round (``timing.csv``); kept out of
+        ``history`` so that ``metrics.csv`` is reproducible byte for byte.
     """
 
     config: dict[str, Any]
@@ -73,7 +80,7 @@ class Result:
     is_byzantine: torch.Tensor
     graph: nx.Graph
     out_dir: Path | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    timing: list[dict[str, Any]] = field(default_factory=list)  #: ``[{"round", "wall_s"}]``, as timing.csv
 
     def metric(self, name: str) -> list[tuple[int, float]]:
         """``[(round, value), ...]`` of the rounds where ``name`` was measured."""
@@ -87,17 +94,22 @@ class Result:
         return values[-1][1]
 
 
-def default_out_dir(cfg: RunConfig) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    topo = Path(cfg.topology.name).stem
-    return Path("runs") / f"{stamp}-{topo}-{cfg.rule.name}-{cfg.attack.name}-s{cfg.seed}"
+def default_out_dir(cfg: RunConfig, root: str | Path = "runs") -> Path:
+    """A new, empty, uniquely named folder under ``root`` for a run of ``cfg``:
+    ``<time to the ms>-<topology>-<rule>-<attack>-s<seed>-<config hash>[-N]`` (see :mod:`p2probust.rundir`)."""
+    parts = [Path(cfg.topology.name).stem, cfg.rule.name.replace("+", "_"), cfg.attack.name, f"s{cfg.seed}"]
+    return default_run_dir(parts, cfg.to_dict(), root)
 
 
 def _graph(cfg: RunConfig, graph: nx.Graph | None) -> nx.Graph:
     if graph is not None:
         return nx.convert_node_labels_to_integers(graph, ordering="sorted" if _sortable(graph) else "default")
     t = cfg.topology
-    n = None if is_topology_path(t.name) and not t.name.endswith(".py") else t.nodes
+    n = t.nodes
+    if n is None and not (is_topology_path(t.name) and not t.name.endswith(".py")):
+        n = DEFAULT_NODES
+    if n is not None:  # refuse before building a graph that cannot fit
+        estimate_graph_only(n, t.degree).check(cfg.max_memory)
     extra = dict(t.params)
     if extra and not is_topology_path(t.name):
         accepted = inspect.signature(registry.topologies.get(t.name).factory).parameters
@@ -109,6 +121,33 @@ def _graph(cfg: RunConfig, graph: nx.Graph | None) -> nx.Graph:
         t.name, n, seed=int(numpy_stream(cfg.seed, "graph").integers(2**31)),
         **{"degree": t.degree, "p": t.p, "k": t.k, "beta": t.beta, **extra},
     )
+
+
+def estimate_graph_only(n: int, degree: int):
+    """The part of the memory estimate known before the graph exists (one parameter per node)."""
+    return estimate(n=n, k=degree, d=1, batch=1, local=1, activations=0, edges=n * degree / 2)
+
+
+def place(cfg: RunConfig, graph: nx.Graph | None = None):
+    """The run's graph (``graph`` or the configured topology), its Byzantine nodes and the
+    placement report: ``(G, is_byz [n] bool, PlacementReport)``; validated, nothing else built."""
+    G = _graph(cfg, graph)
+    n = G.number_of_nodes()
+    if n == 0:
+        raise ValueError("the graph has no nodes; a topology needs at least 2 nodes joined by edges")
+    if cfg.byzantine.count >= n and cfg.byzantine.placement != "attach":  # attach: count is per honest node
+        raise ValueError(f"byzantine.count = {cfg.byzantine.count} is invalid; expected fewer Byzantine nodes than nodes (n = {n})")
+    if cfg.byzantine.placement == "attach":  # attacks issue: add `count` Byzantine vertices per honest node
+        from .topology.adversarial import attach_byzantine
+
+        G, is_byz = attach_byzantine(G, cfg.byzantine.count)
+    else:
+        is_byz = place_byzantine(
+            G, cfg.byzantine.count, cfg.byzantine.placement,
+            seed=int(numpy_stream(cfg.seed, "placement").integers(2**31)), nodes=list(cfg.byzantine.nodes) or None,
+        )
+    validate_graph(G, is_byz)
+    return G, is_byz, placement_report(G, is_byz)
 
 
 def _sortable(graph: nx.Graph) -> bool:
@@ -126,6 +165,7 @@ def simulate(
     rule: Any = None,
     attack: AbstractAttack | None = None,
     out: str | Path | None = None,
+    overwrite: bool = False,
     progress: bool = False,
     **overrides: Any,
 ) -> Result:
@@ -143,7 +183,11 @@ def simulate(
     attack : attack object, optional
         Instead of ``config.attack.name``.
     out : path, optional
-        Run folder; overrides ``config.out``. Without either, nothing is written.
+        Run folder; overrides ``config.out``. Without either, nothing is written. A non-empty
+        folder is refused (``ValueError``) unless ``overwrite``; a folder in use by another run
+        is always refused.
+    overwrite : bool
+        Clear an existing run folder at ``out`` first.
     progress : bool
         Show a progress bar of rounds (tqdm; hidden when stderr is not a terminal).
     **overrides
@@ -153,6 +197,10 @@ def simulate(
     Returns
     -------
     Result
+        ``result.summary["status"]`` is ``completed`` or ``diverged`` (an honest model became
+        non-finite; see ``config.on_diverge``). A signal (Ctrl-C, SIGTERM, SIGHUP) raises
+        :class:`~p2probust.signals.Interrupted` and a failed write :class:`~p2probust.recorder.RecordError`,
+        after the run folder has been closed with that status.
 
     Examples
     --------
@@ -163,26 +211,12 @@ def simulate(
     cfg = config if config is not None else RunConfig()
     if overrides:
         cfg = cfg.replace(**{_SHORT.get(k, k): v for k, v in overrides.items()})
-    out_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else None)
+    out_dir = Path(out).expanduser() if out is not None else (Path(cfg.out) if cfg.out else None)
     seed = cfg.seed
 
     # --- topology and placement -------------------------------------------------------------
-    G = _graph(cfg, graph)
+    G, is_byz, report = place(cfg, graph)
     n = G.number_of_nodes()
-    if cfg.byzantine.count >= n and cfg.byzantine.placement != "attach":  # attach: count is per honest node
-        raise ValueError(f"byzantine.count = {cfg.byzantine.count} is invalid; expected fewer Byzantine nodes than nodes (n = {n})")
-    if cfg.byzantine.placement == "attach":  # attacks issue: add `count` Byzantine vertices per honest node
-        from .topology.adversarial import attach_byzantine
-
-        G, is_byz = attach_byzantine(G, cfg.byzantine.count)
-        n = G.number_of_nodes()
-    else:
-        is_byz = place_byzantine(
-            G, cfg.byzantine.count, cfg.byzantine.placement,
-            seed=int(numpy_stream(seed, "placement").integers(2**31)), nodes=list(cfg.byzantine.nodes) or None,
-        )
-    validate_graph(G, is_byz)
-    report = placement_report(G, is_byz)
     for line in report.lines():
         (log.warning if line.lower().startswith("warning") else log.info)(line)
     table = NeighborTable.from_graph(G, weights=cfg.topology.weights)
@@ -200,6 +234,7 @@ def simulate(
         seed=int(numpy_stream(seed, "partition").integers(2**31)), **part_params,
     )
     part_table, lengths = pad_partition(parts)
+    estimate_run(cfg, task, table).check(cfg.max_memory)
     model = task.make_model()
     spec = ParamSpec.from_module(model)
     d = spec.dim
@@ -255,12 +290,11 @@ def simulate(
         columns += ["online"]
     if churning:
         columns += ["offline_distance"]
-    columns += ["messages", "bytes", "wall_s"]
+    columns += ["messages", "bytes"]
     resolved = _resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report)
-    recorder = Recorder(out_dir, columns)
-    recorder.write_json("config.json", resolved)
     msg_bytes = d * params.element_size()
     start = time.perf_counter()
+    diverged: list[int] = []  # the first round at which an honest model was non-finite
 
     def measure(rnd: int, now: float, lr: float | None, evaluate: bool, messages: int, online=None) -> None:
         params = kern.params
@@ -271,13 +305,17 @@ def simulate(
         if history is not None:
             history.record(now, theta_bar)
         row: dict[str, Any] = {c: None for c in columns}
-        row.update(round=rnd, time=now, lr=lr, consensus_distance=consensus_distance(params, alive))
+        cd = consensus_distance(params, alive)
+        finite = honest_models_finite(params, alive, cd)
+        row.update(round=rnd, time=now, lr=lr, consensus_distance=cd)
         row.update(messages=messages, bytes=messages * msg_bytes)
         if "online" in row:
             row["online"] = int(alive.sum()) if online is not None else int(honest.sum())
         if churning and online is not None and bool((honest & ~alive).any()):
             row["offline_distance"] = float(((params[honest & ~alive] - theta_bar) ** 2).sum(1).mean())
-        if evaluate:
+        if not finite:  # a non-finite model has no accuracy: the row says NaN, not a stale value
+            row.update({c: float("nan") for c in _EVAL_COLUMNS if c in row})
+        elif evaluate:
             row.update(evaluator.model_metrics(theta_bar))
             if task.classification:
                 acc = evaluator.node_accuracies(params[alive])
@@ -286,10 +324,13 @@ def simulate(
             theta_star, loss_star = optimum
             row["dist_to_opt"] = float(((theta_bar - theta_star.to(theta_bar.dtype)) ** 2).sum())
             row["loss_gap"] = objective(theta_bar) - loss_star
-        row["wall_s"] = time.perf_counter() - start
         if row["loss"] is not None and not math.isfinite(row["loss"]):
             row["loss"] = float("nan")
-        recorder.log(row)
+        recorder.log(row, wall_s=time.perf_counter() - start)
+        if not finite and not diverged:
+            diverged.append(rnd)
+            if cfg.on_diverge == "stop":
+                raise Diverged(rnd)
 
     rounds = cfg.train.rounds
     bar = tqdm(total=rounds, desc="rounds", unit="round", disable=not progress or None, leave=False)
@@ -321,29 +362,81 @@ def simulate(
         src, dst = kern.static_edges.edges()
         network = SyncNetwork(compute, links, src, dst, byz_np, rng_engine, churn, dynamics, specs["timing_attack"])
         engine = SyncEngine(rounds, timing, network=network, duration=cfg.engine.duration)
+    run_dir = RunDir(out_dir, overwrite=overwrite) if out_dir is not None else None
+    outcome: dict[str, Any] = {"status": "interrupted"}
+    recorder: Recorder | None = None
+    with stop_on_signals() as signals:
+        try:
+            if run_dir is not None:
+                run_dir.write_json("config.json", resolved)
+            recorder = Recorder(out_dir, columns)
+            measure(0, 0.0, None, True, 0, churn.online(0.0) if churn is not None else None)
+            if cfg.engine.mode == "async":
+                run_async(engine, kern, schedule, measure, cfg, bar)
+            else:
+                engine.run(on_plan=on_plan)
+            outcome["status"] = "diverged" if diverged else "completed"
+        except Diverged:
+            outcome["status"] = "diverged"
+        except BaseException as err:
+            outcome.update(_failure(err, recorder.history if recorder is not None else []))
+            if outcome["status"] != "diverged":
+                raise
+        finally:
+            signals.hold()  # a second signal must not cut the clean-up short
+            bar.close()
+            if recorder is not None:
+                recorder.close()
+            if diverged or outcome.get("diverged_round") is not None:
+                outcome.setdefault("diverged_round", diverged[0] if diverged else None)
+                outcome.setdefault("diverged_reason", "an honest model became NaN or ±inf")
+            summary = {
+                **outcome,
+                **(recorder.summary() if recorder is not None else {"final": {}, "best": {}}),
+                "wall_s": time.perf_counter() - start,
+                "rounds_done": recorder.history[-1]["round"] if recorder is not None and recorder.history else 0,
+                "simulated_s": float(engine.env.now),
+                "simpy_events": engine.events,
+                "n": n,
+                "honest": int(honest.sum()),
+                "d": d,
+            }
+            if run_dir is not None:
+                _close_run_dir(run_dir, summary, kern.params, is_byz)
+    timing = recorder.timing
+    return Result(resolved, recorder.history, summary, kern.params, is_byz, G, out_dir, timing=timing)
+
+
+def _failure(err: BaseException, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summary fields of a run that raised ``err``."""
+    from .recorder import RecordError
+    from .signals import Interrupted
+
+    done = history[-1]["round"] if history else 0
+    if is_overflow(err):  # e.g. --lr 1e300: the numbers left the representable range
+        return {"status": "diverged", "diverged_round": done + 1, "diverged_reason": f"overflow ({err})"}
+    if isinstance(err, Interrupted):
+        return {"status": "interrupted", "stopped_by": err.name}
+    if isinstance(err, KeyboardInterrupt):
+        return {"status": "interrupted", "stopped_by": "SIGINT"}
+    reason = str(err) if isinstance(err, RecordError) else f"{type(err).__name__}: {err}"
+    return {"status": "failed", "error": reason}
+
+
+def _close_run_dir(run_dir: RunDir, summary: dict[str, Any], params: torch.Tensor, is_byz: torch.Tensor) -> None:
+    """Write ``summary.json`` and the final parameters atomically, then unlock the folder. A write
+    that fails (disk full) is reported in one line, not raised over the run's own outcome."""
+    from .rundir import write_atomic
+
     try:
-        measure(0, 0.0, None, True, 0, churn.online(0.0) if churn is not None else None)
-        if cfg.engine.mode == "async":
-            run_async(engine, kern, schedule, measure, cfg, bar)
-        else:
-            engine.run(on_plan=on_plan)
-        status = "completed"
+        buf = io.BytesIO()
+        torch.save({"params": params.detach().cpu(), "is_byzantine": is_byz.cpu()}, buf)
+        write_atomic(run_dir.path / "params.pt", buf.getvalue())
+        run_dir.write_json("summary.json", summary)
+    except OSError as err:
+        log.error(f"could not write the run's summary to {run_dir.path}: {err.strerror or err}")
     finally:
-        bar.close()
-        recorder.close()
-        summary = {
-            "status": status,
-            **recorder.summary(),
-            "wall_s": time.perf_counter() - start,
-            "rounds_done": recorder.history[-1]["round"] if recorder.history else 0,
-            "simulated_s": float(engine.env.now),
-            "simpy_events": engine.events,
-            "n": n,
-            "honest": int(honest.sum()),
-            "d": d,
-        }
-        recorder.write_json("summary.json", summary)
-    return Result(resolved, recorder.history, summary, kern.params, is_byz, G, out_dir)
+        run_dir.release()
 
 
 def _byzantine_sends(kern: Kernels, plan: RoundPlan, byz_np: np.ndarray) -> int:
@@ -355,6 +448,8 @@ def _byzantine_sends(kern: Kernels, plan: RoundPlan, byz_np: np.ndarray) -> int:
     alive = byz_np[senders] if plan.online is None else byz_np[senders] & plan.online[senders]
     return int(alive.sum())
 
+
+_EVAL_COLUMNS = ("loss", "accuracy", "node_acc_mean", "node_acc_min", "node_acc_max")
 
 _SHORT = {
     "rounds": "train.rounds", "lr": "train.lr", "momentum": "train.momentum", "nodes": "topology.nodes",

@@ -9,7 +9,10 @@ from p2probust.config import ConfigError, RunConfig, from_dict, load_config
 
 def test_defaults_are_the_documented_experiment():
     c = RunConfig()
-    assert (c.topology.name, c.topology.nodes, c.byzantine.count) == ("torus", 16, 2)
+    assert (c.topology.name, c.topology.nodes, c.byzantine.count) == ("torus", None, 2)  # None: 16 for builders
+    from p2probust.config import DEFAULT_NODES
+
+    assert DEFAULT_NODES == 16
     assert (c.attack.name, c.rule.name, c.data.task, c.train.rounds) == ("sign-flip", "trimmed-mean", "digits", 100)
     assert c.rule.tolerance == "oracle"
 

@@ -96,7 +96,7 @@ def test_mh_gossip_preserves_average_of_distinct_models():
 
     G = nx.random_regular_graph(4, 20, seed=1)
     table = NeighborTable.from_graph(G)
-    params = torch.randn(20, 7, dtype=torch.float64)
+    params = torch.randn(20, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     rule = pr.Gossip(alpha=1.0, weighted=True)
     honest = torch.ones(20, dtype=torch.bool)
     mean0, cd0 = params.mean(0), consensus_distance(params, honest)

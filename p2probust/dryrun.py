@@ -1,0 +1,51 @@
+"""``p2probust run --dry-run``: what a run would be, without running it.
+
+Builds the graph, the Byzantine placement and the task's data set (all small), never the node
+state, and prints the resolved configuration, a graph summary and the memory estimate.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import registry
+from .config import RunConfig
+from .memory import available_bytes, estimate_run, human, parse_size
+from .topology import NeighborTable
+
+
+def describe_run(cfg: RunConfig) -> list[str]:
+    """Lines describing the run ``cfg`` would make (see the module docstring)."""
+    import p2probust  # noqa: F401  (registers the built-ins)
+
+    from .simulation import place
+
+    G, is_byz, report = place(cfg)
+    table = NeighborTable.from_graph(G, weights=cfg.topology.weights)
+    task = registry.tasks.create(
+        cfg.data.task, data_dir=cfg.data.data_dir, test_fraction=cfg.data.test_fraction,
+        split_seed=cfg.data.split_seed, **dict(cfg.data.params),
+    )
+    memory = estimate_run(cfg, task, table)
+    degrees = table.degree.float()
+    lines = ["resolved configuration:"]
+    lines += ["  " + line for line in json.dumps(_plain(cfg), indent=2).splitlines()]
+    lines += [
+        f"graph: {G.number_of_nodes()} nodes, {G.number_of_edges()} edges, degree min {int(degrees.min())} "
+        f"/ mean {float(degrees.mean()):.3g} / max {int(degrees.max())}",
+        *report.lines(),
+        f"data: {task.dataset.x_train.shape[0]} training and {task.dataset.x_test.shape[0]} test samples",
+        *memory.lines(),
+    ]
+    cap = parse_size(cfg.max_memory, allow_auto=True)
+    limit = f"{human(available_bytes())} available" if cap is None else f"--max-memory {human(cap)}"
+    verdict = "fits" if memory.total <= (available_bytes() if cap is None else cap) else "does NOT fit"
+    lines.append(f"memory: {verdict} ({limit})")
+    return lines
+
+
+def _plain(cfg: RunConfig) -> dict[str, Any]:
+    out = cfg.to_dict()
+    out["engine"] = {k: (str(v) if isinstance(v, float) and v in (float("inf"),) else v) for k, v in out["engine"].items()}
+    return out
