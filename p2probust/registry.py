@@ -13,6 +13,9 @@ and is registered under the entry point's name the first time the family is look
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import numbers
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Callable, Iterator
@@ -72,12 +75,14 @@ class Registry:
         except KeyError:
             known = ", ".join(sorted(self._entries))
             raise UnknownNameError(
-                f"unknown {self.singular} {name!r}; choose one of: {known}"
+                f"unknown {self.singular} {name!r}{did_you_mean(name, self._entries)}; choose one of: {known}"
             ) from None
 
     def create(self, name: str, /, **params: Any) -> Any:
-        """Build the component ``name`` with keyword ``params``; bad params give a one-line error."""
+        """Build the component ``name`` with keyword ``params``; an unknown parameter or a value of
+        the wrong type gives a one-line error naming it (and the valid parameters)."""
         entry = self.get(name)
+        check_params(entry.factory, params, f"{self.singular} {name!r}")
         try:
             return entry.factory(**params)
         except TypeError as err:
@@ -94,6 +99,36 @@ class Registry:
     def __iter__(self) -> Iterator[Entry]:
         self._load_plugins()
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+
+def did_you_mean(name: str, choices: Any) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_params(factory: Callable[..., Any], params: dict[str, Any], what: str) -> None:
+    """Raise ``ValueError`` (one line) when ``params`` holds a key ``factory`` does not take, or a
+    text where the parameter's default is a number or a flag (``scale=abc``)."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return
+    accepted = {k: p for k, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        unknown = []
+    else:
+        unknown = [k for k in params if k not in accepted]
+    if unknown:
+        valid = ", ".join(accepted) or "none"
+        raise ValueError(f"{what} has no parameter {unknown[0]!r}{did_you_mean(unknown[0], accepted)}; its parameters: {valid}")
+    for key, value in params.items():
+        default = accepted[key].default if key in accepted else inspect.Parameter.empty
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ValueError(f"{what} parameter {key} = {value!r} is invalid; expected true or false")
+        if isinstance(default, numbers.Real) and not isinstance(default, bool) and (
+                isinstance(value, (str, bool)) or value is None):
+            raise ValueError(f"{what} parameter {key} = {value!r} is invalid; expected a number (default {default!r})")
 
 
 topologies = Registry("topologies", "topology")

@@ -211,3 +211,41 @@ def test_mix_inboxes_same_bits_as_the_rule():
     f = torch.tensor([1, 0, 2, 1])
     want = rule.batched(params[nodes], inbox, mask, torch.ones(4, 6), f)
     assert torch.equal(jit_rank_mean.mix_inboxes(rule, params, nodes, inbox, mask, f), want)
+
+
+_KERNEL_CALL = ("import torch; from p2probust.jit import rank_mean as R; "
+                "out = R.rank_mean(torch.tensor([[3.0], [1.0], [2.0]]), None, torch.tensor([[0, 1, 2]]), "
+                "torch.tensor([[False, True, False]])); print(float(out[0, 0]))")
+
+
+def test_a_planted_kernel_file_is_not_executed(tmp_path):
+    """A file planted at the kernel's cache path is replaced by the generated source, never imported."""
+    import hashlib
+
+    from p2probust.jit.rank_mean import kernel_source
+
+    folder = tmp_path / "kernels"
+    folder.mkdir(mode=0o700)
+    digest = hashlib.sha256(kernel_source(3).encode()).hexdigest()[:12]
+    marker = tmp_path / "planted-code-ran"
+    (folder / f"rank_mean_m3_{digest}.py").write_text(
+        f"open({str(marker)!r}, 'w').write('x')\ndef rank_mean(*args):\n    pass\n")
+    env = {**os.environ, "P2PROBUST_CACHE": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", _KERNEL_CALL], capture_output=True, text=True, env=env, check=True)
+    assert not marker.exists()
+    assert out.stdout.strip() == "2.0"  # the median of (3, 1, 2), from the real kernel
+    assert (folder / f"rank_mean_m3_{digest}.py").read_text() == kernel_source(3)
+
+
+def test_cache_folder_is_private_and_a_shared_one_is_refused(tmp_path):
+    env = {**os.environ, "P2PROBUST_CACHE": str(tmp_path / "own")}
+    subprocess.run([sys.executable, "-c", _KERNEL_CALL], capture_output=True, text=True, env=env, check=True)
+    assert (tmp_path / "own" / "kernels").stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"
+    (shared / "kernels").mkdir(parents=True)
+    (shared / "kernels").chmod(0o777)  # anyone could plant code here
+    env = {**os.environ, "P2PROBUST_CACHE": str(shared)}
+    out = subprocess.run([sys.executable, "-W", "always", "-c", _KERNEL_CALL], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "2.0"  # compiled in memory instead
+    assert "others can write to it" in out.stderr and "compiling in memory" in out.stderr
+    assert list((shared / "kernels").iterdir()) == []  # nothing written to, or imported from, the shared folder

@@ -36,7 +36,7 @@ def make_rule(name: str, *, alpha: float = 1.0, **params: Any) -> AbstractGossip
     if name in registry.aggregators:
         return AggregateAndMix(registry.aggregators.create(name, **params), alpha)
     known = sorted(set(registry.rules.names()) | set(registry.aggregators.names()))
-    raise registry.UnknownNameError(f"unknown rule {name!r}; choose one of: {', '.join(known)}")
+    raise registry.UnknownNameError(f"unknown rule {name!r}{registry.did_you_mean(name, known)}; choose one of: {', '.join(known)}")
 
 
 def make_chain(spec: str, **params: Any) -> Chain:
@@ -58,11 +58,13 @@ def make_chain(spec: str, **params: Any) -> Chain:
     for n in names[:-1]:
         if n not in registry.preaggregators:
             known = ", ".join(registry.preaggregators.names())
-            raise registry.UnknownNameError(f"unknown pre-aggregator {n!r} in rule {spec!r}; choose one of: {known}")
+            hint = registry.did_you_mean(n, registry.preaggregators.names())
+            raise registry.UnknownNameError(f"unknown pre-aggregator {n!r}{hint} in rule {spec!r}; choose one of: {known}")
         pres.append(registry.preaggregators.create(n, **per_part[n]))
     if names[-1] not in registry.aggregators:
         known = ", ".join(registry.aggregators.names())
-        raise registry.UnknownNameError(f"unknown aggregator {names[-1]!r} at the end of rule {spec!r}; choose one of: {known}")
+        hint = registry.did_you_mean(names[-1], registry.aggregators.names())
+        raise registry.UnknownNameError(f"unknown aggregator {names[-1]!r}{hint} at the end of rule {spec!r}; choose one of: {known}")
     return chain(*pres, registry.aggregators.create(names[-1], **per_part[names[-1]]))
 
 

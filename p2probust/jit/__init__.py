@@ -50,7 +50,42 @@ def cache_dir() -> Path:
     """Folder for generated kernel sources (numba caches the compiled code beside them):
     ``$P2PROBUST_CACHE``, else ``~/.cache/p2probust``."""
     root = os.environ.get("P2PROBUST_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "p2probust"
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "p2probust"
+
+
+def private_cache_dir(name: str) -> Path | None:
+    """``cache_dir() / name``, created private (mode 0700), or None with one warning when it cannot
+    be trusted: not owned by this user, writable by others, or not creatable.
+
+    Code is imported from this folder (and numba's cache beside it holds pickles), so a folder that
+    someone else can write to would let them run code as this user; there is no fallback to a
+    shared temporary folder: callers compile in memory instead.
+    """
+    folder = cache_dir() / name
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = folder.stat()
+        problem = None
+        if st.st_uid != os.getuid():
+            problem = f"it is owned by uid {st.st_uid}, not by this user ({os.getuid()})"
+        elif st.st_mode & 0o022:
+            problem = f"others can write to it (mode {st.st_mode & 0o777:o})"
+        elif folder.is_symlink():
+            problem = "it is a symbolic link"
+    except OSError as err:
+        problem = f"it cannot be created ({err.strerror or err})"
+    if problem is not None:
+        _warn_once(f"p2probust: not using the kernel cache {folder}: {problem}; compiling in memory "
+                   f"(set P2PROBUST_CACHE to a private folder to cache compiled kernels)")
+        return None
+    return folder
+
+
+@lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 @lru_cache(maxsize=4)

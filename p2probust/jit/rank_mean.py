@@ -33,17 +33,16 @@ import hashlib
 import importlib.util
 import os
 import sys
-import tempfile
+import warnings
 import threading
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..aggregators.sorting import MAX_NETWORK_WIRES, batcher_network
-from . import cache_dir, split_rows
+from . import private_cache_dir, split_rows
 
 #: calls with fewer than this many inbox values (a · m · d) stay on the torch path in ``jit="auto"``:
 #: for them the one-off compilation costs more than it saves
@@ -94,19 +93,18 @@ _lock = threading.Lock()
 def _kernel(m: int):
     source = kernel_source(m)
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    for folder in (cache_dir() / "kernels", Path(tempfile.gettempdir()) / "p2probust-kernels"):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"rank_mean_m{m}_{digest}.py"
-            if not path.exists():
-                tmp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}"
-                tmp.write_text(source)
-                os.replace(tmp, path)  # atomic: concurrent processes see a whole file
-            break
-        except OSError:
-            continue
-    else:  # pragma: no cover - no writable folder at all
-        raise OSError(f"no writable folder for compiled kernels (set P2PROBUST_CACHE); tried {cache_dir()}")
+    folder = private_cache_dir("kernels")
+    if folder is None:
+        return _compile_in_memory(source, m)
+    path = folder / f"rank_mean_m{m}_{digest}.py"
+    try:
+        if not path.is_file() or path.read_bytes() != source.encode():  # never import what we did not write
+            tmp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}"
+            tmp.write_text(source)
+            os.replace(tmp, path)  # atomic: concurrent processes see a whole file
+    except OSError as err:
+        warnings.warn(f"p2probust: cannot write the kernel cache in {folder} ({err}); compiling in memory", stacklevel=2)
+        return _compile_in_memory(source, m)
     if not any((path.parent / "__pycache__").glob(f"{path.stem}.rank_mean-*.nbi")):  # numba's cache index
         seconds = max(2, round(0.085 * len(batcher_network(m))))
         print(f"p2probust: compiling the rank-mean kernel for {m} inputs per coordinate "
@@ -116,6 +114,13 @@ def _kernel(m: int):
     sys.modules[spec.name] = module  # numba's disk cache re-imports the module by name
     spec.loader.exec_module(module)
     return module.rank_mean
+
+
+def _compile_in_memory(source: str, m: int):
+    """The kernel compiled from the generated source without a disk cache (paid every process)."""
+    namespace: dict = {}
+    exec(compile(source.replace("cache=True", "cache=False"), f"<p2probust rank_mean m={m}>", "exec"), namespace)
+    return namespace["rank_mean"]
 
 
 def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor, *, alpha: float | None = None) -> Tensor:

@@ -18,9 +18,11 @@ import hashlib
 import importlib.util
 import inspect
 import json
+import logging
 import os
 import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -97,20 +99,37 @@ def _import_file(path: Path) -> Any:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except BaseException:
+    except (Exception, SystemExit) as err:
         sys.modules.pop(module_name, None)
-        raise
+        raise _script_error(path, err) from None
     return module
+
+
+def _script_error(path: Path, err: BaseException) -> TopologyError:
+    """One line for an error raised by a topology script: its file and line, and what it raised."""
+    if isinstance(err, SyntaxError) and err.filename and Path(err.filename).resolve() == path.resolve():
+        return TopologyError(f"topology file {path}, line {err.lineno}: syntax error: {err.msg}")
+    line = "?"
+    for frame, lineno in traceback.walk_tb(err.__traceback__):
+        if Path(frame.f_code.co_filename).resolve() == path.resolve():
+            line = lineno  # the innermost line of the script itself
+    what = f"called sys.exit({err.code!r})" if isinstance(err, SystemExit) else f"{type(err).__name__}: {err}"
+    return TopologyError(f"topology file {path}, line {line}: {what}")
 
 
 def _load_python(path: Path, n: int | None, seed: Seed, params: dict[str, Any]) -> nx.Graph:
     if n is None:
         raise TopologyError(f"topology file {path} is a Python builder; give the number of nodes n")
+    # a topology script is code: say which file runs, even under --quiet (see the README's security note)
+    logging.getLogger("p2probust").warning(f"running topology script {path.resolve()}")
     module = _import_file(path)
     build = getattr(module, "build", None)
     if not callable(build):
         raise TopologyError(f"topology file {path} must define build(n, *, seed) -> networkx.Graph")
-    G = build(n, **_accepted(build, {"seed": seed, **params}))
+    try:
+        G = build(n, **_accepted(build, {"seed": seed, **params}))
+    except (Exception, SystemExit) as err:
+        raise _script_error(path, err) from None
     if not isinstance(G, nx.Graph):
         raise TopologyError(f"build() in {path} returned {type(G).__name__}, expected a networkx.Graph")
     return _normalize_labels(G)
@@ -125,7 +144,11 @@ def _read_node_link(path: Path) -> nx.Graph:
         raise TopologyError(f"topology file {path} must hold networkx node-link data with a 'nodes' list")
     edge_key = "edges" if "edges" in data else "links"
     G = nx.Graph()
+    if not isinstance(data["nodes"], list):
+        raise TopologyError(f"topology file {path}: 'nodes' must be a list, got {type(data['nodes']).__name__}")
     for node in data["nodes"]:
+        if isinstance(node, dict) and "id" not in node:
+            raise TopologyError(f"topology file {path}: each entry of 'nodes' needs an 'id', got {node!r}")
         G.add_node(node["id"] if isinstance(node, dict) else node)
     for edge in data.get(edge_key, []):
         try:
@@ -161,7 +184,11 @@ def _read_graph_file(path: Path) -> nx.Graph:
     if suffix == ".json":
         return _read_node_link(path)
     if suffix == ".graphml":
-        return nx.read_graphml(path)
+        try:
+            return nx.read_graphml(path)
+        except Exception as err:  # xml ParseError, networkx errors on malformed keys
+            text = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise TopologyError(f"topology file {path} is not valid GraphML: {text}") from None
     return _read_edge_list(path)
 
 
@@ -206,6 +233,8 @@ def load_topology(path: str | os.PathLike, n: int | None = None, *, seed: Seed =
         G = _load_python(path, n, seed, params)
     else:
         G = _normalize_labels(_read_graph_file(path))
+    if G.number_of_nodes() == 0:
+        raise TopologyError(f"topology file {path} holds no nodes or edges; a topology needs at least 2 nodes joined by edges")
     if n is not None and G.number_of_nodes() != n:
         raise TopologyError(f"topology file {path} gives {G.number_of_nodes()} nodes but n = {n} was asked for")
     return G
