@@ -4,7 +4,7 @@ time, and node-rounds per second of asynchronous vs synchronous gossip on a 10-r
     python benchmarks/bench_engine.py [--nodes 1000] [--rounds 5]
 
 Prints a markdown table. Target: async reaches at least a third of sync's node-rounds per second.
-Node-rounds per second count the rounds themselves (``wall_s`` between logged rounds), not the
+Node-rounds per second count the rounds themselves (``wall_s`` of ``timing.csv`` between logged rounds), not the
 set-up or the final evaluation, which would flatter the slower mode.
 """
 
@@ -50,8 +50,8 @@ def engine_only(n: int, rounds: int, latency: str) -> tuple[int, float]:
 
 def per_round(res) -> float:
     """Wall seconds per round over rounds 2 .. R-1 (row 0 is the initial evaluation; set-up, the first
-    round's one-off work and the final evaluation are excluded), from the ``wall_s`` column."""
-    wall = [row["wall_s"] for row in res.history]
+    round's one-off work and the final evaluation are excluded), from ``res.timing`` (timing.csv)."""
+    wall = [row["wall_s"] for row in res.timing]
     if len(wall) < 4:
         raise SystemExit("use --rounds 3 or more")
     return (wall[-2] - wall[1]) / (len(wall) - 3)

@@ -6,7 +6,7 @@ each hold some), coordinate-wise trimmed-mean gossip with the oracle tolerance,
 10% Byzantine nodes sending sign-flipped models, batch size 32.
 
 * **p2probust** — ``p2probust.simulate`` itself (stacked ``[n, d]`` parameters, batched gradients,
-  sorting-network order statistics); the time per round is read from the ``wall_s`` column between
+  sorting-network order statistics); the time per round is read from the ``wall_s`` column of ``timing.csv`` between
   round 1 and the last round before the final evaluation.
 * **loop reference** — what per-node-object simulators do: one ``nn.Module`` and optimizer per
   node, a Python loop over nodes for the local step, and a loop over nodes that stacks each
@@ -44,7 +44,7 @@ def bench_p2probust(n: int, rounds: int) -> float:
         "topology.nodes": n, "data.task": "blobs", "byzantine.count": n // 10, "train.rounds": rounds + 2, "eval_every": 10**9, "train.lr": 0.1,
     })
     res = pr.simulate(cfg, graph=graph)
-    wall = [r["wall_s"] for r in res.history]
+    wall = [r["wall_s"] for r in res.timing]
     honest = int((~res.is_byzantine).sum())
     per_round = statistics.median(b - a for a, b in zip(wall[1:-2], wall[2:-1]))  # rounds 2 .. R-1: no evaluation inside
     return honest / per_round

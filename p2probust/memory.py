@@ -12,8 +12,9 @@ perhaps the user's other work with it). The estimate counts what scales with the
 * the training data and the partition table, the graph (networkx: about 400 B per node and 300 B
   per edge) and the interpreter with torch loaded (about 450 MB).
 
-It is an upper-side estimate (measured peaks: 0.5 GB at n = 100, 1.0 GB at n = 10,000 where it says
-0.6 and 1.5 GB), meant to catch runs that are off by orders of magnitude, not to budget tightly.
+It is a rough estimate (benchmarks/bench_round.py measured peaks of 0.48 GB at n = 100 and 1.02 GB at
+n = 10,000 where it says 0.46 and 1.43 GB), meant to catch runs that are off by orders of magnitude,
+not to budget tightly.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from p2probust.config import RunConfig
 FAST = {"train.rounds": 8, "eval_every": 4}
 
 
-def _rows(res, drop=("wall_s", "online")):
+def _rows(res, drop=("online",)):
     return [{k: v for k, v in r.items() if k not in drop} for r in res.history]
 
 
@@ -33,7 +33,7 @@ def test_general_sync_path_equals_the_plain_round():
     plain = pr.simulate(cfg)
     idle = pr.simulate(cfg.replace(**{"engine.churn": {"outages": [[0, 1e9, 2e9]]}}))
     assert torch.equal(plain.params, idle.params)
-    assert _rows(plain) == _rows(idle, drop=("wall_s", "online", "offline_distance"))
+    assert _rows(plain) == _rows(idle, drop=("online", "offline_distance"))
 
 
 # local steps for 4 rounds on extreme (label-sorted) shards make the models disagree; then the

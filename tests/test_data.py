@@ -263,7 +263,7 @@ def test_mnist_tasks_on_tiny_files(tmp_path, name):
 
 
 def test_unknown_task_parameter_is_an_error():
-    with pytest.raises(ValueError, match="bad parameters"):
+    with pytest.raises(ValueError, match="task .digits. has no parameter .alpha.; its parameters"):
         tasks.create("digits", alpha=3)
 
 
