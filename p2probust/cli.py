@@ -330,5 +330,16 @@ def kappa(rule: str, n: int, f: int, d: int, trials: int, seed: int) -> None:
         click.echo(f"{row['scenario']:<10} {row['mean']:>10.4g} {row['max']:>10.4g} {bound:>10}")
 
 
+
+
+def _register_sweep_commands() -> None:
+    from .cli_sweep import register
+
+    register(main, user_errors)
+
+
+_register_sweep_commands()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
