@@ -81,17 +81,41 @@ def coordinate_median(x: Tensor, mask: Tensor) -> Tensor:
     return torch.where(torch.isfinite(out), out, torch.zeros((), dtype=x.dtype))
 
 
+def robust_centre(x: Tensor, ok: Tensor) -> Tensor:
+    """Float64 coordinate-wise median of the ``ok`` rows: ``[..., m, d], [..., m] -> [..., 1, d]``.
+
+    The centre subtracted before forming Gram matrices: it lies inside the honest inputs'
+    bounding box while fewer than half the rows are adversarial, so no input of huge norm can move
+    it far from the honest ones.
+    """
+    y = zero_unless(x, ok).to(torch.float64)
+    return coordinate_median(y, ok).unsqueeze(-2)
+
+
+def centred_gram(x: Tensor, ok: Tensor) -> Tensor:
+    r"""Float64 Gram matrix :math:`G_{ij} = (x_i - c)^\top (x_j - c)` of the ``ok`` rows (0 elsewhere),
+    centred at :func:`robust_centre` ``c``: ``[..., m, d], [..., m] -> [..., m, m]``.
+
+    Centring keeps :math:`G_{ii} + G_{jj} - 2G_{ij}` exact to relative precision near consensus:
+    uncentred, the squared norms :math:`\|x\|^2` carry an absolute error of
+    :math:`\epsilon\|x\|^2`, which swamps :math:`\|x_i - x_j\|^2` once
+    :math:`\|x\|/\|x_i - x_j\| \gtrsim \epsilon^{-1/2}` (:math:`10^8` in float64).
+    """
+    y = zero_unless(x.to(torch.float64) - robust_centre(x, ok), ok)
+    return y @ y.transpose(-1, -2)
+
+
 def sq_dists(x: Tensor, ok: Tensor) -> Tensor:
     r"""Pairwise squared distances :math:`\|x_i - x_j\|^2` through a batched float64 Gram matrix.
 
     ``[..., m, d], [..., m] -> [..., m, m]`` float64. Rows or columns of slots that are not ``ok``
     (padding, unreadable) are ``+inf``, overflow gives ``+inf``, the diagonal of ``ok`` slots is 0.
-    Never NaN. The Gram matrix is not centred: entry ``(i, j)`` depends on :math:`x_i, x_j` only, so
-    no other input (an adversarial one of huge norm) can degrade its precision; float64 keeps
-    distances accurate while :math:`\|x\|/\|x_i - x_j\| < 10^6` (float32 inputs are cast).
+    Never NaN. The Gram matrix is centred at the coordinate-wise median of the ``ok`` rows
+    (:func:`centred_gram`), so distances keep their relative precision near consensus
+    (:math:`\|x\|/\|x_i - x_j\| = 10^8` in float64) and an adversarial input of huge norm, which
+    cannot move the median, degrades no other entry.
     """
-    y = zero_unless(x, ok).to(torch.float64)
-    g = y @ y.transpose(-1, -2)
+    g = centred_gram(x, ok)
     sq = torch.diagonal(g, dim1=-2, dim2=-1)
     d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * g).clamp_min(0)
     d2 = 0.5 * (d2 + d2.transpose(-1, -2))  # exactly symmetric, so mutual ties are exact
