@@ -317,7 +317,7 @@ def kappa(rule: str, n: int, f: int, d: int, trials: int, seed: int) -> None:
     import p2probust  # noqa: F401  (registers the built-ins)
 
     from .gossip.registry import make_rule
-    from .robustness import kappa_table
+    from .robustness import KAPPA_BOUND_SOURCE, kappa_table
 
     agg = getattr(make_rule(rule), "aggregator", None)
     if agg is None:
@@ -328,6 +328,8 @@ def kappa(rule: str, n: int, f: int, d: int, trials: int, seed: int) -> None:
     for row in rows:
         bound = "-" if row["bound"] is None else f"{row['bound']:.4g}"
         click.echo(f"{row['scenario']:<10} {row['mean']:>10.4g} {row['max']:>10.4g} {bound:>10}")
+    if rows and rows[0]["bound"] is not None:
+        click.echo(f"bound: {KAPPA_BOUND_SOURCE}")
 
 
 

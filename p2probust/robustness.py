@@ -10,8 +10,12 @@ every subset :math:`G` of :math:`m - f` of them,
 (exhaustive while :math:`\binom{m}{f}` is at most ``max_subsets``, else a seeded sample of
 subsets that always includes the first :math:`m - f` vectors), batched over trials.
 :func:`kappa_table` runs it on random honest vectors with adversarial ones of a few kinds, for the
-``p2probust kappa`` command. Known upper bounds (Allouah et al., AISTATS 2023, Prop. 2):
-CWTM :math:`\frac{6f}{m-2f}\big(1+\frac{f}{m-2f}\big)`, CWMed :math:`4\big(1+\frac{f}{m-2f}\big)^2`.
+``p2probust kappa`` command. Known upper bounds, as the robust-ML tutorial states them (Guerraoui,
+Gupta, Pinot, *Robust Machine Learning*, Springer 2024, ch. 4; proved in Allouah et al., AISTATS
+2023, Prop. 2, and Allouah et al., "Robust distributed learning: tight error bounds and breakdown
+point under data heterogeneity", NeurIPS 2023), with :math:`r = f/(m-2f)`:
+CWTM :math:`6r(1+r)`; CWMed and GeoMed :math:`4(1+r)^2`; Krum :math:`6(1+r)^2`
+(:data:`KAPPA_BOUNDS`).
 
 Reference: Y. Allouah, S. Farhadkhani, R. Guerraoui, N. Gupta, R. Pinot, J. Stephan, "Fixing by
 mixing: a recipe for optimal Byzantine ML under heterogeneity", AISTATS 2023.
@@ -27,7 +31,7 @@ from torch import Tensor
 
 from .aggregators.base import AbstractAggregator
 
-__all__ = ["SCENARIOS", "empirical_kappa", "kappa_bound", "kappa_table", "make_inputs"]
+__all__ = ["KAPPA_BOUNDS", "KAPPA_BOUND_SOURCE", "SCENARIOS", "empirical_kappa", "kappa_bound", "kappa_table", "make_inputs"]
 
 #: adversarial inputs used by :func:`kappa_table`
 SCENARIOS = ("outliers", "alie", "shift")
@@ -91,16 +95,22 @@ def empirical_kappa(agg: AbstractAggregator, x: Tensor, f: int, *, max_subsets: 
     return kappa[0] if single else kappa
 
 
+#: rule name → κ bound as a function of r = f / (m − 2f) (tutorial, ch. 4; see the module notes)
+KAPPA_BOUNDS = {
+    "trimmed-mean": lambda r: 6 * r * (1 + r),
+    "median": lambda r: 4 * (1 + r) ** 2,
+    "geomed": lambda r: 4 * (1 + r) ** 2,
+    "krum": lambda r: 6 * (1 + r) ** 2,
+}
+KAPPA_BOUND_SOURCE = "Guerraoui, Gupta, Pinot, Robust Machine Learning (2024), ch. 4; Allouah et al., AISTATS 2023"
+
+
 def kappa_bound(name: str, m: int, f: int) -> float | None:
-    """The known upper bound of :math:`\\kappa` for ``trimmed-mean`` and ``median`` (else None)."""
-    if m - 2 * f <= 0:
+    """The known upper bound of :math:`\\kappa` with ``m`` inputs and ``f`` tolerated, for the
+    rules of :data:`KAPPA_BOUNDS` (else None, also when ``2f >= m``)."""
+    if m - 2 * f <= 0 or name not in KAPPA_BOUNDS:
         return None
-    r = f / (m - 2 * f)
-    if name == "trimmed-mean":
-        return 6 * r * (1 + r)
-    if name == "median":
-        return 4 * (1 + r) ** 2
-    return None
+    return KAPPA_BOUNDS[name](f / (m - 2 * f))
 
 
 def make_inputs(scenario: str, trials: int, m: int, f: int, d: int, *, seed: int = 0) -> Tensor:

@@ -137,9 +137,21 @@ def test_smea_greedy_approximation_is_exact_for_one_and_deterministic():
     x = torch.randn(7, 3, generator=g, dtype=T)
     x[0] += 8
     mask = torch.ones(7, dtype=torch.bool)
-    torch.testing.assert_close(SMEA(max_subsets=1)(x, mask, F1), SMEA()(x, mask, F1))
-    a, b = SMEA(max_subsets=1)(x, mask, torch.tensor(2)), SMEA(max_subsets=1)(x, mask, torch.tensor(2))
+    torch.testing.assert_close(SMEA(search="greedy")(x, mask, F1), SMEA()(x, mask, F1))
+    a, b = SMEA(search="greedy")(x, mask, torch.tensor(2)), SMEA(search="greedy")(x, mask, torch.tensor(2))
     assert torch.equal(a, b)
+
+
+def test_smea_is_exact_by_default_on_the_issue_example():
+    # d = 1, m = 14, f = 5: greedy keeps a set of scatter 314 (mean 1.0); the argmin has 244 (16/3)
+    x = torch.tensor([5, -6, 6, 8, -8, 6, 3, 2, -7, 25, -8, 13, 11, 28.0], dtype=T).unsqueeze(1)
+    mask, f = torch.ones(14, dtype=torch.bool), torch.tensor(5)
+    torch.testing.assert_close(SMEA()(x, mask, f), torch.tensor([16 / 3], dtype=T))
+    assert SMEA(search="greedy")(x, mask, f).item() == 1.0
+    with pytest.warns(RuntimeWarning, match="greedy approximation"):
+        assert SMEA(max_subsets=1000)(x, mask, f).item() == 1.0  # C(14, 5) = 2002 > 1000
+    with pytest.raises(ValueError, match="search"):
+        SMEA(search="fast")
 
 
 def test_bulyan_selects_then_trims():

@@ -49,3 +49,24 @@ def test_aggregate_and_mix_conforms(name):
 @pytest.mark.parametrize("name", ["trimmed-mean", "krum", "geomed"])
 def test_float32_inputs(name):
     check_aggregator(registry.aggregators.create(name), dtype=torch.float32, atol=1e-5)
+
+
+def test_oracle_clipped_gossip_on_node_subsets():
+    # issue 15: oracle ClippedGossip matched rows to nodes by counting them
+    from p2probust.gossip import ClippedGossip
+    from p2probust.testing import check_node_subsets
+
+    check_node_subsets(ClippedGossip(tau="oracle"))
+    check_node_subsets(ClippedGossip(tau="oracle"), seed=3, n=12, degree=5)
+
+
+def test_node_subset_check_catches_rows_matched_by_position():
+    from p2probust.gossip import ClippedGossip
+    from p2probust.testing import check_node_subsets
+
+    class ByPosition(ClippedGossip):
+        def for_nodes(self, nodes):
+            return self  # ignores which nodes the rows are
+
+    with pytest.raises((AssertionError, ValueError)):
+        check_node_subsets(ByPosition(tau="oracle"))

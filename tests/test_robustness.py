@@ -6,7 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from p2probust.aggregators import CoordinateWiseMedian, Mean, TrimmedMean
+from p2probust.aggregators import CoordinateWiseMedian, GeometricMedian, Krum, Mean, TrimmedMean
 from p2probust.cli import main
 from p2probust.robustness import SCENARIOS, empirical_kappa, kappa_bound, make_inputs
 
@@ -51,3 +51,27 @@ def test_cli_kappa_table_and_errors():
         res = runner.invoke(main, ["kappa", *args, "--trials", "1"])
         assert res.exit_code == 2, res.output
         assert msg in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_tutorial_bounds_by_hand():
+    # n = 15, f = 5: r = f / (n - 2f) = 1
+    assert kappa_bound("trimmed-mean", 15, 5) == 12.0  # 6 r (1 + r)
+    assert kappa_bound("median", 15, 5) == kappa_bound("geomed", 15, 5) == 16.0  # 4 (1 + r)^2
+    assert kappa_bound("krum", 15, 5) == 24.0  # 6 (1 + r)^2
+    assert kappa_bound("krum", 10, 5) is None and kappa_bound("mda", 15, 5) is None
+
+
+@pytest.mark.parametrize("m,f", [(9, 2), (11, 3)])
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_geomed_and_krum_stay_below_their_bounds(m, f, scenario):
+    x = make_inputs(scenario, 6, m, f, 5, seed=10 * m + f)
+    assert float(empirical_kappa(GeometricMedian(), x, f).max()) <= kappa_bound("geomed", m, f)
+    assert float(empirical_kappa(Krum(), x, f).max()) <= kappa_bound("krum", m, f)
+
+
+def test_cli_kappa_prints_geomed_and_krum_bounds():
+    for rule, bound in (("geomed", "16"), ("krum", "24")):
+        res = CliRunner().invoke(main, ["kappa", "--rule", rule, "--n", "15", "--f", "5", "--trials", "2", "--d", "3"])
+        assert res.exit_code == 0, res.output
+        assert all(line.split()[-1] == bound for line in res.output.splitlines()[2:5])
+        assert "Robust Machine Learning" in res.output.splitlines()[-1]

@@ -2,8 +2,9 @@
 
 from .base import AbstractAggregator, AbstractPreAggregator, Chain, ToleranceError, chain, masked_mean
 from .clipping import ARC, CentredClipping, SelfCentredClipping, StaticClipping
-from .coordinatewise import CoordinateWiseMedian, MeaMed, Mean, TrimmedMean
+from .coordinatewise import CoordinateWiseMedian, MeaMed, Mean, NeighbourTrimmedMean, TrimmedMean
 from .distance import Bulyan, Krum, MultiKrum
+from .faba import FABA
 from .geomed import GeometricMedian
 from .preaggregators import NNM, Bucketing
 from .subsets import MDA, SMEA
@@ -17,6 +18,7 @@ __all__ = [
     "CentredClipping",
     "Chain",
     "CoordinateWiseMedian",
+    "FABA",
     "GeometricMedian",
     "Krum",
     "MDA",
@@ -24,6 +26,7 @@ __all__ = [
     "Mean",
     "MultiKrum",
     "NNM",
+    "NeighbourTrimmedMean",
     "SMEA",
     "SelfCentredClipping",
     "StaticClipping",

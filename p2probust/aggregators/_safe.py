@@ -81,23 +81,60 @@ def coordinate_median(x: Tensor, mask: Tensor) -> Tensor:
     return torch.where(torch.isfinite(out), out, torch.zeros((), dtype=x.dtype))
 
 
+def _gram_sq_dists(g: Tensor, ok: Tensor) -> Tensor:
+    """Squared distances from a Gram matrix; ``+inf`` off the ``ok`` rows/columns and for NaN."""
+    sq = torch.diagonal(g, dim1=-2, dim2=-1)
+    d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * g).clamp_min(0)
+    inf = torch.tensor(float("inf"), dtype=g.dtype)
+    return torch.where(ok.unsqueeze(-1) & ok.unsqueeze(-2) & ~torch.isnan(d2), d2, inf)
+
+
+def central_row(g: Tensor, ok: Tensor) -> Tensor:
+    """Index of a central ``ok`` row: the least median distance to the rows (itself included),
+    from a Gram matrix ``[..., m, m] -> [..., 1]`` long.
+
+    While more than half the rows are honest, the chosen row has a majority of rows, hence an
+    honest one, within the honest diameter: it lies within twice the honest spread of the honest
+    inputs, whatever the others send. Approximate (uncentred) distances suffice to pick it.
+    """
+    d2 = _gram_sq_dists(g, ok)
+    q = (ok.sum(-1, keepdim=True) // 2).unsqueeze(-1)  # rank of the median, itself (0) included
+    kth = torch.gather(torch.sort(d2, dim=-1).values, -1, q.expand(*d2.shape[:-1], 1)).squeeze(-1)
+    kth = torch.where(ok, kth, torch.tensor(float("inf"), dtype=g.dtype))
+    return kth.argmin(-1, keepdim=True)
+
+
+def centred_gram(x: Tensor, ok: Tensor) -> Tensor:
+    r"""Float64 Gram matrix :math:`G_{ij} = (x_i - x_c)^\top (x_j - x_c)` of the ``ok`` rows (0
+    elsewhere), centred at a central input :math:`x_c` (:func:`central_row`):
+    ``[..., m, d], [..., m] -> [..., m, m]``.
+
+    Centring keeps :math:`G_{ii} + G_{jj} - 2G_{ij}` exact to relative precision near consensus:
+    uncentred, the squared norms carry an absolute error of :math:`\epsilon\|x\|^2`, which swamps
+    :math:`\|x_i - x_j\|^2` once :math:`\|x\|/\|x_i - x_j\| \gtrsim \epsilon^{-1/2}`
+    (:math:`10^8` in float64). Cost: two batched Gram products (the first, uncentred, picks
+    :math:`x_c`) — cheaper than a coordinate-wise median, which needs a sort over ``d``.
+    """
+    y = zero_unless(x, ok).to(torch.float64)
+    c = central_row(y @ y.transpose(-1, -2), ok)  # [..., 1]
+    yc = torch.gather(y, -2, c.unsqueeze(-1).expand(*c.shape, y.shape[-1]))  # [..., 1, d]
+    y = zero_unless(y - yc, ok)
+    return y @ y.transpose(-1, -2)
+
+
 def sq_dists(x: Tensor, ok: Tensor) -> Tensor:
     r"""Pairwise squared distances :math:`\|x_i - x_j\|^2` through a batched float64 Gram matrix.
 
     ``[..., m, d], [..., m] -> [..., m, m]`` float64. Rows or columns of slots that are not ``ok``
     (padding, unreadable) are ``+inf``, overflow gives ``+inf``, the diagonal of ``ok`` slots is 0.
-    Never NaN. The Gram matrix is not centred: entry ``(i, j)`` depends on :math:`x_i, x_j` only, so
-    no other input (an adversarial one of huge norm) can degrade its precision; float64 keeps
-    distances accurate while :math:`\|x\|/\|x_i - x_j\| < 10^6` (float32 inputs are cast).
+    Never NaN. The Gram matrix is centred at a central input (:func:`centred_gram`), so distances
+    keep their relative precision near consensus (:math:`\|x\|/\|x_i - x_j\| = 10^8` in
+    float64), and an adversarial input of huge norm, which cannot be chosen as the centre while
+    honest inputs are a majority, degrades no other entry.
     """
-    y = zero_unless(x, ok).to(torch.float64)
-    g = y @ y.transpose(-1, -2)
-    sq = torch.diagonal(g, dim1=-2, dim2=-1)
-    d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * g).clamp_min(0)
+    d2 = _gram_sq_dists(centred_gram(x, ok), ok)
     d2 = 0.5 * (d2 + d2.transpose(-1, -2))  # exactly symmetric, so mutual ties are exact
-    inf = torch.tensor(float("inf"), dtype=torch.float64)
     both = ok.unsqueeze(-1) & ok.unsqueeze(-2)
-    d2 = torch.where(both & ~torch.isnan(d2), d2, inf)
     eye = torch.eye(x.shape[-2], dtype=torch.bool)
     return torch.where(eye & both, torch.zeros((), dtype=torch.float64), d2)
 

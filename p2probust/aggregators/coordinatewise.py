@@ -64,35 +64,52 @@ class RankMean(AbstractAggregator):
         return total(sort(x, mask), keep) / keep.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
 
 
-@register_aggregator("median", "coordinate-wise median (CWMed); even count averages the middle two")
+_EVEN = ("mean", "lower")
+_OWN = ("trim", "keep")
+
+
+@register_aggregator("median", "coordinate-wise median (CWMed); even count averages the middle two (even=lower: the lower one)")
 class CoordinateWiseMedian(RankMean):
     r"""Coordinate-wise median: :math:`[\mathrm{CWMed}(x)]_c = \mathrm{median}(x_{1c},\dots,x_{mc})`.
 
-    With an even number of inputs it averages the two middle values. Ignores ``f``; tolerates
-    any ``f < m/2``.
+    With an even number of inputs it averages the two middle values (``even="mean"``, the
+    default: the median of the tutorial and of Yin et al.); ``even="lower"`` takes the lower
+    middle value, as ``torch.median`` does and hence the decentralized papers' code that calls it
+    (ByrdLab/IOS ``median``, used by Wu et al.'s CooMed). Ignores ``f``; tolerates any ``f < m/2``.
 
     Reference: D. Yin, Y. Chen, K. Ramchandran, P. Bartlett, "Byzantine-robust distributed
-    learning: towards optimal statistical rates", ICML 2018.
+    learning: towards optimal statistical rates", ICML 2018; Z. Wu, T. Chen, Q. Ling, IEEE TSP 71
+    (2023), code ByrdLab/IOS.
     """
 
+    def __init__(self, even: str = "mean"):
+        if even not in _EVEN:
+            raise ValueError(f"median even = {even!r} must be one of: {', '.join(_EVEN)}")
+        self.even = even
+
     def kept_ranks(self, mask: Tensor, f: Tensor) -> Tensor:
-        """``[..., m]`` bool: the middle rank, or the middle two for an even count of inputs."""
+        """``[..., m]`` bool: the middle rank, or the middle two (the lower one) for an even count."""
         m = mask.sum(-1, keepdim=True)
         ranks = torch.arange(mask.shape[-1])
-        return (ranks == (m - 1) // 2) | (ranks == m // 2)
+        lower = ranks == (m - 1) // 2
+        return lower if self.even == "lower" else lower | (ranks == m // 2)
 
     def max_tolerance(self, m: Tensor) -> Tensor:
         return (m - 1) // 2
 
+    def __repr__(self) -> str:
+        return "CoordinateWiseMedian()" if self.even == "mean" else f"CoordinateWiseMedian(even={self.even!r})"
 
-@register_aggregator("trimmed-mean", "coordinate-wise trimmed mean (CWTM): drop the f largest and f smallest")
+
 class TrimmedMean(RankMean):
     r"""Coordinate-wise trimmed mean.
 
     .. math:: [\mathrm{CWTM}_f(x)]_c = \frac{1}{m - 2f} \sum_{r=f+1}^{m-f} x_{(r)c}
 
     where :math:`x_{(1)c} \le \dots \le x_{(m)c}` are the sorted values of coordinate c.
-    Requires ``2f < m``.
+    Requires ``2f < m``. As a gossip rule the node's own model is one of the ``m`` inputs and is
+    trimmed like the others (the tutorial's and BRIDGE-T's form); the IOS code's form, which trims
+    the neighbours only, is :class:`NeighbourTrimmedMean` (``trimmed-mean`` with ``own=keep``).
 
     Reference: D. Yin, Y. Chen, K. Ramchandran, P. Bartlett, ICML 2018.
     """
@@ -106,6 +123,44 @@ class TrimmedMean(RankMean):
 
     def max_tolerance(self, m: Tensor) -> Tensor:
         return (m - 1) // 2
+
+
+class NeighbourTrimmedMean(AbstractAggregator):
+    r"""Trimmed mean of the neighbours, then averaged with the node's own model (slot 0).
+
+    .. math:: [\mathrm{out}]_c = \frac{x_{0c} + \sum_{r=f+1}^{k-f} x^{N}_{(r)c}}{k - 2f + 1},
+
+    :math:`x^N_{(r)c}` the sorted values of the :math:`k = m - 1` neighbour inputs (slots
+    ``1..m-1``). This is Wu, Chen and Ling's decentralized trimmed mean as their code computes it
+    (ByrdLab/IOS ``D_trimmed_mean``: ``(tm * (k - 2f) + own) / (k - 2f + 1)``): the own model is
+    never trimmed. Requires ``2f < k``.
+
+    Reference: Z. Wu, T. Chen, Q. Ling, "Byzantine-resilient decentralized stochastic optimization
+    with robust aggregation rules", IEEE TSP 71 (2023); code ByrdLab/IOS.
+    """
+
+    coordinatewise = True
+    anchored = True
+
+    def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
+        nb, nb_mask = x[..., 1:, :], mask[..., 1:]
+        keep = TrimmedMean().kept_ranks(nb_mask, f)
+        total = sum_ranks(sorted_wires(nb, nb_mask), keep) + x[..., 0, :]
+        return total / (keep.sum(-1, keepdim=True) + 1).to(x.dtype)
+
+    batched = __call__
+
+    def max_tolerance(self, m: Tensor) -> Tensor:
+        return ((m - 2) // 2).clamp_min(0)
+
+
+@register_aggregator("trimmed-mean", "coordinate-wise trimmed mean (CWTM): drop the f largest and f smallest (own=keep: IOS code's form)")
+def trimmed_mean(own: str = "trim") -> AbstractAggregator:
+    """``own="trim"``: :class:`TrimmedMean` over all inputs (default); ``own="keep"``:
+    :class:`NeighbourTrimmedMean` (the neighbours trimmed, the own model kept, as the IOS code)."""
+    if own not in _OWN:
+        raise ValueError(f"trimmed-mean own = {own!r} must be one of: {', '.join(_OWN)}")
+    return TrimmedMean() if own == "trim" else NeighbourTrimmedMean()
 
 
 def mean_around_median(x: Tensor, mask: Tensor, drop: Tensor) -> Tensor:

@@ -13,6 +13,7 @@ holds them score ``+inf``.
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from itertools import combinations
 from typing import Callable
@@ -22,9 +23,14 @@ from torch import Tensor
 
 from ..registry import register_aggregator
 from .base import AbstractAggregator
-from ._safe import as_long, ranks, readable, sq_dists, weighted_select, zero_unless
+from ._safe import as_long, centred_gram, ranks, readable, sq_dists, weighted_select
 
-_CHUNK = 64  # removal sets scored at once (memory ~ n * _CHUNK * m * m)
+_CHUNK_VALUES = 1 << 21  # removal sets scored at once: about this many float64 Gram entries
+
+
+def _chunk(rows: int, m: int) -> int:
+    """Removal sets per batch: 64 to 1024, bounded by :data:`_CHUNK_VALUES` entries ``rows * T * m * m``."""
+    return max(64, min(1024, _CHUNK_VALUES // max(1, rows * m * m)))
 
 
 @lru_cache(maxsize=None)
@@ -68,10 +74,11 @@ def best_subset(score: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], mask: 
     best = torch.full(m.shape, float("inf"), dtype=torch.float64)
     best2 = best.clone()
     best_keep = real.clone()
+    chunk = _chunk(int(m.numel()), m_cap)
     for r in sorted(set(as_long(f)[active].reshape(-1).tolist())):
         keep_all, last_all = keep_sets(m_cap, int(r))
-        for start in range(0, keep_all.shape[0], _CHUNK):
-            keep, last = keep_all[start:start + _CHUNK], last_all[start:start + _CHUNK]
+        for start in range(0, keep_all.shape[0], chunk):
+            keep, last = keep_all[start:start + chunk], last_all[start:start + chunk]
             valid = (f == r).unsqueeze(-1) & (last < m.unsqueeze(-1)) & active.unsqueeze(-1)  # [..., T]
             s1, s2 = (torch.where(valid & ~torch.isnan(v), v.to(torch.float64), inf) for v in score(keep, real))
             arg = ranks(s1, s2).argmin(-1)  # rank 0: least s1, then least s2, then first
@@ -132,37 +139,57 @@ class SMEA(AbstractAggregator):
     .. math:: S^\star = \arg\min_{|S| = m-f} \lambda_{\max}\Big(\frac{1}{|S|}\sum_{i\in S}
               (x_i - \bar x_S)(x_i - \bar x_S)^\top\Big),\qquad \mathrm{SMEA}(x) = \bar x_{S^\star}.
 
-    Exact: the nonzero eigenvalues of the :math:`d\times d` covariance of :math:`S` are those of
-    the :math:`m \times m` matrix :math:`P_S G P_S / |S|`, with :math:`G` the float64 Gram matrix
-    of the inputs and :math:`P_S = \mathrm{diag}(s) - s s^\top/|S|`; the search
-    enumerates all :math:`\binom{m}{f}` subsets when that number is at most ``max_subsets``.
+    **Exact (default, the paper's argmin).** The nonzero eigenvalues of the :math:`d\times d`
+    covariance of :math:`S` are those of the :math:`m \times m` matrix :math:`P_S G P_S / |S|`,
+    with :math:`G` the float64 Gram matrix of the inputs centred at their coordinate-wise median and
+    :math:`P_S = \mathrm{diag}(s) - s s^\top/|S|`; the search enumerates all :math:`\binom{m}{f}`
+    subsets, batched over nodes and subsets. It is exact whenever :math:`\binom{m}{f} \le`
+    ``max_subsets`` (default 20,000: every ``m <= 16``, e.g. ``C(15, 7) = 6435`` in about 0.1 s
+    for one node on one core; ``C(17, 8) = 24310`` is beyond).
 
-    Approximation beyond ``max_subsets`` (deterministic): greedy backward elimination — ``f``
-    times, remove the input whose removal gives the smallest :math:`\lambda_{\max}` of the
-    remaining set (unreadable inputs first; ties → lowest slot). Exact and greedy agree for
-    ``f = 1``.
+    **Greedy (approximation).** ``search="greedy"``, or a node beyond ``max_subsets`` (then a
+    ``RuntimeWarning`` says so, once per rule object): ``f`` times, remove the input whose removal
+    gives the smallest :math:`\lambda_{\max}` of the remaining set (unreadable inputs first; ties →
+    lowest slot). Exact for ``f = 1``, not in general: with ``d = 1``, ``f = 5`` and
+    ``x = [5, −6, 6, 8, −8, 6, 3, 2, −7, 25, −8, 13, 11, 28]`` greedy gives 1.0 (:math:`\lambda` 314),
+    the exact argmin 16/3 (:math:`\lambda` 244).
+
+    Parameters
+    ----------
+    max_subsets : int
+        Largest :math:`\binom{m}{f}` searched exactly (per node).
+    search : {"exact", "greedy"}
+        ``"exact"``: the argmin up to ``max_subsets``, greedy with a warning beyond;
+        ``"greedy"``: always greedy (fast, approximate).
 
     Reference: Y. Allouah, R. Guerraoui, N. Gupta, R. Pinot, J. Stephan, "On the privacy-
     robustness-utility trilemma in distributed learning", ICML 2023.
     """
 
-    def __init__(self, max_subsets: int = 2000):
+    def __init__(self, max_subsets: int = 20000, search: str = "exact"):
         if int(max_subsets) != max_subsets or max_subsets < 1:
             raise ValueError(f"smea max_subsets = {max_subsets!r} must be an integer >= 1")
-        self.max_subsets = int(max_subsets)
+        if search not in ("exact", "greedy"):
+            raise ValueError(f"smea search = {search!r} must be 'exact' or 'greedy'")
+        self.max_subsets, self.search = int(max_subsets), search
+        self._warned = False
 
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
         f = as_long(f)
         ok = readable(x, mask)
-        y = zero_unless(x, ok).to(torch.float64)  # uncentred float64 Gram: see sq_dists
-        g = y @ y.transpose(-1, -2)
+        g = centred_gram(x, ok)  # the covariance is translation invariant; centring keeps precision
         ok = ok & torch.isfinite(torch.diagonal(g, dim1=-2, dim2=-1))
         g = torch.where(ok.unsqueeze(-1) & ok.unsqueeze(-2), g, torch.zeros((), dtype=g.dtype))
         perm = _compact(mask)
         g = _gather2(g, perm)
         bad = torch.gather(mask & ~ok, -1, perm)  # compact positions
         m = mask.sum(-1)
-        exact = _combs(m, f) <= self.max_subsets
+        exact = (_combs(m, f) <= self.max_subsets) & (self.search == "exact")
+        if self.search == "exact" and not bool(exact.all()) and not self._warned:
+            self._warned = True
+            warnings.warn(f"{self!r}: C(m, f) > max_subsets = {self.max_subsets} at some node "
+                          f"(m = {int(m.max())}, f = {int(f.max())}); using the greedy approximation there",
+                          RuntimeWarning, stacklevel=2)
 
         def top_eig(keep: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
             k = keep & real.unsqueeze(-2)  # [..., T, m]
@@ -170,9 +197,10 @@ class SMEA(AbstractAggregator):
             lam = torch.where((k & bad.unsqueeze(-2)).any(-1), torch.tensor(float("inf"), dtype=lam.dtype), lam)
             return lam, torch.zeros_like(lam)
 
-        keep = best_subset(top_eig, mask, f, exact)
+        keep = best_subset(top_eig, mask, f, exact) if bool(exact.any()) else None
         if not bool(exact.all()):
-            keep = torch.where(exact.unsqueeze(-1), keep, self._greedy(g, bad, m, f))
+            greedy = self._greedy(g, bad, m, f)
+            keep = greedy if keep is None else torch.where(exact.unsqueeze(-1), keep, greedy)
         return weighted_select(x, _uncompact(keep, perm))
 
     @staticmethod
@@ -196,7 +224,7 @@ class SMEA(AbstractAggregator):
         return (m - 1) // 2
 
     def __repr__(self) -> str:
-        return f"SMEA(max_subsets={self.max_subsets})"
+        return f"SMEA(max_subsets={self.max_subsets}, search={self.search!r})"
 
 
 def _combs(m: Tensor, f: Tensor) -> Tensor:

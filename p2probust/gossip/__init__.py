@@ -2,7 +2,7 @@
 
 from .base import AbstractGossipRule, lift
 from .bridge import BridgeScreening
-from .clipped import ClippedGossip
+from .clipped import SCC, ClippedGossip
 from .ios import IOS
 from .mixing import AggregateAndMix, Gossip
 from .registry import make_chain, make_rule
@@ -18,6 +18,7 @@ __all__ = [
     "GTS",
     "Gossip",
     "IOS",
+    "SCC",
     "lift",
     "make_chain",
     "make_rule",

@@ -32,11 +32,20 @@ def real_weights(weights: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask, weights.to(_F64), torch.zeros((), dtype=_F64)).clamp_min(0)
 
 
-def byzantine_weight(w: Tensor, mask: Tensor, f: Tensor) -> Tensor:
-    r"""Worst-case Byzantine weight :math:`b_i`: the sum of the ``f`` largest real slot weights.
+BYZANTINE_WEIGHTS = ("sum", "max")
 
-    With unit weights this is ``f``. ``w [..., k] float64, mask [..., k], f [...] -> [...]``.
+
+def byzantine_weight(w: Tensor, mask: Tensor, f: Tensor, mode: str = "sum") -> Tensor:
+    r"""Worst-case Byzantine weight :math:`b_i` of ``f`` neighbours.
+
+    ``mode="sum"``: the sum of the ``f`` largest real slot weights (the largest weight ``f``
+    neighbours can hold); ``mode="max"``: ``f`` times the largest real slot weight (Gaucher et
+    al.'s code, ``weights[-1] * f``, an upper bound of the former). With unit weights both are ``f``.
+    ``w [..., k] float64, mask [..., k], f [...] -> [...]``.
     """
+    if mode == "max":
+        top = torch.where(mask, w, torch.zeros((), dtype=_F64)).amax(-1) if w.shape[-1] else torch.zeros(w.shape[:-1], dtype=_F64)
+        return as_long(f).to(_F64) * top
     key = torch.where(mask, -w, torch.tensor(float("inf"), dtype=_F64))
     top = ranks(key) < as_long(f).unsqueeze(-1)
     return torch.where(top & mask, w, torch.zeros((), dtype=_F64)).sum(-1)
@@ -61,9 +70,12 @@ class WeightedOrder:
         self.cum = self.w.cumsum(-1)
         self.total = self.cum[..., -1] if dist.shape[-1] else torch.zeros(dist.shape[:-1], dtype=_F64)
 
-    def within(self, target: Tensor) -> Tensor:
-        """Ranks whose cumulative weight is at most ``target`` (with a round-off slack)."""
+    def within(self, target: Tensor, strict: bool = False) -> Tensor:
+        """Ranks whose cumulative weight is at most ``target`` (with a round-off slack), or below
+        it (``strict``: the ranks before ``searchsorted(cum, target)``, as Gaucher et al.'s code)."""
         slack = 1e-9 * self.total.abs().clamp_min(1.0)
+        if strict:
+            return self.real & (self.cum < (target - slack).unsqueeze(-1))
         return self.real & (self.cum <= (target + slack).unsqueeze(-1))
 
     def to_slots(self, v: Tensor) -> Tensor:

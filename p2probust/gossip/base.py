@@ -51,6 +51,15 @@ class AbstractGossipRule:
         weighted Laplacian) return a configured copy. The default returns ``self``."""
         return self
 
+    def for_nodes(self, nodes: Tensor) -> "AbstractGossipRule":
+        """The rule for a batched call whose rows are the nodes ``nodes [a]``, in that order.
+
+        Rules whose rows are independent return ``self``; a rule bound to the graph that needs to
+        know which node a row is (oracle ClippedGossip) returns a copy matched to ``nodes``, so that
+        calls on a subset of nodes (async batches, churn, an attack's ``evaluate_rule``) give the
+        rows of the full call: ``rule.for_nodes(nodes).batched(...)``."""
+        return self
+
     def check_tolerance(self, degree: Tensor, f: Tensor) -> None:
         """Raise :class:`~p2probust.aggregators.base.ToleranceError` if some node's f is impossible."""
 

@@ -22,6 +22,23 @@ neighbours by increasing :math:`d_j` with cumulative weights :math:`c_r`:
 
 Malformed messages are at infinite distance; their clipped or trimmed difference is 0.
 
+**Paper vs the authors' code** (renaudgaucher/Byzantine-Robust-Gossip, ``aggregators/robust_gossip.py``
+and ``topology.py``). Defaults follow the paper's definitions; the code's choices are options:
+
+* ``variant="code"`` (CS_he, GTS): the code cuts at ``idx = searchsorted(cum, W - b)`` and keeps the
+  ranks *before* it, so at an exact tie :math:`c_r = W_i - b_i` (unit weights: always) it keeps
+  :math:`\deg - f - 1` neighbours where the paper's :math:`c_r \le W_i - b_i` keeps
+  :math:`\deg - f`; GTS's boundary neighbour then gets the trimmed part of its weight,
+  :math:`c_r - (W_i - b_i)`. (CS+'s code agrees with the paper.)
+* ``byzantine_weight="max"``: :math:`b_i = f \cdot \max_j w_{ij}` (the code's
+  ``weights[-1] * f``) instead of the sum of the ``f`` largest weights (``"sum"``, default: the
+  largest weight ``f`` neighbours can actually hold; the two agree with unit weights).
+* ``eta_graph="honest"``: :math:`\eta = 1/\lambda_{\max}` of the weighted Laplacian of the honest
+  subgraph (the code's ``CommunicationNetwork`` is the honest graph), which needs the oracle's
+  knowledge of who is Byzantine; the default ``"full"`` uses the whole graph, which every node can
+  know, and since removing nodes cannot raise :math:`\lambda_{\max}` of a Laplacian its step is
+  never larger than the honest one (any step condition stated on the honest graph still holds).
+
 Reference: R. Gaucher, A. Dieuleveut, H. Hendrikx, "Unified breakdown analysis for Byzantine
 robust gossip", ICML 2025. (The authors' code gives GTS's boundary neighbour the trimmed part of
 its weight, ``c_r - (W_i - b_i)``; we follow the paper's definition and keep the part that fits.)
@@ -29,6 +46,7 @@ its weight, ``c_r - (W_i - b_i)``; we follow the paper's definition and keep the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -37,19 +55,32 @@ from torch import Tensor
 from ..aggregators._safe import clip_rows
 from ..registry import register_rule
 from .base import AbstractGossipRule
-from ._weighted import WeightedOrder, byzantine_weight, check_neighbour_tolerance, differences, real_weights
+from ._weighted import BYZANTINE_WEIGHTS, WeightedOrder, byzantine_weight, check_neighbour_tolerance, differences, real_weights
+
+
+_VARIANTS = ("paper", "code")
+_ETA_GRAPHS = ("full", "honest")
 
 
 class _RobustSum(AbstractGossipRule):
     """Shared step and step-size handling; subclasses give :meth:`summand` (toward neighbours)."""
 
-    def __init__(self, alpha: float = 1.0, eta: float | None = None):
+    def __init__(self, alpha: float = 1.0, eta: float | None = None, *, byzantine_weight: str = "sum",
+                 eta_graph: str = "full", variant: str = "paper"):
         if not (0 < alpha <= 1):
             raise ValueError(f"gossip rate alpha = {alpha} must be in (0, 1]")
         if eta is not None and not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta > 0):
             raise ValueError(f"step size eta = {eta!r} must be None (1/λ_max of the weighted Laplacian) or a number > 0")
+        for name, value, allowed in (("byzantine_weight", byzantine_weight, BYZANTINE_WEIGHTS),
+                                     ("eta_graph", eta_graph, _ETA_GRAPHS), ("variant", variant, _VARIANTS)):
+            if value not in allowed:
+                raise ValueError(f"{name} = {value!r} must be one of: {', '.join(allowed)}")
         self.alpha = float(alpha)
         self.eta = None if eta is None else float(eta)
+        self.byzantine_weight, self.eta_graph, self.variant = byzantine_weight, eta_graph, variant
+
+    def _options(self) -> dict:
+        return {"byzantine_weight": self.byzantine_weight, "eta_graph": self.eta_graph, "variant": self.variant}
 
     def summand(self, delta: Tensor, o: WeightedOrder, b: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -57,7 +88,7 @@ class _RobustSum(AbstractGossipRule):
     def __call__(self, own: Tensor, msgs: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
         delta, dist, _ = differences(own, msgs, mask)
         w = real_weights(weights, mask)
-        b = byzantine_weight(w, mask, f)
+        b = byzantine_weight(w, mask, f, self.byzantine_weight)
         step = self.summand(delta, WeightedOrder(dist, w, mask), b)  # = −F_i
         if self.eta is None:
             eta = (1.0 / (2.0 * w.sum(-1)).clamp_min(1e-12)).to(own.dtype).unsqueeze(-1)
@@ -72,14 +103,20 @@ class _RobustSum(AbstractGossipRule):
             return self
         from ..topology.spectral import laplacian_max_eigenvalue
 
-        return type(self)(alpha=self.alpha, eta=1.0 / laplacian_max_eigenvalue(table))
+        if self.eta_graph == "honest":
+            byz = table.byzantine_slots(is_byzantine) | is_byzantine.unsqueeze(1)
+            table = dataclasses.replace(table, weights=torch.where(byz, torch.zeros((), dtype=table.weights.dtype),
+                                                                    table.weights))
+        return type(self)(alpha=self.alpha, eta=1.0 / laplacian_max_eigenvalue(table), **self._options())
 
     def check_tolerance(self, degree: Tensor, f: Tensor) -> None:
         check_neighbour_tolerance(self, degree, f)
 
     def __repr__(self) -> str:
-        eta = "1/λmax(L)" if self.eta is None else f"{self.eta:g}"
-        return f"{type(self).__name__}(alpha={self.alpha:g}, eta={eta})"
+        eta = ("1/λmax(L)" if self.eta_graph == "full" else "1/λmax(L_honest)") if self.eta is None else f"{self.eta:g}"
+        extra = "".join(f", {k}={v!r}" for k, v in self._options().items()
+                        if v != {"byzantine_weight": "sum", "eta_graph": "full", "variant": "paper"}[k])
+        return f"{type(self).__name__}(alpha={self.alpha:g}, eta={eta}{extra})"
 
 
 def _clipped_sum(delta: Tensor, o: WeightedOrder, tau: Tensor) -> Tensor:
@@ -101,9 +138,10 @@ class CSPlus(_RobustSum):
         return _clipped_sum(delta, o, tau)
 
 
-def he_threshold(o: WeightedOrder, b: Tensor) -> Tensor:
-    r""":math:`\tau^2 = \frac1b \sum_{r: c_r \le W - b} w_{(r)} d_{(r)}^2` (``+inf`` when ``b = 0``)."""
-    honest = o.within(o.total - b)
+def he_threshold(o: WeightedOrder, b: Tensor, strict: bool = False) -> Tensor:
+    r""":math:`\tau^2 = \frac1b \sum_{r: c_r \le W - b} w_{(r)} d_{(r)}^2` (``+inf`` when ``b = 0``);
+    ``strict``: :math:`c_r < W - b` (Gaucher et al.'s code)."""
+    honest = o.within(o.total - b, strict)
     zero = torch.zeros((), dtype=torch.float64)
     d = o.dist.to(torch.float64)
     s = torch.where(honest, o.w * d * d, zero).sum(-1)
@@ -118,7 +156,7 @@ class CSHe(_RobustSum):
     See :mod:`p2probust.gossip.robust_sum`."""
 
     def summand(self, delta: Tensor, o: WeightedOrder, b: Tensor) -> Tensor:
-        return _clipped_sum(delta, o, he_threshold(o, b))
+        return _clipped_sum(delta, o, he_threshold(o, b, strict=self.variant == "code"))
 
 
 @register_rule("gts", "GTS robust gossip: trim the Byzantine weight b of largest distances, sum the rest")
@@ -127,7 +165,14 @@ class GTS(_RobustSum):
     :math:`b_i` weight of largest distances trimmed. See :mod:`p2probust.gossip.robust_sum`."""
 
     def summand(self, delta: Tensor, o: WeightedOrder, b: Tensor) -> Tensor:
+        target = (o.total - b).unsqueeze(-1)
         before = o.cum - o.w
-        kept = torch.minimum(o.w, (o.total - b).unsqueeze(-1) - before).clamp_min(0)
+        if self.variant == "code":  # ranks before searchsorted(cum, target), boundary gets cum - target
+            full = o.within(o.total - b, strict=True)
+            first_out = o.real & ~full & (torch.cumsum((o.real & ~full).long(), -1) == 1)
+            kept = torch.where(full, o.w, torch.where(first_out, (o.cum - target).clamp_min(0), torch.zeros((), dtype=o.w.dtype)))
+            kept = torch.where(o.real, kept, torch.zeros((), dtype=kept.dtype))
+            return (o.to_slots(kept).to(delta.dtype).unsqueeze(-1) * delta).sum(-2)
+        kept = torch.minimum(o.w, target - before).clamp_min(0)
         kept = torch.where(o.real, kept, torch.zeros((), dtype=kept.dtype))
         return (o.to_slots(kept).to(delta.dtype).unsqueeze(-1) * delta).sum(-2)

@@ -18,7 +18,11 @@ Each check raises ``AssertionError`` naming the property that failed:
    inputs' bounding box for ``coordinatewise`` rules (skipped for non-robust rules: ``robust =
    False``, the plain mean and plain gossip);
 8. determinism: the same input gives the same output (randomized rules are rebuilt with
-   ``reseeded()``, so their generator restarts).
+   ``reseeded()``, so their generator restarts);
+9. (gossip rules) node subsets: bound to a small graph with Byzantine nodes, the rule called on a
+   subset of the nodes, in any order, through ``rule.for_nodes(nodes).batched(...)`` returns the
+   matching rows of the call over all nodes (async batches, churn and an attack's
+   ``evaluate_rule`` make such calls); :func:`check_node_subsets`.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["check_aggregator", "check_gossip_rule"]
+__all__ = ["check_aggregator", "check_gossip_rule", "check_node_subsets"]
 
 BAD_VALUES = (float("nan"), float("inf"), float("-inf"), 1e30, -1e30)
 
@@ -212,6 +216,7 @@ def check_gossip_rule(rule, *, n: int = 4, k: int = 8, d: int = 5, f: int | None
         mj = torch.where(mask.unsqueeze(-1), msgs, torch.tensor(junk, dtype=dtype))
         wj = torch.where(mask, w, torch.tensor(5.0, dtype=dtype))
         _same(run(own, mj, mask, wj, fv), out, f"{name}: padding filled with {junk} changed the output", atol)
+    check_node_subsets(rule, d=d, dtype=dtype, seed=seed, atol=atol)
     v = torch.randn(n, d, generator=g, dtype=dtype) * 3 + 1
     same = torch.where(mask.unsqueeze(-1), v.unsqueeze(1).expand(n, k, d), msgs)
     if getattr(getattr(rule, "aggregator", rule), "fixed_point", True):
@@ -236,3 +241,42 @@ def check_gossip_rule(rule, *, n: int = 4, k: int = 8, d: int = 5, f: int | None
                 if coordinatewise:
                     tol = 1e-9 * (1 + hi.abs().max())
                     assert bool(((y >= lo - tol) & (y <= hi + tol)).all()), f"{what} left the honest bounding box"
+
+
+def check_node_subsets(rule, *, n: int = 10, degree: int = 4, d: int = 3, f: int | None = None,
+                       dtype: torch.dtype = torch.float64, seed: int = 0, atol: float = 1e-9) -> None:
+    """Check 9: on a random ``degree``-regular graph of ``n`` nodes with two Byzantine nodes, the
+    bound rule (``rule.bind(table, is_byzantine)``) called on subsets of the nodes (a shuffled
+    half, one node, the honest nodes in descending order) returns the rows of the full call.
+
+    Byzantine slots hold crafted far-away messages; ``f`` defaults to the largest value up to 2
+    that the rule accepts with ``degree`` neighbours.
+    """
+    import networkx as nx
+
+    from ..topology.table import NeighborTable
+
+    name = repr(rule)
+    g = torch.Generator().manual_seed(seed)
+    table = NeighborTable.from_graph(nx.random_regular_graph(degree, n, seed=seed), dtype=dtype)
+    is_byz = torch.zeros(n, dtype=torch.bool)
+    is_byz[torch.randperm(n, generator=g)[:2]] = True
+    params = torch.randn(n, d, generator=g, dtype=dtype)
+    byz_slots = table.byzantine_slots(is_byz)
+    inbox = params[table.idx].clone()
+    inbox[byz_slots] = 10 + 5 * torch.randn(int(byz_slots.sum()), d, generator=g, dtype=dtype)
+    if f is None:
+        f = _rule_f(rule, table.degree, 2)
+    fv = torch.full((n,), f, dtype=torch.long)
+    bound = _fresh(rule).bind(table, is_byz)
+
+    def call(nodes: Tensor) -> Tensor:
+        r = _fresh(bound).for_nodes(nodes)
+        return r.batched(params[nodes], inbox[nodes], table.mask[nodes], table.weights[nodes], fv[nodes])
+
+    full = call(torch.arange(n))
+    honest = torch.nonzero(~is_byz).squeeze(1)
+    for what, nodes in (("a shuffled half of the nodes", torch.randperm(n, generator=g)[: n // 2]),
+                        ("one node", torch.tensor([int(honest[0])])),
+                        ("the honest nodes in descending order", honest.flip(0))):
+        _same(call(nodes), full[nodes], f"{name}: a call on {what} differs from the rows of the full call", atol)
