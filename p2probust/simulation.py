@@ -255,6 +255,7 @@ def simulate(
         columns += ["online"]
     if churning:
         columns += ["offline_distance"]
+    columns += [c for c in adversary.report_columns if c not in columns]  # per-round values the attack reports
     columns += ["messages", "bytes", "wall_s"]
     resolved = _resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report)
     recorder = Recorder(out_dir, columns)
@@ -273,6 +274,8 @@ def simulate(
         row: dict[str, Any] = {c: None for c in columns}
         row.update(round=rnd, time=now, lr=lr, consensus_distance=consensus_distance(params, alive))
         row.update(messages=messages, bytes=messages * msg_bytes)
+        if rnd > 0 and adversary.report_columns:
+            row.update({c: v for c, v in adversary.report().items() if c in adversary.report_columns})
         if "online" in row:
             row["online"] = int(alive.sum()) if online is not None else int(honest.sum())
         if churning and online is not None and bool((honest & ~alive).any()):
