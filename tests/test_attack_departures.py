@@ -312,3 +312,29 @@ def test_mimic_stateless_heuristics_are_kept():
     assert Mimic(heuristic="farthest").target(ctx) == 3
     with pytest.raises(ValueError, match="warmup = 0 must be an integer >= 1"):
         Mimic(warmup=0)
+
+
+# --- models vs gradients: the complete-graph, α = 1 server correspondence -------------------------
+
+
+def test_model_attacks_as_server_gradients_on_the_complete_graph():
+    """Honest nodes share θ and send θ − γ g_j; a model message m is the server gradient (θ − m)/γ."""
+    gen = torch.Generator().manual_seed(7)
+    theta, gamma = torch.randn(3, generator=gen, dtype=torch.float64), 0.1
+    g = torch.randn(6, 3, generator=gen, dtype=torch.float64)  # honest gradients of nodes 2..7
+    x = torch.cat([torch.zeros(2, 3, dtype=torch.float64), theta - gamma * g])
+    byz = torch.tensor([True, True] + [False] * 6)
+    ctx = make_attack_context(nx.complete_graph(8), byz, x)
+
+    def as_gradient(m):
+        return (theta - m) / gamma
+
+    z = float(alie_z(torch.tensor([8]), torch.tensor([2]))[0])
+    assert torch.allclose(as_gradient(ALIE().craft(ctx)), g.mean(0) + z * g.std(0))  # gradient ALIE, sign flipped
+    from p2probust.attacks import IPM, SignFlip
+
+    c = 4.0  # sign flip and IPM are NOT the server's −c ḡ: a (1 + c) θ / γ term remains
+    assert torch.allclose(as_gradient(SignFlip(scale=c).craft(ctx)), (1 + c) * theta / gamma - c * g.mean(0))
+    assert torch.allclose(as_gradient(IPM(epsilon=c).craft(ctx)), (1 + c) * theta / gamma - c * g.mean(0))
+    copied = as_gradient(SampleDuplication().craft(ctx))  # duplication copies a gradient exactly
+    assert all(any(torch.allclose(row, gj) for gj in g) for row in copied)

@@ -53,6 +53,14 @@ class SignFlip(_ReferenceKnowledge, AbstractAttack):
 
     Shapes: ``craft(ctx) -> [E, d]``.
 
+    Notes
+    -----
+    Acts on **models**; the server literature flips **gradients** (:math:`-c\,\bar g`). On the
+    complete graph with α = 1 and a shared start, honest messages are :math:`\theta - \gamma g_j`
+    and a model message :math:`m` is the server gradient :math:`(\theta - m)/\gamma`; here that is
+    :math:`(1+c)\,\theta/\gamma - c\,\bar g`, the paper's attack plus a term along the current
+    model, so the two are **not** equivalent (see the README's "Attacks on models, not gradients").
+
     Reference: L. Li, W. Xu, T. Chen, G. Giannakis, Q. Ling, "RSA: Byzantine-robust stochastic
     aggregation methods for distributed learning from heterogeneous datasets", AAAI 2019;
     C. Allen-Zhu et al., "Byzantine-resilient non-convex SGD", ICLR 2021.
@@ -93,9 +101,10 @@ class GaussianNoise(_ReferenceKnowledge, AbstractAttack):
 
     Notes
     -----
-    Acts on models. On the complete graph with α = 1 and a shared start it is the server's
-    Gaussian *gradient* attack with :math:`\sigma_{grad} = \sigma/\gamma` (the noise is symmetric,
-    see the README's "Attacks on models, not gradients").
+    Acts on models. On the complete graph with α = 1 and a shared start, :math:`\bar\theta + \sigma\xi`
+    is the server gradient :math:`\bar g - (\sigma/\gamma)\xi`: the server's Gaussian attack with
+    :math:`\sigma_{grad} = \sigma/\gamma`, in distribution only, since each edge draws its own
+    :math:`\xi` (the honest models then differ, which a server's single broadcast model never does).
 
     References
     ----------
