@@ -13,12 +13,14 @@ import torch
 from p2probust.aggregators import CoordinateWiseMedian, TrimmedMean
 from p2probust.attacks import (
     ALIE,
+    IPM,
     Dissensus,
     GaussianNoise,
     Mimic,
     OptimalALIE,
     OptimalIPM,
     SampleDuplication,
+    SignFlip,
     SpectralHeterogeneity,
     alie_z,
     fiedler_vector,
@@ -331,8 +333,6 @@ def test_model_attacks_as_server_gradients_on_the_complete_graph():
 
     z = float(alie_z(torch.tensor([8]), torch.tensor([2]))[0])
     assert torch.allclose(as_gradient(ALIE().craft(ctx)), g.mean(0) + z * g.std(0))  # gradient ALIE, sign flipped
-    from p2probust.attacks import IPM, SignFlip
-
     c = 4.0  # sign flip and IPM are NOT the server's −c ḡ: a (1 + c) θ / γ term remains
     assert torch.allclose(as_gradient(SignFlip(scale=c).craft(ctx)), (1 + c) * theta / gamma - c * g.mean(0))
     assert torch.allclose(as_gradient(IPM(epsilon=c).craft(ctx)), (1 + c) * theta / gamma - c * g.mean(0))

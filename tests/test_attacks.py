@@ -18,7 +18,6 @@ from p2probust.attacks import (
     GaussianNoise,
     HugeValue,
     Isolation,
-    Mimic,
     NonFinite,
     OptimalALIE,
     OptimalIPM,
