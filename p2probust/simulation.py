@@ -311,7 +311,7 @@ def simulate(
     def on_plan(plan: RoundPlan) -> None:
         lr = schedule(plan.round)
         sent = kern.sync_round(plan, lr)
-        if flood > 1:
+        if flood > 1 and not kern.silent:  # a crashed node floods nothing
             sent += (flood - 1) * _byzantine_sends(kern, plan, byz_np)
         done = plan.round + 1
         measure(done, plan.end, lr, done % cfg.eval_every == 0 or done == rounds or plan.last, sent, plan.online)
