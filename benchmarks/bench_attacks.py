@@ -48,7 +48,10 @@ def setup(n: int, d: int, degree: int, device: str = "cpu"):
 def kernel(attack, byz, table, params, rule, f, actors, generator):
     idx, mask, w, act_f = table.idx[actors], table.mask[actors], table.weights[actors], f[actors]
     inbox = params[idx]
-    if attack is not None:
+    if attack is not None and not attack.sends:  # crash: Byzantine slots absent, f capped as the simulator does
+        mask = mask & ~byz[idx]
+        act_f = torch.minimum(act_f, rule.aggregator.max_tolerance(mask.sum(1) + 1).to(act_f.dtype))
+    elif attack is not None:
         rows, slots = torch.nonzero(mask & byz[idx], as_tuple=True)
         ctx = AttackContext(
             params=params, is_byzantine=byz, idx=table.idx, mask=table.mask, senders=idx[rows, slots],

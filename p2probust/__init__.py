@@ -17,6 +17,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from . import aggregators, attacks, data, gossip, registry, topology  # noqa: E402  (registration)
 from .aggregators import (  # noqa: E402
     ARC,
+    FABA,
+    NeighbourTrimmedMean,
     Bucketing,
     Bulyan,
     CentredClipping,
@@ -40,6 +42,7 @@ from .attacks import (  # noqa: E402
     AttackContext,
     Dissensus,
     GaussianNoise,
+    Honest,
     HugeValue,
     IPM,
     Isolation,
@@ -50,7 +53,9 @@ from .attacks import (  # noqa: E402
     OptimalIPM,
     SampleDuplication,
     SignFlip,
+    Silent,
     SpectralHeterogeneity,
+    Stale,
     ZeroVector,
 )
 from .config import (  # noqa: E402
@@ -74,6 +79,7 @@ from .gossip import (  # noqa: E402
     GTS,
     Gossip,
     IOS,
+    SCC,
     make_rule,
 )
 from .robustness import empirical_kappa  # noqa: E402
@@ -82,6 +88,9 @@ from .simulation import Result, simulate  # noqa: E402
 __all__ = [
     "ALIE",
     "ARC",
+    "FABA",
+    "NeighbourTrimmedMean",
+    "SCC",
     "AbstractAttack",
     "AggregateAndMix",
     "AttackConfig",
@@ -103,6 +112,7 @@ __all__ = [
     "GaussianNoise",
     "GeometricMedian",
     "Gossip",
+    "Honest",
     "HugeValue",
     "IOS",
     "IPM",
@@ -125,7 +135,9 @@ __all__ = [
     "SampleDuplication",
     "SelfCentredClipping",
     "SignFlip",
+    "Silent",
     "SpectralHeterogeneity",
+    "Stale",
     "StaticClipping",
     "TopologyConfig",
     "TrainConfig",

@@ -71,7 +71,7 @@ class AsyncKernel:
         if nodes.size == 0:
             return
         a = torch.from_numpy(nodes)
-        mask = buf.has[a]
+        mask = buf.has[a] & ~buf.crafted[a] if k.silent else buf.has[a]  # silent: Byzantine slots absent
         inbox = buf.inbox[a]
         senders = buf.sender[a]
         if self.dynamic:
@@ -108,6 +108,9 @@ def make_async_engine(cfg, specs, kern: Kernels, compute, links, churn, dynamics
     actors[kern.actors.numpy()] = True
     if dynamics is None:
         idx, mask = kern.table.idx.numpy(), kern.table.mask.numpy()
+        if kern.silent:  # crashed Byzantine nodes send nothing and nobody waits for them
+            byz = kern.is_byzantine.numpy()
+            mask = mask & ~byz[idx] & ~byz[:, None]
     else:
         cap = 2 * dynamics.spec.value
         idx, mask = np.repeat(np.arange(n)[:, None], cap, 1), np.ones((n, cap), dtype=bool)

@@ -72,9 +72,13 @@ class Kernels:
     def __post_init__(self) -> None:
         t, a = self.table, self.actors
         self.act_idx, self.act_mask, self.act_w, self.act_f = t.idx[a], t.mask[a], t.weights[a], self.f[a]
+        self.silent = not getattr(self.adversary, "sends", True)  #: crashed Byzantine nodes: their slots are absent
+        self._cap = self.gossip.aggregator.max_tolerance if isinstance(self.gossip, AggregateAndMix) else None
+        if self.silent:
+            self.act_mask = self.act_mask & ~self.is_byzantine[self.act_idx]
+            self.act_f = self.tolerance(a, self.act_mask)
         self.rows, self.slots = torch.nonzero(self.act_mask & self.is_byzantine[self.act_idx], as_tuple=True)
         self.static_edges = edge_table(self.table)
-        self._cap = self.gossip.aggregator.max_tolerance if isinstance(self.gossip, AggregateAndMix) else None
         rank_rule = isinstance(self.gossip, AggregateAndMix) and isinstance(self.gossip.aggregator, RankMean)
         self._fusable = rank_rule and check_mode(self.jit, rank_rule)
         self._static_wiring: dict = {}  # per-wiring values of plain rounds (static table): attack helpers, fused kernel
@@ -116,7 +120,7 @@ class Kernels:
         if self._use_fused(a, k + 1, self.params.shape[1]):
             new = jit_rank_mean.mix_inboxes(self.gossip, self.params, nodes, inbox, mask, f)
         else:
-            new = self.gossip.batched(self.params[nodes], inbox, mask, weights, f)
+            new = self.gossip.for_nodes(nodes).batched(self.params[nodes], inbox, mask, weights, f)
         self.params = self.params.index_copy(0, nodes, new)
 
     # --- one synchronous round --------------------------------------------------------------
@@ -130,6 +134,8 @@ class Kernels:
             actors = actors[torch.from_numpy(plan.online)[actors]]
         self.local_step(actors, lr)
         delivered = tab.mask if plan.delivered is None else tab.with_delivered(plan.delivered)
+        if self.silent:
+            delivered = delivered & ~self.is_byzantine[tab.idx]
         idx, mask, w = tab.idx[actors], delivered[actors], tab.weights[actors]
         rows, slots = torch.nonzero(mask & self.is_byzantine[idx], as_tuple=True)
         crafted = None
@@ -141,6 +147,8 @@ class Kernels:
         f = self.round_f(tab, plan)[actors]
         self.gather_and_mix(actors, idx, mask, w, self.tolerance(actors, mask, f), rows, slots, crafted)
         sent = tab.mask if plan.online is None else tab.mask & torch.from_numpy(plan.online)[tab.idx]
+        if self.silent:
+            sent = sent & ~self.is_byzantine[tab.idx]
         return int(sent.sum())
 
     def round_f(self, tab: EdgeTable, plan: RoundPlan) -> Tensor:
@@ -157,7 +165,8 @@ class Kernels:
                                  wiring_cache=self._static_wiring)
         self.gather_and_mix(self.actors, self.act_idx, self.act_mask, self.act_w, self.act_f, self.rows, self.slots, crafted,
                             wiring_cache=self._static_wiring)
-        return int(self.table.mask.sum())
+        sent = self.table.mask & ~self.is_byzantine[self.table.idx] if self.silent else self.table.mask
+        return int(sent.sum())
 
     def gather_and_mix(self, nodes: Tensor, idx: Tensor, mask: Tensor, weights: Tensor, f: Tensor, rows: Tensor,
                        slots: Tensor, crafted: Tensor | None, wiring_cache: dict | None = None) -> None:
@@ -181,7 +190,7 @@ class Kernels:
             if cuts is not None and cuts[b] < cuts[b + 1]:
                 lo, hi = cuts[b], cuts[b + 1]
                 inbox = inbox.index_put((rows[lo:hi] - s, slots[lo:hi]), crafted[lo:hi])
-            parts.append(self.gossip.batched(own[s:e], inbox, mask[s:e], weights[s:e], f[s:e]))
+            parts.append(self.gossip.for_nodes(nodes[s:e]).batched(own[s:e], inbox, mask[s:e], weights[s:e], f[s:e]))
         self.params = self.params.index_copy(0, nodes, parts[0] if len(parts) == 1 else torch.cat(parts))
 
     def _use_fused(self, a: int, m: int, d: int) -> bool:

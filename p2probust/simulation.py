@@ -290,6 +290,7 @@ def simulate(
         columns += ["online"]
     if churning:
         columns += ["offline_distance"]
+    columns += [c for c in adversary.report_columns if c not in columns]  # per-round values the attack reports
     columns += ["messages", "bytes"]
     resolved = _resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report)
     msg_bytes = d * params.element_size()
@@ -309,6 +310,8 @@ def simulate(
         finite = honest_models_finite(params, alive, cd)
         row.update(round=rnd, time=now, lr=lr, consensus_distance=cd)
         row.update(messages=messages, bytes=messages * msg_bytes)
+        if rnd > 0 and adversary.report_columns:
+            row.update({c: v for c, v in adversary.report().items() if c in adversary.report_columns})
         if "online" in row:
             row["online"] = int(alive.sum()) if online is not None else int(honest.sum())
         if churning and online is not None and bool((honest & ~alive).any()):
@@ -349,7 +352,7 @@ def simulate(
     def on_plan(plan: RoundPlan) -> None:
         lr = schedule(plan.round)
         sent = kern.sync_round(plan, lr)
-        if flood > 1:
+        if flood > 1 and not kern.silent:  # a crashed node floods nothing
             sent += (flood - 1) * _byzantine_sends(kern, plan, byz_np)
         done = plan.round + 1
         measure(done, plan.end, lr, done % cfg.eval_every == 0 or done == rounds or plan.last, sent, plan.online)

@@ -82,8 +82,9 @@ class AttackContext:
         return self.params[~self.is_byzantine].mean(0)
 
     def recipient_honest_stats(self) -> tuple[Tensor, Tensor]:
-        """``([E, d], [E, d])``: mean and (population) std of the honest models each recipient
-        aggregates — its own model and its honest neighbours' messages.
+        """``([E, d], [E, d])``: mean and unbiased std (divisor ``count − 1``, as Baruch et al. and
+        the reference implementations use; 0 for a single model) of the honest models each
+        recipient aggregates — its own model and its honest neighbours' messages.
 
         Computed once per distinct recipient (a recipient with several Byzantine neighbours
         appears on several edges) and gathered back to the edges."""
@@ -93,7 +94,7 @@ class AttackContext:
         own = self.params[uniq]
         count = 1 + w.sum(1)
         mean = (own + msgs.sum(1)) / count
-        var = ((own - mean) ** 2 + (w * (msgs - mean.unsqueeze(1)) ** 2).sum(1)) / count
+        var = ((own - mean) ** 2 + (w * (msgs - mean.unsqueeze(1)) ** 2).sum(1)) / (count - 1).clamp_min(1)
         return mean[inv], var.sqrt()[inv]
 
     def recipient_honest_mean(self) -> Tensor:
@@ -131,20 +132,20 @@ class AttackContext:
         return int(self.params.shape[1])
 
     def global_honest_stats(self) -> tuple[Tensor, Tensor]:
-        """``([E, d], [E, d])``: mean and population std of all honest models (omniscient),
+        """``([E, d], [E, d])``: mean and unbiased std of all honest models (omniscient),
         broadcast to every edge."""
         honest = self.params[~self.is_byzantine]
-        mean, std = honest.mean(0), honest.std(0, correction=0)
+        mean, std = honest.mean(0), honest.std(0, correction=1 if honest.shape[0] > 1 else 0)
         return mean.expand(self.num_edges, -1), std.expand(self.num_edges, -1)
 
     def sender_honest_stats(self) -> tuple[Tensor, Tensor]:
-        """``([E, d], [E, d])``: mean and population std of the honest messages each edge's
+        """``([E, d], [E, d])``: mean and unbiased std of the honest messages each edge's
         Byzantine sender received itself (local view; its own model is not counted)."""
         msgs, mask = self.sender_inbox()
         w = (mask & ~self.is_byzantine[self.idx[self.senders]]).unsqueeze(-1).to(msgs.dtype)
         count = w.sum(1).clamp_min(1)
         mean = (w * msgs).sum(1) / count
-        var = (w * (msgs - mean.unsqueeze(1)) ** 2).sum(1) / count
+        var = (w * (msgs - mean.unsqueeze(1)) ** 2).sum(1) / (count - 1).clamp_min(1)
         return mean, var.sqrt()
 
     def honest_stats(self, reference: str) -> tuple[Tensor, Tensor]:
@@ -158,6 +159,17 @@ class AttackContext:
         if reference == "sender":
             return self.sender_honest_stats()
         raise ValueError(f"reference = {reference!r} must be one of: recipient, global, sender")
+
+    def recipient_neighbour_mean(self) -> Tensor:
+        """``[E, d]``: mean of the honest *neighbours'* messages at each edge's recipient, the
+        recipient itself excluded (Wu et al.'s centre); the recipient's own model when it has
+        no honest neighbour."""
+        uniq, inv = self.recipient_groups
+        w = self.honest_slots[uniq].unsqueeze(-1).to(self.params.dtype)  # [R, k, 1]
+        msgs = torch.where(w > 0, self.params[self.idx[uniq]], torch.zeros((), dtype=self.params.dtype))
+        count = w.sum(1)
+        mean = torch.where(count > 0, msgs.sum(1) / count.clamp_min(1), self.params[uniq])
+        return mean[inv]
 
     def byzantine_counts(self) -> Tensor:
         """``LongTensor [n]``: number of Byzantine neighbours of every node."""
@@ -201,7 +213,7 @@ class AttackContext:
             raise ValueError("evaluate_rule needs ctx.rule, the gossip rule deployed at the recipients; got None")
         uniq, inv = self.recipient_groups
         inbox = self.params[self.idx[uniq]].index_put((inv, self.slots), crafted.to(self.params.dtype))
-        out = self.rule.batched(
+        out = self.rule.for_nodes(uniq).batched(
             self.params[uniq], inbox, self.mask[uniq], self.slot_weights()[uniq], self.node_tolerance()[uniq]
         )
         return out[inv]
@@ -216,13 +228,22 @@ class AbstractAttack:
     follows_protocol: bool = False
     #: True if the Byzantine node's training labels are flipped y → C−1−y
     flips_labels: bool = False
+    #: False for a crashed (silent) node: its slots are absent from every inbox and ``craft`` is never called
+    sends: bool = True
+    #: per-round values the attack reports (metrics.csv columns, e.g. the line-searched factor)
+    report_columns: tuple[str, ...] = ()
 
     def craft(self, ctx: AttackContext) -> Tensor:  # pragma: no cover
         """``[E, d]`` messages, row e for edge ``senders[e] → recipients[e]``."""
         raise NotImplementedError
 
+    def report(self) -> dict[str, float | None]:
+        """The values of :attr:`report_columns` for the round just played (``None`` where the
+        attack crafted nothing). Called by the simulator after each round; never changes the state."""
+        return {}
+
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k != "report_columns")
         return f"{type(self).__name__}({params})"
 
 

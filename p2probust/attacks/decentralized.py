@@ -1,25 +1,21 @@
-r"""Attacks that exploit the graph: dissensus, isolation and the spectral heterogeneity attack.
+r"""Attacks that exploit the graph: dissensus and isolation (the spectral attack lives in :mod:`.spectral`).
 
-They are omniscient: each message depends on the recipient's honest neighbours (and, for the
-spectral attack, on the whole honest graph). Shapes: ``craft(ctx) -> [E, d]``.
+They are omniscient: each message depends on the recipient's honest neighbours. Shapes:
+``craft(ctx) -> [E, d]``.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
-import scipy.sparse as sp
 import torch
-from scipy.sparse.linalg import eigsh
 from torch import Tensor
 
 from ..registry import register_attack
 from .base import AbstractAttack, AttackContext
+from .linesearch import _error, check_search, line_maximize
 
 _WEIGHTS = ("rule", "table", "uniform")
-#: above this many honest nodes the Fiedler vector comes from ARPACK instead of a dense solver
-DENSE_LIMIT = 2000
 
 
 def _mixing_weights(ctx: AttackContext, mode: str) -> Tensor:
@@ -38,6 +34,47 @@ def _mixing_weights(ctx: AttackContext, mode: str) -> Tensor:
     return ctx.slot_weights()
 
 
+def honest_pull(ctx: AttackContext, weights: str = "rule") -> tuple[Tensor, Tensor, Tensor]:
+    r"""Per distinct recipient ``r`` (``ctx.recipient_groups``): its model, the weighted honest pull
+    :math:`\sum_{j \in N_H(i)} w_{ij}(\theta_j - \theta_i)` and its Byzantine weight
+    :math:`\sum_{b\in N_B(i)} w_{ib}`, as ``([R, d], [R, d], [R])``."""
+    if weights not in _WEIGHTS:
+        raise ValueError(f"weights = {weights!r} must be one of: {', '.join(_WEIGHTS)}")
+    r, _ = ctx.recipient_groups
+    w = _mixing_weights(ctx, weights)[r]  # [R, k]
+    honest = ctx.honest_slots[r]
+    byz = ctx.mask[r] & ctx.is_byzantine[ctx.idx[r]]
+    own = ctx.params[r]
+    diff = ctx.params[ctx.idx[r]] - own.unsqueeze(1)  # [R, k, d]
+    zero = torch.zeros((), dtype=w.dtype)
+    pull = torch.where(honest.unsqueeze(-1), w.unsqueeze(-1) * diff, zero).sum(1)
+    return own, pull, torch.where(byz, w, zero).sum(1)
+
+
+def gossip_target(ctx: AttackContext, weights: str = "rule") -> Tensor:
+    r"""``[E, d]``: where honest gossip would take each edge's recipient,
+    :math:`\theta_i + \alpha\sum_{j\in N_H(i)} w_{ij}(\theta_j - \theta_i)` (α: the rule's gossip
+    rate, 1 if it has none). The point line-searched attacks push away from (Gaucher et al.'s
+    ``grad_target_honest``)."""
+    own, pull, _ = honest_pull(ctx, weights)
+    alpha = float(getattr(ctx.rule, "alpha", 1.0))
+    return (own + alpha * pull)[ctx.recipient_groups[1]]
+
+
+def search_factor(ctx: AttackContext, base: Tensor, direction: Tensor, target: Tensor, search: tuple) -> tuple[Tensor, Tensor]:
+    r"""Line-search :math:`c_i \ge 0` per recipient so that ``base + c · direction`` ([E, d] each)
+    maximises :math:`\|R_i(\cdot) - \mathrm{target}_i\|` (:func:`~.linesearch.line_maximize` with
+    ``search = (evals, start, delta, ratio)``); returns ``(messages [E, d], c [E])``."""
+    evals, start, delta, ratio = search
+
+    def scape(c: Tensor) -> Tensor:
+        return _error(ctx.evaluate_rule(base + c.to(base.dtype).unsqueeze(1) * direction), target)
+
+    c, _ = line_maximize(scape, ctx.num_edges, evals=evals, start=start, delta=delta, ratio=ratio, device=base.device)
+    c = c.to(base.dtype)
+    return base + c.unsqueeze(1) * direction, c
+
+
 def undo_direction(ctx: AttackContext, weights: str = "rule") -> tuple[Tensor, Tensor]:
     r"""The recipient's model and the step that cancels its gossip update, per edge.
 
@@ -51,18 +88,9 @@ def undo_direction(ctx: AttackContext, weights: str = "rule") -> tuple[Tensor, T
     (Tensor [E, d], Tensor [E, d])
         :math:`\theta_i` and :math:`v_i` for every edge's recipient ``i``.
     """
-    if weights not in _WEIGHTS:
-        raise ValueError(f"weights = {weights!r} must be one of: {', '.join(_WEIGHTS)}")
-    r, inv = ctx.recipient_groups  # once per distinct recipient, gathered back to the edges
-    w = _mixing_weights(ctx, weights)[r]  # [R, k]
-    honest = ctx.honest_slots[r]
-    byz = ctx.mask[r] & ctx.is_byzantine[ctx.idx[r]]
-    own = ctx.params[r]
-    diff = ctx.params[ctx.idx[r]] - own.unsqueeze(1)  # [R, k, d]
-    zero = torch.zeros((), dtype=w.dtype)
-    pull = torch.where(honest.unsqueeze(-1), w.unsqueeze(-1) * diff, zero).sum(1)
-    byz_weight = torch.where(byz, w, zero).sum(1).clamp_min(torch.finfo(w.dtype).tiny)
-    return own[inv], (pull / byz_weight.unsqueeze(1))[inv]
+    own, pull, byz_weight = honest_pull(ctx, weights)  # once per distinct recipient, gathered back to the edges
+    inv = ctx.recipient_groups[1]
+    return own[inv], (pull / byz_weight.clamp_min(torch.finfo(pull.dtype).tiny).unsqueeze(1))[inv]
 
 
 @register_attack("dissensus", "push each recipient away from its honest neighbours (He, Karimireddy, Jaggi 2022)")
@@ -76,32 +104,59 @@ class Dissensus(AbstractAttack):
     bottlenecks). The messages sit close to the recipient's own model, where clipping and trimming
     rules keep them.
 
+    With ``search=True`` (Gaucher, Dieuleveut, Hendrikx 2025 and their code,
+    ``attacks/identical_sparse.py``, ``factor=-16``), :math:`\varepsilon_i \ge 0` is instead
+    line-searched per recipient, :func:`~.linesearch.line_maximize` with ``evals`` rule
+    evaluations from 0, to maximise the distance of the deployed rule's output to the honest
+    gossip target :func:`gossip_target`; the factor found (mean over edges) is reported per round
+    as ``attack_factor``. Their direction is :math:`L_{i\cdot}\theta = -\sum_j w_{ij}(\theta_j -
+    \theta_i)`, ours the same divided by the Byzantine weight :math:`\sum_b w_{ib}` (a positive
+    per-recipient scale, so the searched messages cover the same ray).
+
     Parameters
     ----------
     epsilon : float, default 1.5
+        The fixed factor (ignored when ``search``).
     weights : {"rule", "table", "uniform"}, default "rule"
         Mixing weights used in :math:`v_i` (see :func:`undo_direction`).
+    search : bool, default False
+    evals : int, default 16
 
     References
     ----------
     .. [1] L. He, S. P. Karimireddy, M. Jaggi, "Byzantine-robust decentralized learning via
        ClippedGossip" (self-centered clipping), arXiv:2202.01545, 2022; the attack follows the
        authors' code (``DissensusWorker``: ``target_model − ε · partial_sum / byzantine_weight``).
+    .. [2] R. Gaucher, A. Dieuleveut, H. Hendrikx, "Unified breakdown analysis for Byzantine robust
+       gossip", ICML 2025 (code: renaudgaucher/Byzantine-Robust-Gossip).
     """
 
     knowledge = "omniscient"
 
-    def __init__(self, epsilon: float = 1.5, weights: str = "rule"):
+    def __init__(self, epsilon: float = 1.5, weights: str = "rule", search: bool = False, evals: int = 16):
         if not math.isfinite(epsilon):
             raise ValueError(f"epsilon = {epsilon} must be a finite number")
         if weights not in _WEIGHTS:
             raise ValueError(f"weights = {weights!r} must be one of: {', '.join(_WEIGHTS)}")
+        if not isinstance(search, bool):
+            raise ValueError(f"search = {search!r} must be true or false")
         self.epsilon = float(epsilon)
         self.weights = weights
+        self.search = search
+        self.evals = check_search(evals, 0.0, 1.0, 0.8)[0]
+        self.report_columns = ("attack_factor",) if search else ()
+        self._factor: float | None = None
 
     def craft(self, ctx: AttackContext) -> Tensor:
         own, v = undo_direction(ctx, self.weights)
-        return own - self.epsilon * v
+        if not self.search:
+            return own - self.epsilon * v
+        msgs, c = search_factor(ctx, own, -v, gossip_target(ctx, self.weights), (self.evals, 0.0, 1.0, 0.8))
+        self._factor = float(c.double().mean()) if c.numel() else None
+        return msgs
+
+    def report(self) -> dict[str, float | None]:
+        return {"attack_factor": self._factor} if self.search else {}
 
 
 @register_attack("isolation", "cancel each recipient's gossip update, keeping it where it is (Wu et al. 2023)")
@@ -131,100 +186,3 @@ class Isolation(AbstractAttack):
     def craft(self, ctx: AttackContext) -> Tensor:
         own, v = undo_direction(ctx, self.weights)
         return own - v
-
-
-def fiedler_vector(idx: Tensor, mask: Tensor, is_byzantine: Tensor) -> Tensor:
-    r"""Fiedler vector of the honest subgraph's Laplacian, as a float64 ``[n]`` (0 at Byzantine nodes).
-
-    The eigenvector of the second-smallest eigenvalue of :math:`L_H = D_H - A_H` (the graph
-    induced by the honest nodes), scaled to max-abs 1 with its largest entry (lowest index on ties)
-    positive, so the result is deterministic. Its sign splits the honest nodes along the graph's
-    sparsest cut (Cheeger).
-    """
-    honest = ~is_byzantine
-    idx, mask, honest = idx.cpu(), mask.cpu(), honest.cpu()
-    ids = torch.nonzero(honest).squeeze(1).numpy()
-    h = ids.size
-    out = np.zeros(is_byzantine.numel())
-    if h < 2:
-        return torch.from_numpy(out)
-    pos = -np.ones(is_byzantine.numel(), dtype=np.int64)
-    pos[ids] = np.arange(h)
-    keep = (mask & honest.unsqueeze(1) & honest[idx]).numpy()
-    rows = pos[np.nonzero(keep)[0]]
-    cols = pos[idx.numpy()[keep]]
-    A = sp.csr_array((np.ones(rows.size), (rows, cols)), shape=(h, h))
-    L = sp.diags(np.asarray(A.sum(axis=1)).ravel()) - A
-    if h <= DENSE_LIMIT:
-        v = np.linalg.eigh(L.toarray())[1][:, 1]
-    else:
-        v0 = np.random.default_rng(0).standard_normal(h)
-        vals, vecs = eigsh(L.tocsc(), k=2, sigma=-1e-3, which="LM", v0=v0)
-        v = vecs[:, np.argsort(vals)[1]]
-    top = int(np.argmax(np.abs(v)))
-    v = v / v[top]
-    out[ids] = v
-    return torch.from_numpy(out)
-
-
-_DIRECTIONS = ("disagreement", "ones")
-
-
-@register_attack("spectral", "pull the two sides of the honest graph's sparsest cut apart (Gaucher et al. 2025)")
-class SpectralHeterogeneity(AbstractAttack):
-    r"""Spectral heterogeneity attack: :math:`m_{b\to i} = \theta_i + \varepsilon\, u_i\, z`.
-
-    :math:`u` is the Fiedler vector of the honest subgraph's Laplacian (:func:`fiedler_vector`,
-    max-abs 1), so recipients on the two sides of the sparsest cut are pushed in opposite
-    directions, harder the farther they sit from the cut; :math:`z \in \mathbb R^d` is a unit
-    direction: ``"disagreement"`` (default) the component of the honest models along the Fiedler
-    mode, :math:`\sum_{j\in H} u_j\theta_j` normalised (falling back to :math:`\mathbf 1/\sqrt d`
-    while the models agree), or ``"ones"`` (:math:`\mathbf 1/\sqrt d`). The honest models are
-    driven towards :math:`\theta^\star + c\, u z^\top`, the heterogeneity that gossip removes
-    most slowly. The Fiedler vector is computed once per graph and cached.
-
-    Parameters
-    ----------
-    epsilon : float, default 1.0
-        Push size, in parameter units, at the nodes farthest from the cut.
-    direction : {"disagreement", "ones"}, default "disagreement"
-
-    References
-    ----------
-    .. [1] R. Gaucher, A. Dieuleveut, H. Hendrikx, "Unified breakdown analysis for Byzantine robust
-       gossip", ICML 2025 (arXiv:2410.10418).
-    """
-
-    knowledge = "omniscient"
-
-    def __init__(self, epsilon: float = 1.0, direction: str = "disagreement"):
-        if not math.isfinite(epsilon):
-            raise ValueError(f"epsilon = {epsilon} must be a finite number")
-        if direction not in _DIRECTIONS:
-            raise ValueError(f"direction = {direction!r} must be one of: {', '.join(_DIRECTIONS)}")
-        self.epsilon = float(epsilon)
-        self.direction = direction
-        self._cache: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
-
-    def fiedler(self, ctx: AttackContext) -> Tensor:
-        """``[n]`` float64: the cached Fiedler vector of ``ctx``'s honest graph."""
-        c = self._cache
-        if c is None or not (
-            torch.equal(c[0], ctx.idx) and torch.equal(c[1], ctx.mask) and torch.equal(c[2], ctx.is_byzantine)
-        ):
-            u = fiedler_vector(ctx.idx, ctx.mask, ctx.is_byzantine)
-            self._cache = c = (ctx.idx.clone(), ctx.mask.clone(), ctx.is_byzantine.clone(), u)
-        return c[3]
-
-    def craft(self, ctx: AttackContext) -> Tensor:
-        u = self.fiedler(ctx).to(ctx.params.device, ctx.params.dtype)
-        d = ctx.dim
-        z = torch.full((d,), 1.0 / math.sqrt(d), dtype=ctx.params.dtype, device=ctx.params.device)
-        if self.direction == "disagreement":
-            honest_rows = torch.where(ctx.is_byzantine.unsqueeze(1), torch.zeros((), dtype=u.dtype), ctx.params)
-            split = u @ honest_rows
-            norm = split.norm()
-            if norm > 1e-12 * (1.0 + ctx.params[~ctx.is_byzantine].norm()):
-                z = split / norm
-        r = ctx.recipients
-        return ctx.params[r] + self.epsilon * u[r].unsqueeze(1) * z

@@ -1,4 +1,5 @@
-r"""Statistical attacks from the robust-aggregation literature: ALIE, IPM, Mimic, sample duplication.
+r"""Statistical attacks from the robust-aggregation literature: ALIE and IPM (Mimic and sample
+duplication live in :mod:`.copying`).
 
 Each crafts the message of every attacked edge ``b → i`` at once from honest statistics taken at a
 ``reference``: the honest models recipient ``i`` aggregates (``"recipient"``, its own model and its
@@ -53,16 +54,22 @@ def alie_z(n: Tensor, f: Tensor, formula: str = "paper") -> Tensor:
     return torch.special.ndtri(cdf.clamp(_CDF_EPS, 1 - _CDF_EPS))
 
 
-def _scope_counts(ctx: AttackContext, reference: str) -> tuple[Tensor, Tensor]:
-    """``(n, f)`` per edge: the vectors and Byzantine vectors aggregated at the reference."""
-    counts = ctx.byzantine_counts()
-    degree = ctx.mask.sum(1)
-    if reference == "global":
+_COUNTS = ("global", "local")
+_SIGNS = (-1, 1)
+
+
+def _scope_counts(ctx: AttackContext, reference: str, counts: str = "local") -> tuple[Tensor, Tensor]:
+    """``(n, f)`` per edge: the vectors and Byzantine vectors that ALIE's ``z`` is computed from.
+
+    ``counts="global"``: every node and every Byzantine node of the graph (the paper's ``n, f``).
+    ``counts="local"``: those aggregated where the statistics are taken (the recipient or the
+    sender with its neighbours, or the whole graph for ``reference="global"``)."""
+    if counts == "global" or reference == "global":
         n = torch.full((ctx.num_edges,), ctx.is_byzantine.numel(), device=ctx.params.device)
         return n, torch.full_like(n, int(ctx.is_byzantine.sum()))
     node = ctx.senders if reference == "sender" else ctx.recipients
-    f = counts[node] + ctx.is_byzantine[node].long()
-    return degree[node] + 1, f
+    f = ctx.byzantine_counts()[node] + ctx.is_byzantine[node].long()
+    return ctx.mask.sum(1)[node] + 1, f
 
 
 def _check_z(z: float | str) -> float | str:
@@ -75,46 +82,73 @@ def _check_z(z: float | str) -> float | str:
     return float(z)
 
 
-def alie_factor(ctx: AttackContext, z: float | str, reference: str) -> Tensor:
-    """``[E]``: ALIE's ``z`` on every edge (a number, or the formula at the reference's ``n, f``)."""
+def alie_factor(ctx: AttackContext, z: float | str, reference: str, counts: str = "global") -> Tensor:
+    """``[E]``: ALIE's ``z`` on every edge (a number, or the formula at the ``n, f`` of ``counts``)."""
     if isinstance(z, str):
-        return alie_z(*_scope_counts(ctx, reference), formula=z).to(ctx.params.dtype)
+        return alie_z(*_scope_counts(ctx, reference, counts), formula=z).to(ctx.params.dtype)
     return torch.full((ctx.num_edges,), float(z), dtype=ctx.params.dtype, device=ctx.params.device)
 
 
 @register_attack("alie", "A little is enough: honest mean − z × honest std (Baruch et al. 2019)")
 class ALIE(_ReferenceKnowledge, AbstractAttack):
-    r"""A little is enough: :math:`m_{b\to i} = \mu - z\,\sigma` (coordinate-wise).
+    r"""A little is enough: :math:`m_{b\to i} = \mu + s\,z\,\sigma` (coordinate-wise), :math:`s = -1` by default.
 
-    :math:`\mu, \sigma` are the mean and (population) standard deviation of the honest models at
-    ``reference``; :math:`z` comes from the paper's formula (:func:`alie_z`, with ``n`` and ``f``
-    counted where the statistics are taken: the recipient's neighbourhood plus itself, the whole
-    graph, or the sender's neighbourhood plus itself) or is a fixed number. The message stays
-    within a few standard deviations of the honest ones, so coordinate-wise and distance-based
-    rules cannot tell it apart, yet every Byzantine node pushes the same way.
+    :math:`\mu, \sigma` are the mean and the **unbiased** standard deviation (divisor
+    :math:`h - 1`, as in the paper and in every reference implementation) of the honest models at
+    ``reference``. :math:`z` is a fixed number or the paper's formula (:func:`alie_z`) at the
+    counts :math:`n, f` given by ``counts``:
+
+    - ``"global"`` (default, the paper): :math:`n` = all nodes, :math:`f` = all Byzantine nodes.
+      With :math:`n = 12, f = 2`: :math:`s = 5`, :math:`z = \Phi^{-1}(7/12) = 0.2104`;
+    - ``"local"`` (the decentralized per-node variant of Wu et al.'s code, ByrdLab/IOS): counted
+      where the statistics are taken (the recipient and its neighbours, or the sender and its
+      neighbours). With one Byzantine neighbour among an even number of inputs this gives
+      :math:`z = 0` (the message is the honest mean); use it with ``sign=+1`` to follow that code.
+
+    The message stays within a few standard deviations of the honest ones, so coordinate-wise and
+    distance-based rules cannot tell it apart, yet every Byzantine node pushes the same way.
 
     Parameters
     ----------
     z : {"paper", "variant"} or float, default "paper"
         ``"paper"``: :math:`\Phi^{-1}((n-s)/n)`; ``"variant"``: :math:`\Phi^{-1}((n-f-s)/(n-f))`
-        with :math:`s = \lfloor n/2+1\rfloor - f`; or a fixed ``z``.
+        with :math:`s = \lfloor n/2+1\rfloor - f` (He et al. 2022, Karimireddy et al. 2022); or a fixed ``z``.
     reference : {"recipient", "global", "sender"}, default "recipient"
         Where the honest statistics are taken; ``"sender"`` is local knowledge.
+    counts : {"global", "local"}, default "global"
+        Where :math:`n, f` of the formula are counted (ignored for a fixed ``z``).
+    sign : {-1, 1}, default -1
+        :math:`\mu - z\sigma` (Baruch et al.) or :math:`\mu + z\sigma` (Wu et al.'s code).
+
+    Notes
+    -----
+    Acts on models. On the complete graph with α = 1 and a shared start (server equivalence),
+    :math:`\mu - z\sigma` of the stepped models :math:`\theta - \gamma g_j` is the server's
+    ALIE on *gradients* with the opposite sign, :math:`\bar g + z\sigma_g`, since the server
+    subtracts the gradient (see the README's "Attacks on models, not gradients").
 
     References
     ----------
     .. [1] G. Baruch, M. Baruch, Y. Goldberg, "A little is enough: circumventing defenses for
        distributed learning", NeurIPS 2019.
+    .. [2] Z. Wu, T. Chen, Q. Ling, "Byzantine-resilient decentralized stochastic optimization with
+       robust aggregation rules", IEEE TSP 71, 2023 (code: ByrdLab/IOS; per-node z, + sign).
     """
 
-    def __init__(self, z: float | str = "paper", reference: str = "recipient"):
+    def __init__(self, z: float | str = "paper", reference: str = "recipient", counts: str = "global", sign: int = -1):
         _check_reference(reference)
+        if counts not in _COUNTS:
+            raise ValueError(f"counts = {counts!r} must be one of: {', '.join(_COUNTS)}")
+        if sign not in _SIGNS or isinstance(sign, bool):
+            raise ValueError(f"sign = {sign!r} must be -1 or 1")
         self.z = _check_z(z)
         self.reference = reference
+        self.counts = counts
+        self.sign = int(sign)
 
     def craft(self, ctx: AttackContext) -> Tensor:
         mean, std = ctx.honest_stats(self.reference)
-        return mean - alie_factor(ctx, self.z, self.reference).unsqueeze(1) * std
+        return mean + self.sign * alie_factor(ctx, self.z, self.reference, self.counts).unsqueeze(1) * std
 
 
 @register_attack("ipm", "inner product manipulation: −epsilon × honest mean (Xie et al. 2020)")
@@ -135,6 +169,13 @@ class IPM(_ReferenceKnowledge, AbstractAttack):
     ----------
     .. [1] C. Xie, O. Koyejo, I. Gupta, "Fall of empires: breaking Byzantine-tolerant SGD by inner
        product manipulation", UAI 2020.
+
+    Notes
+    -----
+    Acts on models, while the paper sends :math:`-\varepsilon\bar g` on gradients. On the complete
+    graph with α = 1 and a shared start, the model message :math:`-\varepsilon\mu` is the gradient
+    :math:`(\theta + \varepsilon\mu)/\gamma = (1+\varepsilon)\theta/\gamma - \varepsilon\bar g`: the paper's
+    attack plus a term along the current model, so the two are **not** equivalent.
     """
 
     def __init__(self, epsilon: float = 0.1, reference: str = "recipient"):
@@ -146,108 +187,3 @@ class IPM(_ReferenceKnowledge, AbstractAttack):
 
     def craft(self, ctx: AttackContext) -> Tensor:
         return -self.epsilon * ctx.honest_stats(self.reference)[0]
-
-
-def _top_direction(x: Tensor, iters: int = 50) -> Tensor:
-    """``[d]``: top right singular vector of ``x [h, d]`` by power iteration from a fixed start."""
-    v = torch.linspace(1.0, 2.0, x.shape[1], dtype=x.dtype, device=x.device)
-    for _ in range(iters):
-        w = x.T @ (x @ v)
-        norm = w.norm()
-        if not norm > 0:
-            break
-        v = w / norm
-    return v
-
-
-_MIMIC_HEURISTICS = ("direction", "farthest")
-
-
-@register_attack("mimic", "copy the honest node that most increases heterogeneity (Karimireddy et al. 2022)")
-class Mimic(AbstractAttack):
-    r"""Mimic: every Byzantine node sends a copy of one honest model, :math:`m_{b\to i} = \theta_{i^*}`.
-
-    Over-representing one honest node biases every recipient towards that node's data, which
-    robust rules cannot detect (the message *is* honest). The node is chosen each round to
-    maximise the damage from heterogeneity:
-
-    - ``"direction"`` (default; the paper's heuristic): :math:`z` is the direction of maximum
-      variance of the honest models (top principal component of :math:`\theta_j - \bar\theta`,
-      power iteration from a fixed start vector), and :math:`i^* = \arg\max_j |\langle \theta_j -
-      \bar\theta, z\rangle|`;
-    - ``"farthest"``: :math:`i^* = \arg\max_j \|\theta_j - \bar\theta\|`.
-
-    Ties go to the lowest id. Unlike the paper, which fixes :math:`i^*` after a warm-up, the
-    choice is recomputed every round (the attack keeps no state).
-
-    Parameters
-    ----------
-    heuristic : {"direction", "farthest"}, default "direction"
-
-    References
-    ----------
-    .. [1] S. P. Karimireddy, L. He, M. Jaggi, "Byzantine-robust learning on heterogeneous
-       datasets via bucketing", ICLR 2022.
-    """
-
-    knowledge = "omniscient"
-
-    def __init__(self, heuristic: str = "direction"):
-        if heuristic not in _MIMIC_HEURISTICS:
-            raise ValueError(f"heuristic = {heuristic!r} must be one of: {', '.join(_MIMIC_HEURISTICS)}")
-        self.heuristic = heuristic
-
-    def target(self, ctx: AttackContext) -> int:
-        """Id of the honest node copied this round."""
-        ids = torch.nonzero(~ctx.is_byzantine).squeeze(1)
-        x = ctx.params[ids].double()
-        x = x - x.mean(0)
-        if self.heuristic == "direction":
-            score = (x @ _top_direction(x)).abs()
-        else:
-            score = x.norm(dim=1)
-        return int(ids[torch.argmax(score)])
-
-    def craft(self, ctx: AttackContext) -> Tensor:
-        return ctx.params[self.target(ctx)].expand(ctx.num_edges, -1).clone()
-
-
-@register_attack("duplicate", "every Byzantine node sends a copy of one honest node's message")
-class SampleDuplication(AbstractAttack):
-    r"""Sample duplication: :math:`m_{b\to i} = \theta_{j}` for one fixed honest node :math:`j`.
-
-    All Byzantine nodes duplicate the same honest node, so its data count ``1 + |B|`` times in
-    every neighbourhood they reach: a heterogeneity attack whose messages are genuine honest models.
-
-    Parameters
-    ----------
-    node : int or None, default None
-        The honest node copied; ``None`` picks the honest node of lowest id.
-
-    Notes
-    -----
-    This is the non-adaptive form of :class:`Mimic` (the copied node is fixed instead of chosen
-    each round).
-
-    References
-    ----------
-    .. [1] S. P. Karimireddy, L. He, M. Jaggi, "Byzantine-robust learning on heterogeneous
-       datasets via bucketing", ICLR 2022.
-    """
-
-    knowledge = "omniscient"
-
-    def __init__(self, node: int | None = None):
-        if node is not None and (isinstance(node, bool) or int(node) != node or node < 0):
-            raise ValueError(f"node = {node!r} must be a non-negative node id or None")
-        self.node = None if node is None else int(node)
-
-    def craft(self, ctx: AttackContext) -> Tensor:
-        n = ctx.is_byzantine.numel()
-        if self.node is None:
-            j = int(torch.nonzero(~ctx.is_byzantine)[0])
-        elif self.node >= n or bool(ctx.is_byzantine[self.node]):
-            raise ValueError(f"node = {self.node} must be an honest node id in [0, {n - 1}]")
-        else:
-            j = self.node
-        return ctx.params[j].expand(ctx.num_edges, -1).clone()

@@ -1,4 +1,5 @@
-"""Simple attacks: sign flipping, Gaussian noise, label flipping.
+"""Simple attacks: sign flipping, Gaussian noise, label flipping, and the baselines honest /
+silent (crash) / stale.
 
 These send the same kind of message to every recipient, but are still crafted per recipient edge
 (a recipient-relative reference such as its honest neighbourhood mean differs per recipient).
@@ -52,6 +53,14 @@ class SignFlip(_ReferenceKnowledge, AbstractAttack):
 
     Shapes: ``craft(ctx) -> [E, d]``.
 
+    Notes
+    -----
+    Acts on **models**; the server literature flips **gradients** (:math:`-c\,\bar g`). On the
+    complete graph with α = 1 and a shared start, honest messages are :math:`\theta - \gamma g_j`
+    and a model message :math:`m` is the server gradient :math:`(\theta - m)/\gamma`; here that is
+    :math:`(1+c)\,\theta/\gamma - c\,\bar g`, the paper's attack plus a term along the current
+    model, so the two are **not** equivalent (see the README's "Attacks on models, not gradients").
+
     Reference: L. Li, W. Xu, T. Chen, G. Giannakis, Q. Ling, "RSA: Byzantine-robust stochastic
     aggregation methods for distributed learning from heterogeneous datasets", AAAI 2019;
     C. Allen-Zhu et al., "Byzantine-resilient non-convex SGD", ICLR 2021.
@@ -66,26 +75,69 @@ class SignFlip(_ReferenceKnowledge, AbstractAttack):
         return -self.scale * _reference_mean(ctx, self.reference)
 
 
-@register_attack("gaussian", "honest mean + sigma × N(0, I) noise")
+_CENTRES = ("mean", "neighbours", "zero")
+
+
+@register_attack("gaussian", "honest mean (or Wu et al.'s neighbour mean, or 0 as in ByzFL) + sigma × N(0, I)")
 class GaussianNoise(_ReferenceKnowledge, AbstractAttack):
-    r"""Gaussian attack: :math:`m_{b\to i} = \bar\theta + \sigma\,\xi`, :math:`\xi\sim N(0, I_d)` drawn
+    r"""Gaussian attack: :math:`m_{b\to i} = c_i + \sigma\,\xi`, :math:`\xi\sim N(0, I_d)` drawn
     per edge from the attack's own stream.
 
-    The mean is taken as in :class:`SignFlip` (``reference``); ``"sender"`` makes it local.
+    The centre :math:`c_i` (``centre``):
 
-    Reference: P. Blanchard, E. M. El Mhamdi, R. Guerraoui, J. Stainer, "Machine learning with
-    adversaries: Byzantine tolerant gradient descent", NeurIPS 2017 (the Gaussian Byzantine worker).
+    - ``"mean"`` (default): the honest mean at ``reference``, as in :class:`SignFlip` (at the
+      recipient it includes the recipient's own model; ``reference="sender"`` makes it local);
+    - ``"neighbours"``: the mean of the recipient's honest *neighbours*, the recipient excluded
+      (Wu, Chen, Ling 2023 and their code: honest-neighbour mean + σ·N(0, I)); omniscient;
+    - ``"zero"``: :math:`c_i = 0`, i.e. :math:`N(0, \sigma^2 I)` (ByzFL's ``Gaussian`` attack,
+      LPD-EPFL/byzfl, ``mu = 0``); local.
+
+    Parameters
+    ----------
+    sigma : float, default 1.0
+    reference : {"recipient", "global", "sender"}, default "recipient"
+        Used by ``centre="mean"`` only.
+    centre : {"mean", "neighbours", "zero"}, default "mean"
+
+    Notes
+    -----
+    Acts on models. On the complete graph with α = 1 and a shared start, :math:`\bar\theta + \sigma\xi`
+    is the server gradient :math:`\bar g - (\sigma/\gamma)\xi`: the server's Gaussian attack with
+    :math:`\sigma_{grad} = \sigma/\gamma`, in distribution only, since each edge draws its own
+    :math:`\xi` (the honest models then differ, which a server's single broadcast model never does).
+
+    References
+    ----------
+    .. [1] P. Blanchard, E. M. El Mhamdi, R. Guerraoui, J. Stainer, "Machine learning with
+       adversaries: Byzantine tolerant gradient descent", NeurIPS 2017 (the Gaussian Byzantine worker).
+    .. [2] Z. Wu, T. Chen, Q. Ling, "Byzantine-resilient decentralized stochastic optimization with
+       robust aggregation rules", IEEE TSP 71, 2023 (code: ByrdLab/IOS).
+    .. [3] ByzFL (LPD-EPFL/byzfl), ``byzfl.attacks.Gaussian``.
     """
 
-    def __init__(self, sigma: float = 1.0, reference: str = "recipient"):
+    def __init__(self, sigma: float = 1.0, reference: str = "recipient", centre: str = "mean"):
         if not sigma >= 0:
             raise ValueError(f"sigma = {sigma} must be >= 0")
         _check_reference(reference)
+        if centre not in _CENTRES:
+            raise ValueError(f"centre = {centre!r} must be one of: {', '.join(_CENTRES)}")
         self.sigma = float(sigma)
         self.reference = reference
+        self.centre = centre
+
+    @property
+    def knowledge(self) -> str:
+        if self.centre == "zero":
+            return "local"
+        return "omniscient" if self.centre == "neighbours" else super().knowledge
 
     def craft(self, ctx: AttackContext) -> Tensor:
-        mean = _reference_mean(ctx, self.reference)
+        if self.centre == "zero":
+            mean = torch.zeros((ctx.num_edges, ctx.dim), dtype=ctx.params.dtype, device=ctx.params.device)
+        elif self.centre == "neighbours":
+            mean = ctx.recipient_neighbour_mean()
+        else:
+            mean = _reference_mean(ctx, self.reference)
         noise = torch.randn(mean.shape, generator=ctx.generator, dtype=mean.dtype, device=ctx.generator.device).to(mean.device)
         return mean + self.sigma * noise
 
@@ -106,9 +158,51 @@ class LabelFlip(AbstractAttack):
         return ctx.params[ctx.senders]
 
 
-@register_attack("none", "no attack: Byzantine nodes send their (initial) model unchanged")
-class NoAttack(AbstractAttack):
-    """Byzantine nodes are silent crash-like peers that keep sending their current model."""
+@register_attack("honest", "no attack: Byzantine-labelled nodes follow the protocol (train and gossip honestly)")
+@register_attack("none", "alias of 'honest': Byzantine-labelled nodes follow the protocol")
+class Honest(AbstractAttack):
+    """No attack: the Byzantine-labelled nodes run the honest protocol — they train on their own
+    (unpoisoned) data and send their current model, exactly like honest nodes.
+
+    ``none`` is an alias of ``honest``. Use it as the "no attack" baseline of a run with Byzantine
+    nodes: the graph, placement, tolerances and data split stay those of the attacked runs, and
+    only the behaviour changes. Metrics are still taken over the honest nodes only.
+    """
+
+    knowledge = "local"
+    follows_protocol = True
+
+    def craft(self, ctx: AttackContext) -> Tensor:
+        return ctx.params[ctx.senders]
+
+
+#: backwards-compatible name: ``NoAttack`` is the "none" attack, which is now :class:`Honest`
+NoAttack = Honest
+
+
+@register_attack("silent", "crash: Byzantine nodes send nothing; their inbox slots are absent")
+class Silent(AbstractAttack):
+    """Crash failure: Byzantine nodes send nothing at all.
+
+    Their slots are absent from every inbox (masked, like a message that was never delivered),
+    so each recipient's rule sees only its honest neighbours (and itself): fewer inputs, with
+    the node's tolerance ``f`` unchanged (capped, for aggregate-and-mix rules, so that the rule
+    stays defined on the smaller set). Weighted gossip drops the absent slots' weights (they
+    go to the node's own model). No message is counted for them.
+    """
+
+    knowledge = "local"
+    sends = False
+
+    def craft(self, ctx: AttackContext) -> Tensor:  # reached only if a caller ignores `sends`
+        raise ValueError("the 'silent' attack sends nothing; the simulator masks its slots instead of crafting them")
+
+
+@register_attack("stale", "Byzantine nodes do not train and keep sending their initial model")
+class Stale(AbstractAttack):
+    """Stale peers: Byzantine nodes never train and keep sending their initial model (they hold
+    it unchanged because they do not run the protocol). This is what ``none`` meant before issue 16;
+    it *is* an attack — a fixed point that every neighbour keeps being pulled towards."""
 
     knowledge = "local"
 

@@ -160,6 +160,11 @@ class _Pausing(AbstractAttack):
         self.knowledge = attack.knowledge
         self.follows_protocol = attack.follows_protocol
         self.flips_labels = attack.flips_labels
+        self.sends = attack.sends
+        self.report_columns = attack.report_columns
+
+    def report(self):
+        return self.attack.report()
 
     def craft(self, ctx: AttackContext) -> Tensor:
         self.recorder.paused = True
@@ -188,11 +193,17 @@ def _check_simulation(attack: AbstractAttack, G: nx.Graph, byz: Tensor, seed: in
     idx, mask = table.idx[actors], table.mask[actors]
     honest_slot = mask & ~res.is_byzantine[idx]
     assert rule.calls, "the simulation never called the gossip rule"
-    for own, msgs, _ in rule.calls:
+    for own, msgs, present in rule.calls:
         expected = own[pos[idx].clamp_min(0)]  # the sender's model (every honest sender acts)
         assert torch.equal(msgs[honest_slot], expected[honest_slot]), (
             f"{type(attack).__name__}: a simulated round changed an inbox slot whose sender is honest"
         )
+        if not attack.sends:
+            assert not bool((present & ~honest_slot).any()), (
+                f"{type(attack).__name__} sends nothing (sends=False) but a Byzantine slot was present in an inbox"
+            )
+    for name in attack.report_columns:
+        assert name in res.history[-1], f"{type(attack).__name__} reports {name!r} but metrics have no such column"
 
 
 def check_attack(attack: AbstractAttack, *, n: int = 12, d: int = 6, seed: int = 0, simulate_round: bool = True) -> None:
@@ -208,7 +219,10 @@ def check_attack(attack: AbstractAttack, *, n: int = 12, d: int = 6, seed: int =
     4. a ``local`` attack's messages from Byzantine node ``b`` do not change when honest models
        that ``b`` cannot see (not its neighbours) change;
     5. (``simulate_round``) in a two-round :func:`p2probust.simulate` run, the gossip rule receives
-       every honest sender's model unchanged: the attack writes only Byzantine inbox slots.
+       every honest sender's model unchanged: the attack writes only Byzantine inbox slots; an
+       attack with ``sends = False`` (crash) is never asked to craft and its slots are absent
+       from every inbox (checks 2–4 are skipped for it); every name in ``report_columns`` is a
+       column of the run's metrics.
 
     Parameters
     ----------
@@ -235,7 +249,12 @@ def check_attack(attack: AbstractAttack, *, n: int = 12, d: int = 6, seed: int =
     assert attack.knowledge in KNOWLEDGE_LEVELS, f"{name}.knowledge = {attack.knowledge!r}, expected one of {KNOWLEDGE_LEVELS}"
     assert isinstance(attack.follows_protocol, bool), f"{name}.follows_protocol must be a bool"
     assert n >= 10, f"check_attack needs n >= 10 nodes, got n = {n}"
+    assert isinstance(attack.sends, bool), f"{name}.sends must be a bool"
     G, byz = _test_graph(n)
+    if not attack.sends:  # a crashed node: nothing to craft; the run must mask its slots
+        if simulate_round:
+            _check_simulation(attack, G, byz, seed)
+        return
     gen = torch.Generator().manual_seed(seed)
     for dtype in (torch.float32, torch.float64):
         params = torch.randn(n, d, generator=gen, dtype=torch.float64).to(dtype)
