@@ -215,3 +215,29 @@ def test_ray_executor_on_a_real_local_ray(tmp_path):
     assert "4 completed" in res.stdout
     assert invoke("sweep", grid, "--out", tmp_path / "l", "--workers", 1).exit_code == 0
     assert _index_rows(tmp_path / "r") == _index_rows(tmp_path / "l")
+
+
+@pytest.mark.parametrize("grid", sorted((Path(__file__).resolve().parents[1] / "experiments" / "sweeps").glob("*.toml")),
+                         ids=lambda p: p.stem)
+def test_every_example_grid_is_valid_and_its_first_point_runs(tmp_path, grid):
+    points = load_grid(grid).points()
+    assert len(points) > 1
+    (tmp_path / "first.toml").write_text(_as_run_toml(points[0].config))
+    res = invoke("run", "--config", tmp_path / "first.toml", "--rounds", 3, "--out", tmp_path / "r", "-q")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["rule"]["name"] == points[0].config.rule.name
+
+
+def _as_run_toml(cfg) -> str:
+    """A run TOML of a config (tables of scalars and lists only)."""
+    data = cfg.to_dict()
+    data.pop("out", None)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None]
+    for part, table in data.items():
+        if isinstance(table, dict):
+            lines.append(f"[{part}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()
+                      if v is not None and not isinstance(v, dict) and v not in (float("inf"),)]
+            params = table.get("params") or {}
+            lines += [f"{k} = {json.dumps(v)}" for k, v in params.items()]
+    return "\n".join(lines) + "\n"
