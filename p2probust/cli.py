@@ -154,10 +154,13 @@ def _run_options(func: Callable) -> Callable:
 @click.option("--task-param", multiple=True, metavar="KEY=VALUE", help="task parameter, repeatable (e.g. hidden=128, dim=50)")
 @click.option("--attack-param", multiple=True, metavar="KEY=VALUE", help="attack parameter, repeatable (e.g. scale=10)")
 @click.option("--rule-param", multiple=True, metavar="KEY=VALUE", help="rule parameter, repeatable")
+@click.option("--record-nodes", metavar="every=K[,max_nodes=M]", default=None,
+              help="per-node values every K rounds into nodes.npz (a seeded sample beyond M nodes, default 1000)")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no placement report")
 @user_errors
 def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tuple[str, ...],
-        attack_param: tuple[str, ...], rule_param: tuple[str, ...], quiet: bool, **flags: Any) -> None:
+        attack_param: tuple[str, ...], rule_param: tuple[str, ...], record_nodes: str | None, quiet: bool,
+        **flags: Any) -> None:
     """Run one simulation and write its run folder (config.json, metrics.csv, summary.json).
 
     With no flags: 16 nodes on a 4×4 torus learning the bundled digits with logistic regression,
@@ -185,6 +188,10 @@ def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tu
         overrides["attack.params"] = dict(_param(p) for p in attack_param)
     if rule_param:
         overrides["rule.params"] = dict(_param(p) for p in rule_param)
+    if record_nodes is not None:
+        from .node_recorder import parse_record_spec
+
+        overrides.update(parse_record_spec(record_nodes))
     cfg = load_config(config_path, overrides) if config_path else from_overrides(overrides)
     out = Path(cfg.out) if cfg.out else default_out_dir(cfg)
     _setup_logging(quiet)

@@ -39,6 +39,7 @@ from .gossip.registry import as_rule, make_rule
 from .local import LocalTrainer, LRSchedule
 from .metrics import Evaluator, consensus_distance
 from .models import ParamSpec, init_stacked
+from .node_recorder import NodeRecorder
 from .recorder import Recorder
 from .rng import numpy_stream, torch_stream
 from .topology import NeighborTable, build_topology, is_topology_path, place_byzantine, placement_report, validate_graph
@@ -259,6 +260,8 @@ def simulate(
     resolved = _resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report)
     recorder = Recorder(out_dir, columns)
     recorder.write_json("config.json", resolved)
+    nodes = NodeRecorder.build(cfg, out_dir, G, is_byz, evaluator)  # per-node recording (off by default)
+    shown: dict[str, str] = {}  # progress bar postfix: latest accuracy (or distance to optimum) and consensus
     msg_bytes = d * params.element_size()
     start = time.perf_counter()
 
@@ -290,6 +293,11 @@ def simulate(
         if row["loss"] is not None and not math.isfinite(row["loss"]):
             row["loss"] = float("nan")
         recorder.log(row)
+        if nodes is not None:
+            nodes.observe(rnd, now, params, theta_bar, online, evaluate)
+        shown.update({k: f"{row[c]:.4g}" for k, c in (("acc", "accuracy"), ("opt", "dist_to_opt"), ("cd", "consensus_distance"))
+                      if row.get(c) is not None})
+        bar.set_postfix(shown, refresh=False)
 
     rounds = cfg.train.rounds
     bar = tqdm(total=rounds, desc="rounds", unit="round", disable=not progress or None, leave=False)
@@ -331,6 +339,8 @@ def simulate(
     finally:
         bar.close()
         recorder.close()
+        if nodes is not None:
+            nodes.close()
         summary = {
             "status": status,
             **recorder.summary(),
