@@ -220,18 +220,34 @@ def _setup_logging(quiet: bool) -> None:
               help="x axis: rounds or simulated seconds")
 @click.option("--out", default="fig.png", show_default=True, type=click.Path(dir_okay=False), help="image file to write")
 @click.option("--title", default=None, help="figure title")
+@click.option("--graph", "graph", is_flag=True,
+              help="draw the graph of one run coloured per node at --round (metric distance, loss or accuracy; needs --record-nodes)")
+@click.option("--round", "round_", type=int, default=None, help="with --graph: the recorded round [default: the last]")
+@click.option("--layout", type=click.Choice(["auto", "spring", "kamada", "circular", "grid", "file"]), default="auto",
+              show_default=True, help="with --graph: node positions (auto: grid for a torus, circular for a ring, else spring)")
+@click.option("--positions", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="with --layout file: JSON [[x, y], ...] or {\"id\": [x, y]}")
+@click.option("--theory", is_flag=True,
+              help="overlay theory: the error floor κG²/μ² on dist_to_opt, the plain-gossip envelope on consensus_distance")
+@click.option("--kappa", type=float, default=None, help="with --theory: use this κ instead of the rule's bound")
 @user_errors
-def plot(runs: tuple[str, ...], metric: str, x_axis: str, out: str, title: str | None) -> None:
-    """Draw one metric against rounds for several run folders on one axis."""
+def plot(runs: tuple[str, ...], metric: str, x_axis: str, out: str, title: str | None, graph: bool, round_: int | None,
+         layout: str, positions: str | None, theory: bool, kappa: float | None) -> None:
+    """Draw one metric against rounds for several run folders on one axis (or, with --graph, one run's graph)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plots import plot_metric
+    from .plots import plot_metric, plot_theory
 
+    if graph:
+        _plot_graph(runs, metric, round_, layout, positions, out, title)
+        return
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     plot_metric(runs, metric, x=x_axis, ax=ax)
+    if theory:
+        plot_theory(runs, metric, x=x_axis, ax=ax, kappa=kappa)
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -297,6 +313,72 @@ def kappa(rule: str, n: int, f: int, d: int, trials: int, seed: int) -> None:
     for row in rows:
         bound = "-" if row["bound"] is None else f"{row['bound']:.4g}"
         click.echo(f"{row['scenario']:<10} {row['mean']:>10.4g} {row['max']:>10.4g} {bound:>10}")
+
+
+def _plot_graph(runs, metric, round_, layout, positions, out, title) -> None:
+    """``plot --graph``: one frame of ``animate`` (metric names of metrics.csv map to per-node ones)."""
+    import matplotlib.pyplot as plt
+
+    from .viz import draw_graph, load_recording
+
+    if len(runs) != 1:
+        raise ValueError(f"--graph draws one run, got {len(runs)}")
+    node_metric = {"consensus_distance": "distance", "node_acc_mean": "accuracy"}.get(metric, metric)
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    frame = draw_graph(load_recording(runs[0]), round_, metric=node_metric, layout=layout, ax=ax, positions=positions)
+    if title:
+        frame.title.set_text(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
+@click.option("--metric", type=click.Choice(["distance", "loss", "accuracy"]), default="distance", show_default=True,
+              help="per-node value: distance to the honest mean, test loss or test accuracy (the last two on eval rounds)")
+@click.option("--out", default="consensus.gif", show_default=True, type=click.Path(dir_okay=False),
+              help="animation file: .gif (Pillow) or .mp4 (needs ffmpeg)")
+@click.option("--layout", type=click.Choice(["auto", "spring", "kamada", "circular", "grid", "file"]), default="auto",
+              show_default=True, help="node positions (auto: grid for a torus, circular for a ring, else spring)")
+@click.option("--positions", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="with --layout file: JSON [[x, y], ...] or {\"id\": [x, y]}")
+@click.option("--fps", type=float, default=5.0, show_default=True, help="frames per second")
+@click.option("--max-frames", type=int, default=120, show_default=True, help="thin the recorded rounds to this many frames")
+@user_errors
+def animate(run_dir: str, metric: str, out: str, layout: str, positions: str | None, fps: float, max_frames: int) -> None:
+    """Animate a recorded run (--record-nodes): the graph, node colour = per-node value, Byzantine nodes as red crosses."""
+    from .viz import animate as make_animation, load_recording
+
+    path = make_animation(load_recording(run_dir), out, metric=metric, layout=layout, fps=fps, max_frames=max_frames,
+                          positions=positions)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
+@click.option("--metric", type=click.Choice(["distance", "loss", "accuracy"]), default="distance", show_default=True,
+              help="per-node value to colour")
+@click.option("--order", type=click.Choice(["byzantine", "community"]), default="byzantine", show_default=True,
+              help="row order: hops to the nearest Byzantine node, or graph communities (seeded Louvain)")
+@click.option("--out", default="heatmap.png", show_default=True, type=click.Path(dir_okay=False), help="image file")
+@user_errors
+def heatmap(run_dir: str, metric: str, order: str, out: str) -> None:
+    """Honest nodes × rounds of a recorded run (--record-nodes), coloured by a per-node value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .viz import load_recording, plot_heatmap
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    plot_heatmap(load_recording(run_dir), metric, order=order, ax=ax)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    click.echo(f"wrote {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover
