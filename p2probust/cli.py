@@ -381,5 +381,17 @@ def heatmap(run_dir: str, metric: str, order: str, out: str) -> None:
     click.echo(f"wrote {out}")
 
 
+@main.command()
+@click.argument("runs", metavar="RUN [RUN ...]", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", default="report.html", show_default=True, type=click.Path(dir_okay=False), help="HTML file to write")
+@click.option("--frames", type=int, default=40, show_default=True, help="frames of each embedded animation")
+@user_errors
+def report(runs: tuple[str, ...], out: str, frames: int) -> None:
+    """One self-contained HTML page: config, placement, curves, heatmap, animation; a comparison for several runs."""
+    from .viz.report import build_report
+
+    click.echo(f"wrote {build_report(runs, out, frames=frames)}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -183,5 +183,5 @@ def _heterogeneity_and_mu(task, theta_star: torch.Tensor, table: torch.Tensor, l
     def objective(theta):
         return (weights * torch.func.vmap(sample_loss, in_dims=(None, 0, 0))(theta, x, y)).sum()
 
-    hess = torch.func.hessian(objective)(theta_star)
+    hess = torch.func.jacrev(torch.func.jacrev(objective))(theta_star)  # reverse over reverse: no forward-mode AD
     return g2, float(torch.linalg.eigvalsh(hess)[0])
