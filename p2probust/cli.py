@@ -336,8 +336,9 @@ def _plot_graph(runs, metric, round_, layout, positions, out, title) -> None:
 
 @main.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
-@click.option("--metric", type=click.Choice(["distance", "loss", "accuracy"]), default="distance", show_default=True,
-              help="per-node value: distance to the honest mean, test loss or test accuracy (the last two on eval rounds)")
+@click.option("--metric", type=click.Choice(["distance", "relative", "loss", "accuracy"]), default="distance",
+              show_default=True, help="per-node value: distance to the honest mean, that distance ÷ the round's consensus "
+              "distance, test loss or test accuracy (the last two on eval rounds)")
 @click.option("--out", default="consensus.gif", show_default=True, type=click.Path(dir_okay=False),
               help="animation file: .gif (Pillow) or .mp4 (needs ffmpeg)")
 @click.option("--layout", type=click.Choice(["auto", "spring", "kamada", "circular", "grid", "file"]), default="auto",
@@ -358,8 +359,8 @@ def animate(run_dir: str, metric: str, out: str, layout: str, positions: str | N
 
 @main.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
-@click.option("--metric", type=click.Choice(["distance", "loss", "accuracy"]), default="distance", show_default=True,
-              help="per-node value to colour")
+@click.option("--metric", type=click.Choice(["distance", "relative", "loss", "accuracy"]), default="distance",
+              show_default=True, help="per-node value to colour (relative: distance ÷ the round's consensus distance)")
 @click.option("--order", type=click.Choice(["byzantine", "community"]), default="byzantine", show_default=True,
               help="row order: hops to the nearest Byzantine node, or graph communities (seeded Louvain)")
 @click.option("--out", default="heatmap.png", show_default=True, type=click.Path(dir_okay=False), help="image file")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import matplotlib
@@ -56,6 +57,21 @@ def test_frame_colours_are_the_recorded_values(torus_run):
     # torus on its grid: node i*4 + j at (j, -i); Byzantine nodes 2 and 12 drawn as crosses there
     np.testing.assert_array_equal(frame.byzantine.get_offsets(), [[2, 0], [0, -3]])
     np.testing.assert_array_equal(frame.nodes.get_offsets()[:2], [[0, 0], [1, 0]])
+
+
+def test_relative_distance_is_distance_over_consensus_distance(torus_run):
+    rec = load_recording(torus_run)
+    rel = rec.values("relative")
+    honest = ~rec.byzantine
+    with open(torus_run / "metrics.csv") as fh:
+        cd = {int(r["round"]): float(r["consensus_distance"]) for r in csv.DictReader(fh)}
+    assert np.isnan(rel[0]).all()  # round 0: one common initial model, no distance to compare
+    for t in range(1, len(rec.rounds)):
+        np.testing.assert_allclose(rel[t, honest], rec.arrays["distance"][t, honest] / cd[int(rec.rounds[t])], rtol=1e-5)
+    frame = draw_graph(rec, 4, metric="relative")
+    assert frame.nodes.norm.vmin == pytest.approx(1 / frame.nodes.norm.vmax)  # log scale centred on 1
+    attacked = frame.edges.get_colors()[:, 0] > 0.8  # links of Byzantine nodes are red
+    assert attacked.sum() == 5 + 2 * 3  # 8 links of nodes 2 and 12; the wrap-arounds 2-14, 12-15, 12-0 as two stubs
 
 
 def test_torus_wrap_links_become_border_stubs(torus_run):

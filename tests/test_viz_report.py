@@ -94,7 +94,7 @@ def test_report_is_well_formed_and_every_image_decodes(runs, tmp_path):
     text, checker = _parse(out)
     assert text.startswith("<!DOCTYPE html>") and checker.errors == [] and checker.stack == []
     kinds = _check_images(checker.images)
-    assert ("GIF", 2) in kinds and sum(k == ("PNG", 1) for k in kinds) == 5  # 3 curves, 2 heatmaps
+    assert ("GIF", 2) in kinds and sum(k == ("PNG", 1) for k in kinds) == 6  # 3 curves, 3 heatmaps
     assert "Comparison" not in text and "Where the attack bites" in text
     config = json.loads((runs / "cwtm" / "config.json").read_text())["byzantine"]
     assert f"Byzantine nodes: {config['nodes']}" in text

@@ -18,11 +18,14 @@ from ..node_recorder import load_nodes
 
 __all__ = ["METRICS", "Recording", "color_norm", "hops_to_byzantine", "load_recording"]
 
-#: per-node metrics of ``nodes.npz``, with their label and whether they are drawn on a log scale
+#: per-node metrics: label, log colour scale, colour map. ``relative`` is the distance divided by
+#: the round's mean over the recorded honest online nodes (the consensus distance when all are
+#: recorded): 1 is an average node, so the place of the attack shows even while consensus improves.
 METRICS = {
-    "distance": ("distance to the honest mean ‖θᵢ − θ̄_H‖²", True),
-    "loss": ("test loss of the node's model", True),
-    "accuracy": ("test accuracy of the node's model", False),
+    "distance": (r"distance to the honest mean $\Vert\theta_i-\bar{\theta}_H\Vert^2$", True, "viridis"),
+    "relative": (r"$\Vert\theta_i-\bar{\theta}_H\Vert^2$ / consensus distance (1 = average node)", True, "RdBu_r"),
+    "loss": ("test loss of the node's model", True, "viridis"),
+    "accuracy": ("test accuracy of the node's model", False, "viridis"),
 }
 
 
@@ -67,6 +70,11 @@ class Recording:
         """``[T, m]`` float, NaN where unmeasured or the node was offline."""
         if metric not in METRICS:
             raise ValueError(f"metric {metric!r} is not recorded per node; choose one of: {', '.join(METRICS)}")
+        if metric == "relative":
+            dist = self.values("distance")
+            mean = np.nanmean(np.where(self.arrays["byzantine"], np.nan, dist), axis=1, keepdims=True)
+            scale = np.nanmax(mean) if np.isfinite(mean).any() else 0.0
+            return np.where(mean > 1e-9 * scale, dist / np.where(mean > 0, mean, 1.0), np.nan)
         vals = self.arrays[metric].astype(np.float64)
         return np.where(self.arrays["online"], vals, np.nan)
 
@@ -114,13 +122,17 @@ def hops_to_byzantine(graph: nx.Graph, byzantine: np.ndarray) -> np.ndarray:
     return hops
 
 
-def color_norm(values: np.ndarray, log: bool):
+def color_norm(values: np.ndarray, log: bool, *, centred: bool = False):
     """A matplotlib norm over the finite ``values``: log from the smallest value above ``max·1e-9`` to
     the max (values below, e.g. the exact consensus of a common initial model, are numerically zero
-    and drawn in the lowest colour), or linear from min to max."""
+    and drawn in the lowest colour), or linear from min to max; ``centred``: log, symmetric around 1."""
     from matplotlib.colors import LogNorm, Normalize
 
     finite = values[np.isfinite(values)]
+    if centred:  # log scale symmetric around 1
+        pos = finite[finite > 0]
+        r = float(np.exp(np.abs(np.log(pos)).max())) if pos.size else 2.0
+        return LogNorm(vmin=1 / max(r, 1.01), vmax=max(r, 1.01), clip=True)
     if log:
         hi = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
         pos = finite[finite > hi * 1e-9]

@@ -5,8 +5,8 @@ the border; other graphs in row-major order), ``circular`` (a ring in its cyclic
 ``spring`` (seeded Fruchterman–Reingold), ``kamada`` (Kamada–Kawai), ``file`` (positions from a
 JSON file: ``[[x, y], ...]`` or ``{"id": [x, y]}``) and ``auto`` (grid for a torus, circular for
 a ring, spring otherwise). Edges are one faded ``LineCollection``; honest nodes one scatter
-coloured on a log scale (distance, loss) or a linear one (accuracy) with a colour bar; Byzantine
-nodes red crosses; offline or unmeasured nodes grey; unrecorded nodes (sampled out) small dots.
+coloured on a log scale (distance, relative distance, loss) or a linear one (accuracy) with a
+colour bar; Byzantine nodes red crosses, their links red; offline or unmeasured nodes grey; unrecorded nodes (sampled out) small dots.
 """
 
 from __future__ import annotations
@@ -55,18 +55,21 @@ def _positions_file(path: str | Path | None, n: int) -> np.ndarray:
     return pos
 
 
-def _edge_segments(rec: Recording, pos: np.ndarray, grid_layout: bool) -> np.ndarray:
-    """``[S, 2, 2]`` line segments; torus wrap-around links (on the grid layout) become two border stubs."""
+def _edge_segments(rec: Recording, pos: np.ndarray, grid_layout: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``[S, 2, 2]`` line segments and ``[S]`` whether a Byzantine node is an end; torus wrap-around
+    links (on the grid layout) become two border stubs."""
     edges = np.array(list(rec.graph.edges()), dtype=np.int64).reshape(-1, 2)
     a, b = pos[edges[:, 0]], pos[edges[:, 1]]
+    hit = rec.byzantine[edges].any(1)
     if not grid_layout or not rec.grid:
-        return np.stack([a, b], 1)
+        return np.stack([a, b], 1), hit
     diff = b - a
     wrap = (np.abs(diff) > 1.5).any(1)
     out = -np.sign(diff) * (np.abs(diff) > 1.5)  # from a, the link leaves the border away from b
     stubs_a = np.stack([a[wrap], a[wrap] + 0.4 * out[wrap]], 1)
     stubs_b = np.stack([b[wrap], b[wrap] - 0.4 * out[wrap]], 1)
-    return np.concatenate([np.stack([a[~wrap], b[~wrap]], 1), stubs_a, stubs_b])
+    segments = np.concatenate([np.stack([a[~wrap], b[~wrap]], 1), stubs_a, stubs_b])
+    return segments, np.concatenate([hit[~wrap], hit[wrap], hit[wrap]])
 
 
 class GraphFrame:
@@ -89,18 +92,18 @@ class GraphFrame:
         pos = layout_positions(rec, layout, positions=positions)
         grid_layout = layout == "grid" or (layout == "auto" and rec.grid is not None)
         n = pos.shape[0]
-        self.edges = ax.add_collection(LineCollection(_edge_segments(rec, pos, grid_layout), colors="0.55",
-                                                      linewidths=0.8, alpha=0.35, zorder=1))
+        segments, attacked = _edge_segments(rec, pos, grid_layout)
+        colours = np.where(attacked[:, None], [[0.84, 0.15, 0.16, 0.55]], [[0.55, 0.55, 0.55, 0.35]])
+        self.edges = ax.add_collection(LineCollection(segments, colors=colours, linewidths=0.9, zorder=1))
         size = float(np.clip(6000 / n, 12, 260))
         nodes = rec.nodes
         honest = ~rec.byzantine[nodes]
         self._cols = np.flatnonzero(honest)
         others = np.setdiff1d(np.arange(n), nodes)
         self.others = ax.scatter(pos[others, 0], pos[others, 1], s=size / 6, c="0.75", zorder=2, linewidths=0)
-        log, label = METRICS[metric][1], METRICS[metric][0]
-        finite = self.values[:, self._cols]
-        norm = color_norm(finite, log)
-        cmap = plt.get_cmap("viridis").with_extremes(bad="0.82")
+        label, log, cmap_name = METRICS[metric]
+        norm = color_norm(self.values[:, self._cols], log, centred=metric == "relative")
+        cmap = plt.get_cmap(cmap_name).with_extremes(bad="0.82")
         hp = pos[nodes[self._cols]]
         self.nodes = ax.scatter(hp[:, 0], hp[:, 1], s=size, c=np.zeros(len(hp)), cmap=cmap, norm=norm,
                                 edgecolors="0.2", linewidths=0.5, zorder=3, plotnonfinite=True)
@@ -119,7 +122,7 @@ class GraphFrame:
     def show(self, t: int) -> list:
         """Recolour for frame index ``t`` (of ``rec.rounds``); returns the changed artists."""
         vals = self.values[t, self._cols]
-        if METRICS[self.metric][1]:
+        if METRICS[self.metric][1]:  # log scale: zero is drawn as unmeasured
             vals = np.where(vals > 0, vals, np.nan)
         self.nodes.set_array(np.ma.masked_invalid(vals))
         rnd, now = int(self.rec.rounds[t]), float(self.rec.arrays["time"][t])

@@ -58,14 +58,14 @@ def plot_heatmap(rec: Recording, metric: str = "distance", *, order: str = "byza
     if not keep.any():
         raise ValueError(f"metric {metric!r} was never measured per node in {rec.name!r}")
     vals, rounds = vals[keep], rec.rounds[keep]
-    label, log = METRICS[metric]
+    label, log, cmap_name = METRICS[metric]
     if log:
         vals = np.where(vals > 0, vals, np.nan)
-    norm = color_norm(vals, log)
+    norm = color_norm(vals, log, centred=metric == "relative")
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.5))
     edges = np.concatenate([rounds, [rounds[-1] + (rounds[-1] - rounds[-2] if len(rounds) > 1 else 1)]])
-    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
+    cmap = plt.get_cmap(cmap_name).with_extremes(bad="0.85")
     mesh = ax.pcolormesh(edges, np.arange(len(cols) + 1), np.ma.masked_invalid(vals.T), cmap=cmap, norm=norm,
                          shading="flat")
     ax.invert_yaxis()
@@ -75,15 +75,17 @@ def plot_heatmap(rec: Recording, metric: str = "distance", *, order: str = "byza
     ax.set_yticklabels([("none" if g < 0 else str(g)) for g in groups[starts[:-1]]])
     ax.set_ylabel(f"honest nodes by {name}")
     ax.set_xlabel("round")
-    ax.set_title(f"{rec.name}: {metric} per honest node")
+    ax.set_title(f"{rec.name}: {'relative distance' if metric == 'relative' else metric} per honest node")
     cbar = ax.figure.colorbar(mesh, ax=ax, label=label) if colorbar else None
     return {"mesh": mesh, "colorbar": cbar, "separators": seps}
 
 
 def hop_summary(rec: Recording, round_: int | None = None) -> list[dict]:
-    """Per hop distance to the nearest Byzantine node: honest node count, mean distance to the honest
-    mean and mean accuracy at the last recorded round where each was measured (or at ``round_``)."""
+    """Per hop distance to the nearest Byzantine node: honest node count; mean distance to the honest
+    mean and mean accuracy at the last recorded round where each was measured (or at ``round_``);
+    and ``relative``, the group's mean relative distance averaged over the recorded rounds."""
     cols, groups, _ = node_order(rec, "byzantine")
+    relative = rec.values("relative")
     rows = []
     for g in np.unique(groups):
         sel = cols[groups == g]
@@ -94,5 +96,8 @@ def hop_summary(rec: Recording, round_: int | None = None) -> list[dict]:
             t = rec.frame(round_) if round_ is not None else (have[-1] if have.size else None)
             row[metric] = float(np.nanmean(vals[t])) if t is not None and np.isfinite(vals[t]).any() else None
             row[f"{metric}_round"] = int(rec.rounds[t]) if t is not None else None
+        per_round = relative[:, sel]
+        per_round = per_round[np.isfinite(per_round).any(1)]
+        row["relative"] = float(np.nanmean(np.nanmean(per_round, 1))) if per_round.size else None
         rows.append(row)
     return rows

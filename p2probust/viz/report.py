@@ -107,15 +107,18 @@ def _recorded(run: dict, frames: int) -> str:
     except FileNotFoundError:
         return '<p class="note">Not recorded per node: rerun with <code>--record-nodes every=5</code> for the heatmap and animation.</p>'
     rows = hop_summary(rec)
-    table = _table(["hops to nearest Byzantine", "honest nodes", "mean ‖θᵢ−θ̄_H‖²", "mean accuracy", "at round"],
-                   [[("no Byzantine" if r["hops"] < 0 else r["hops"]), r["nodes"], r["distance"], r["accuracy"],
-                     r["accuracy_round"] if r["accuracy"] is not None else r["distance_round"]] for r in rows])
+    table = _table(["hops to nearest Byzantine", "honest nodes", "relative distance (mean over rounds)",
+                    "mean ‖θᵢ−θ̄_H‖² (last round)", "mean accuracy", "at round"],
+                   [[("no Byzantine" if r["hops"] < 0 else r["hops"]), r["nodes"], r["relative"], r["distance"],
+                     r["accuracy"], r["accuracy_round"] if r["accuracy"] is not None else r["distance_round"]] for r in rows])
     figs = [_bite(rows)]
-    for metric in ("distance", "accuracy"):
+    captions = {"relative": "distance to the honest mean ÷ consensus distance (red: farther than average)",
+                "distance": "distance to the honest mean", "accuracy": "test accuracy"}
+    for metric, caption in captions.items():
         try:
             fig, ax = plt.subplots(figsize=(6.4, 4))
             plot_heatmap(rec, metric, ax=ax)
-            figs.append(_figure(_png(fig), f"{metric} per honest node and round, nearest to the attack on top"))
+            figs.append(_figure(_png(fig), f"{caption} per honest node and round, nearest to the attack on top"))
         except ValueError:
             plt.close(fig)
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,16 +137,15 @@ def _bite(rows: list[dict]) -> str:
         return ""
     n_far = sum(r["nodes"] for r in far)
     words = []
-    d_far = sum(r["distance"] * r["nodes"] for r in far if r["distance"] is not None) / n_far
-    if near["distance"] is not None and d_far > 0:
-        words.append(f"sit {near['distance'] / d_far:.2g}× as far from the honest mean")
+    if near["relative"] is not None and all(r["relative"] is not None for r in far):
+        r_far = sum(r["relative"] * r["nodes"] for r in far) / n_far
+        words.append(f"Averaged over the recorded rounds, the {near['nodes']} honest neighbours of Byzantine nodes sit "
+                     f"at {near['relative']:.2f}× the consensus distance from the honest mean, the {n_far} honest nodes "
+                     f"two or more hops away at {r_far:.2f}×.")
     if near["accuracy"] is not None and all(r["accuracy"] is not None for r in far):
         a_far = sum(r["accuracy"] * r["nodes"] for r in far) / n_far
-        words.append(f"reach accuracy {near['accuracy']:.3f} against {a_far:.3f}")
-    if not words:
-        return ""
-    return (f"<p>The {near['nodes']} honest neighbours of Byzantine nodes {' and '.join(words)} "
-            f"for the {n_far} honest nodes two or more hops away (last recorded round).</p>")
+        words.append(f"At round {near['accuracy_round']} their accuracy is {near['accuracy']:.3f} against {a_far:.3f}.")
+    return f"<p>{' '.join(words)}</p>" if words else ""
 
 
 def _run_section(run: dict, frames: int) -> str:
