@@ -115,3 +115,30 @@ def test_cli_record_nodes_flag(tmp_path):
     assert bad.exit_code == 2 and "every='x' must be an integer" in bad.output
     missing = runner.invoke(main, ["animate", str(tmp_path / "b")])
     assert missing.exit_code == 2
+
+
+def test_progress_bar_shows_latest_accuracy_and_consensus_distance(monkeypatch):
+    import p2probust.simulation as sim
+
+    shown = []
+
+    class Bar:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def set_postfix(self, values, refresh=True):
+            shown.append(dict(values))
+
+        def update(self, k):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(sim, "tqdm", Bar)
+    res = pr.simulate(RunConfig().replace(**{"train.rounds": 6, "eval_every": 5}), progress=True)
+    assert len(shown) == 7  # round 0 and every round
+    rows = res.history
+    assert shown[-1] == {"acc": f"{rows[-1]['accuracy']:.4g}", "cd": f"{rows[-1]['consensus_distance']:.4g}"}
+    assert shown[4]["acc"] == f"{rows[0]['accuracy']:.4g}"  # between evaluations: the latest accuracy stays
+    assert shown[4]["cd"] == f"{rows[4]['consensus_distance']:.4g}"

@@ -126,7 +126,8 @@ class GraphFrame:
             vals = np.where(vals > 0, vals, np.nan)
         self.nodes.set_array(np.ma.masked_invalid(vals))
         rnd, now = int(self.rec.rounds[t]), float(self.rec.arrays["time"][t])
-        self.title.set_text(f"{self.rec.name}\n{self.metric} · round {rnd} · simulated t = {now:.3g} s")
+        name = "relative distance" if self.metric == "relative" else self.metric
+        self.title.set_text(f"{self.rec.name}\n{name} · round {rnd} · simulated t = {now:.3g} s")
         return [self.nodes, self.title]
 
 

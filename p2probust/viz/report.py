@@ -122,9 +122,10 @@ def _recorded(run: dict, frames: int) -> str:
         except ValueError:
             plt.close(fig)
     with tempfile.TemporaryDirectory() as tmp:
-        gif = animate(rec, Path(tmp) / "a.gif", max_frames=frames, dpi=70, fps=4)
+        gif = animate(rec, Path(tmp) / "a.gif", metric="relative", max_frames=frames, dpi=70, fps=4)
         src = "data:image/gif;base64," + base64.b64encode(gif.read_bytes()).decode()
-    anim = _figure(src, "distance to the honest mean on the graph over the recorded rounds (red crosses: Byzantine)")
+    anim = _figure(src, "distance to the honest mean ÷ consensus distance on the graph, over the recorded rounds "
+                        "(red: farther than the average honest node; crosses: Byzantine nodes, red lines: their links)")
     return (f"<h3>Where the attack bites</h3>{figs.pop(0)}{table}<div class=\"row\">{''.join(figs)}</div>"
             f"<h3>Consensus on the graph</h3><div class=\"row\">{anim}</div>")
 
