@@ -88,6 +88,9 @@ def test_honest_mixing_matrix_drops_byzantine_rows_and_stays_doubly_stochastic()
     W = honest_mixing_matrix(G, byz, 1.0)
     assert W.shape == (5, 5) and np.allclose(W, W.T) and np.allclose(W.sum(1), 1)
     assert W[0, 1] == pytest.approx(1 / 3) and W[0, 0] == pytest.approx(2 / 3)  # node 1 lost its Byzantine link
+    U = honest_mixing_matrix(G, byz, 0.3, weighted=False)  # the "gossip" rule: I − α L with unit weights
+    L = nx.laplacian_matrix(G.subgraph(range(1, 6)), nodelist=range(1, 6)).toarray()
+    np.testing.assert_allclose(U, np.eye(5) - 0.3 * L)
 
 
 def test_plot_theory_draws_floor_and_refuses_other_metrics(server_run):

@@ -12,11 +12,13 @@ L_H(\theta)\|^2 \le \kappa\,\eta^2 G^2(\theta)`, and :math:`\mu`-strong convexit
 
 .. math:: \|\bar\theta_H - \theta^\star\|^2 \;\lesssim\; \frac{\kappa\, G^2(\theta^\star)}{\mu^2},
 
-the distance form of the book's :math:`\mathcal O(\kappa G^2/\mu)` loss floor (its Theorem on
-robust D-GD under strong convexity), with :math:`G^2` measured at :math:`\theta^\star` as the
-heterogeneity constant. It is a bound for the server setting: the complete graph with
-:math:`\alpha = 1` and deterministic (large-batch) gradients (the test checks a run there); on
-sparse graphs it is the reference level the decentralized rule pays at least. ``κ`` is the known
+the distance form of the :math:`\mathcal O(\kappa G^2/\mu)` loss floor of robust D-GD under
+strong convexity (Allouah et al. 2023; the book, ch. 4), with :math:`G^2` measured at
+:math:`\theta^\star` as the heterogeneity constant (it varies with :math:`\theta` on least squares,
+so the line is first-order accurate near the optimum). It is a bound for the server setting:
+the complete graph with :math:`\alpha = 1` and deterministic (large-batch) gradients (the test
+checks a run there); on sparse graphs it is a reference level only (the decentralized error also
+depends on the graph). ``κ`` is the known
 bound of :func:`p2probust.robustness.kappa_bound` (trimmed mean, median) with ``m`` = degree + 1
 inputs and ``f`` = the Byzantine neighbours a node declares or has (the worst honest node),
 else the largest empirical κ of :func:`p2probust.robustness.kappa_table` (``p2probust kappa``).
@@ -26,10 +28,11 @@ else the largest empirical κ of :func:`p2probust.robustness.kappa_table` (``p2p
 \mathbf 1^\top/|H|`; so plain gossip contracts the consensus distance by :math:`1-\gamma = \rho^2`
 per round, :math:`\Xi_t \le (1-\gamma)^{t-t_0}\Xi_{t_0}` (the spectral-gap parameter ``p`` of
 Koloskova et al., "A unified theory of decentralized SGD with changing topology and local
-updates", ICML 2020, Assumption 4; code: github.com/epfml/byzantine-robust-decentralized-optimizer
-uses the same ``W``). ``W = I − α L_w`` is the run's gossip step restricted to honest nodes:
+updates", ICML 2020: their expected consensus rate, :math:`\mathbb E\|XW - \bar X\|_F^2 \le
+(1-p)\|X - \bar X\|_F^2`, which a fixed symmetric ``W`` meets with :math:`p = 1 - \rho^2`).
+``W = I − α L_w`` is the run's gossip step restricted to honest nodes:
 Metropolis–Hastings weights ``w_ij = 1/(1+max(d_i, d_j))`` (full-graph degrees, as the neighbour
-table), or unit weights for the ``gossip`` rule with ``weights = "uniform"``. The envelope starts
+table), or unit weights for the ``gossip`` rule and for ``topology.weights = "uniform"``. The envelope starts
 at ``t0``, the first round with a positive consensus distance (nodes start from one model); local
 steps and attacks push the measured curve above it.
 """
@@ -105,7 +108,7 @@ def honest_mixing_matrix(G: nx.Graph, byzantine: np.ndarray, alpha: float, *, we
 def gossip_envelope(run_dir: str | Path, rounds: np.ndarray, consensus: np.ndarray) -> tuple[np.ndarray, float]:
     """``Ξ_{t0} (1−γ)^{t−t0}`` at ``rounds`` (NaN before ``t0``) and ``1 − γ = ρ²``, from the run's graph and α."""
     cfg, _, byz, G = _load(run_dir)
-    weighted = not (cfg.rule.name == "gossip" and cfg.topology.weights == "uniform")
+    weighted = cfg.rule.name != "gossip" and cfg.topology.weights == "metropolis"  # "gossip": unit weights
     W = honest_mixing_matrix(G, byz, cfg.rule.alpha, weighted=weighted)
     h = W.shape[0]
     rho = float(np.linalg.norm(W - np.full((h, h), 1.0 / h), 2))
