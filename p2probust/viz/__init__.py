@@ -12,7 +12,7 @@ from .report import build_report
 from .theory import gossip_envelope, honest_mixing_matrix, run_kappa, theory_floor
 
 __all__ = [
-    "LAYOUTS", "METRICS", "ORDERS", "GraphFrame", "Recording", "animate", "build_report", "draw_graph", "frame_indices",
-    "gossip_envelope", "honest_mixing_matrix", "hop_summary", "hops_to_byzantine", "layout_positions", "load_recording", "node_order", "plot_heatmap", "run_kappa",
-    "theory_floor",
+    "LAYOUTS", "METRICS", "ORDERS", "GraphFrame", "Recording", "animate", "build_report", "draw_graph",
+    "frame_indices", "gossip_envelope", "honest_mixing_matrix", "hop_summary", "hops_to_byzantine",
+    "layout_positions", "load_recording", "node_order", "plot_heatmap", "run_kappa", "theory_floor",
 ]

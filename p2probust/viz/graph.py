@@ -6,7 +6,8 @@ the border; other graphs in row-major order), ``circular`` (a ring in its cyclic
 JSON file: ``[[x, y], ...]`` or ``{"id": [x, y]}``) and ``auto`` (grid for a torus, circular for
 a ring, spring otherwise). Edges are one faded ``LineCollection``; honest nodes one scatter
 coloured on a log scale (distance, relative distance, loss) or a linear one (accuracy) with a
-colour bar; Byzantine nodes red crosses, their links red; offline or unmeasured nodes grey; unrecorded nodes (sampled out) small dots.
+colour bar; Byzantine nodes red crosses, their links red; offline or unmeasured nodes grey;
+unrecorded nodes (sampled out) small grey dots.
 """
 
 from __future__ import annotations
