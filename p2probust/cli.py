@@ -169,15 +169,17 @@ def _run_options(func: Callable) -> Callable:
 @click.option("--task-param", multiple=True, metavar="KEY=VALUE", help="task parameter, repeatable (e.g. hidden=128, dim=50)")
 @click.option("--attack-param", multiple=True, metavar="KEY=VALUE", help="attack parameter, repeatable (e.g. scale=10)")
 @click.option("--rule-param", multiple=True, metavar="KEY=VALUE", help="rule parameter, repeatable")
+@click.option("--record-nodes", metavar="every=K[,max_nodes=M]", default=None,
+              help="per-node values every K rounds into nodes.npz (a seeded sample beyond M nodes, default 1000)")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no placement report")
 @click.option("--overwrite", is_flag=True, help="clear an existing run folder at --out first")
 @click.option("--dry-run", is_flag=True, help="print the resolved config, the graph and the memory estimate; run nothing")
 @user_errors
 def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tuple[str, ...],
-        attack_param: tuple[str, ...], rule_param: tuple[str, ...], quiet: bool, overwrite: bool,
-        dry_run: bool, **flags: Any) -> None:
+        attack_param: tuple[str, ...], rule_param: tuple[str, ...], record_nodes: str | None, quiet: bool,
+        overwrite: bool, dry_run: bool, **flags: Any) -> None:
     """Run one simulation and write its run folder (config.json, metrics.csv, timing.csv,
-    summary.json, params.pt).
+    summary.json, params.pt; nodes.npz and graph.json with --record-nodes).
 
     With no flags: 16 nodes on a 4×4 torus learning the bundled digits with logistic regression,
     2 Byzantine nodes sending sign-flipped models, trimmed-mean gossip, 100 rounds.
@@ -208,6 +210,10 @@ def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tu
         overrides["attack.params"] = dict(_param(p) for p in attack_param)
     if rule_param:
         overrides["rule.params"] = dict(_param(p) for p in rule_param)
+    if record_nodes is not None:
+        from .node_recorder import parse_record_spec
+
+        overrides.update(parse_record_spec(record_nodes))
     cfg = load_config(config_path, overrides) if config_path else from_overrides(overrides)
     _setup_logging(quiet)
     if dry_run:
@@ -251,18 +257,36 @@ def _setup_logging(quiet: bool) -> None:
               help="x axis: rounds or simulated seconds")
 @click.option("--out", default="fig.png", show_default=True, type=click.Path(dir_okay=False), help="image file to write")
 @click.option("--title", default=None, help="figure title")
+@click.option("--graph", "graph", is_flag=True,
+              help="draw the graph of one run coloured per node at --round (metric distance, loss or accuracy; needs --record-nodes)")
+@click.option("--round", "round_", type=int, default=None, help="with --graph: the recorded round [default: the last]")
+@click.option("--layout", type=click.Choice(["auto", "spring", "kamada", "circular", "grid", "file"]), default="auto",
+              show_default=True, help="with --graph: node positions (auto: grid for a torus, circular for a ring, else spring)")
+@click.option("--positions", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="with --layout file: JSON [[x, y], ...] or {\"id\": [x, y]}")
+@click.option("--theory", is_flag=True,
+              help="overlay theory: the error floor κG²/μ² on dist_to_opt, the plain-gossip envelope on consensus_distance")
+@click.option("--kappa", type=float, default=None, help="with --theory: use this κ instead of the rule's bound")
 @user_errors
-def plot(runs: tuple[str, ...], metric: str, x_axis: str, out: str, title: str | None) -> None:
-    """Draw one metric against rounds for several run folders on one axis."""
+def plot(runs: tuple[str, ...], metric: str, x_axis: str, out: str, title: str | None, graph: bool, round_: int | None,
+         layout: str, positions: str | None, theory: bool, kappa: float | None) -> None:
+    """Draw one metric against rounds for several run folders on one axis (or, with --graph, one run's graph)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plots import plot_metric
+    from .plots import plot_metric, plot_theory
 
+    if graph:
+        from .cli_viz import plot_graph
+
+        plot_graph(runs, metric, round_, layout, positions, out, title)
+        return
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     plot_metric(runs, metric, x=x_axis, ax=ax)
+    if theory:
+        plot_theory(runs, metric, x=x_axis, ax=ax, kappa=kappa)
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -334,13 +358,14 @@ def kappa(rule: str, n: int, f: int, d: int, trials: int, seed: int) -> None:
 
 
 
-def _register_sweep_commands() -> None:
-    from .cli_sweep import register
+def _register_commands() -> None:
+    from . import cli_sweep, cli_viz
 
-    register(main, user_errors)
+    cli_sweep.register(main, user_errors)
+    cli_viz.register(main, user_errors)
 
 
-_register_sweep_commands()
+_register_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,6 +42,10 @@ A :class:`RunConfig` has one part per concern. A TOML file uses one table per pa
     churn = "up=50,down=5"
     stragglers = "0.1x5"
     duration = "300s"
+
+    [record]
+    every = 5               # per-node values every 5 rounds into nodes.npz (0: off)
+    max_nodes = 1000        # beyond this, a seeded sample of nodes
 """
 
 from __future__ import annotations
@@ -265,6 +269,21 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class RecordConfig:
+    """Per-node recording (:mod:`p2probust.node_recorder`): every ``every`` rounds (0: off), into ``nodes.npz``.
+
+    Beyond ``max_nodes`` nodes, a seeded sample of ``max_nodes`` nodes is recorded (Byzantine nodes first).
+    """
+
+    every: int = 0
+    max_nodes: int = 1000
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.every, int) and self.every >= 0, "record.every", self.every, "an integer >= 0 (0: off)")
+        _require(isinstance(self.max_nodes, int) and self.max_nodes >= 1, "record.max_nodes", self.max_nodes, "an integer >= 1")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a run. Same config and seed → same metrics, bit for bit."""
 
@@ -275,6 +294,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
     seed: int = 0
     eval_every: int = 10
     out: str | None = None
@@ -323,6 +343,7 @@ _PARTS = {
     "data": DataConfig,
     "train": TrainConfig,
     "engine": EngineConfig,
+    "record": RecordConfig,
 }
 _OPEN_PARTS = ("topology", "data", "attack", "rule")
 _TOP_KEYS = {f.name for f in fields(RunConfig)} - set(_PARTS)

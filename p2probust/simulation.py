@@ -13,12 +13,9 @@ nodes whose attack follows the protocol, e.g. label flipping):
 
 from __future__ import annotations
 
-import inspect
-import io
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +24,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__, registry
+from . import registry
 from .attacks.base import AbstractAttack
-from .config import DEFAULT_NODES, RunConfig
+from .build import default_out_dir, place, resolved_config  # noqa: F401  (default_out_dir: public here too)
+from .config import RunConfig
 from .data.partition import pad_partition
 from .async_kernel import StaleModels, make_async_engine, run_async
 from .engine import ChurnSchedule, ComputeModel, EdgeSampler, LinkModel, RoundPlan, RoundTiming, SyncEngine, SyncNetwork
@@ -37,125 +35,19 @@ from .kernels import Kernels
 from .gossip.mixing import AggregateAndMix
 from .gossip.registry import as_rule, make_rule
 from .local import LocalTrainer, LRSchedule
-from .memory import estimate, estimate_run
-from .metrics import Evaluator, consensus_distance
+from .memory import estimate_run
+from .metrics import Evaluator, consensus_distance, honest_objective
 from .models import ParamSpec, init_stacked
+from .node_recorder import NodeRecorder
 from .recorder import Recorder
+from .result import Result
 from .rng import numpy_stream, torch_stream
-from .rundir import RunDir, default_run_dir
+from .rundir import RunDir
 from .signals import stop_on_signals
-from .status import Diverged, honest_models_finite, is_overflow
-from .topology import NeighborTable, build_topology, is_topology_path, place_byzantine, placement_report, validate_graph
+from .status import Diverged, close_run_dir, failure_fields, honest_models_finite
+from .topology import NeighborTable
 
 log = logging.getLogger("p2probust")
-
-
-@dataclass(frozen=True)
-class Result:
-    """What a run returns.
-
-    Attributes
-    ----------
-    config : dict
-        The fully resolved configuration (as written to ``config.json``).
-    history : list of dict
-        One row per logged round (``round`` 0 is the initial state); evaluation columns are
-        ``None`` on rounds without evaluation.
-    summary : dict
-        Final and best values, wall time, status (as written to ``summary.json``).
-    params : Tensor [n, d]
-        Final stacked parameters of every node.
-    is_byzantine : BoolTensor [n]
-    graph : networkx.Graph
-    out_dir : Path or None
-    timing : list of dict
-        Wall-clock seconds since set-up at each logged round (``timing.csv``); kept out of
-        ``history`` so that ``metrics.csv`` is reproducible byte for byte.
-    """
-
-    config: dict[str, Any]
-    history: list[dict[str, Any]]
-    summary: dict[str, Any]
-    params: torch.Tensor
-    is_byzantine: torch.Tensor
-    graph: nx.Graph
-    out_dir: Path | None = None
-    timing: list[dict[str, Any]] = field(default_factory=list)  #: ``[{"round", "wall_s"}]``, as timing.csv
-
-    def metric(self, name: str) -> list[tuple[int, float]]:
-        """``[(round, value), ...]`` of the rounds where ``name`` was measured."""
-        return [(r["round"], r[name]) for r in self.history if r.get(name) is not None]
-
-    def final(self, name: str) -> float:
-        """Last measured value of ``name``."""
-        values = self.metric(name)
-        if not values:
-            raise KeyError(f"metric {name!r} was never measured; measured: {sorted(self.history[-1])}")
-        return values[-1][1]
-
-
-def default_out_dir(cfg: RunConfig, root: str | Path = "runs") -> Path:
-    """A new, empty, uniquely named folder under ``root`` for a run of ``cfg``:
-    ``<time to the ms>-<topology>-<rule>-<attack>-s<seed>-<config hash>[-N]`` (see :mod:`p2probust.rundir`)."""
-    parts = [Path(cfg.topology.name).stem, cfg.rule.name.replace("+", "_"), cfg.attack.name, f"s{cfg.seed}"]
-    return default_run_dir(parts, cfg.to_dict(), root)
-
-
-def _graph(cfg: RunConfig, graph: nx.Graph | None) -> nx.Graph:
-    if graph is not None:
-        return nx.convert_node_labels_to_integers(graph, ordering="sorted" if _sortable(graph) else "default")
-    t = cfg.topology
-    n = t.nodes
-    if n is None and not (is_topology_path(t.name) and not t.name.endswith(".py")):
-        n = DEFAULT_NODES
-    if n is not None:  # refuse before building a graph that cannot fit
-        estimate_graph_only(n, t.degree).check(cfg.max_memory)
-    extra = dict(t.params)
-    if extra and not is_topology_path(t.name):
-        accepted = inspect.signature(registry.topologies.get(t.name).factory).parameters
-        unknown = [key for key in extra if key not in accepted or key in ("n", "seed")]
-        if unknown:
-            allowed = ", ".join(k for k in accepted if k not in ("n", "seed")) or "none"
-            raise ValueError(f"topology {t.name!r} has no parameter {unknown[0]!r}; its parameters: {allowed}")
-    return build_topology(
-        t.name, n, seed=int(numpy_stream(cfg.seed, "graph").integers(2**31)),
-        **{"degree": t.degree, "p": t.p, "k": t.k, "beta": t.beta, **extra},
-    )
-
-
-def estimate_graph_only(n: int, degree: int):
-    """The part of the memory estimate known before the graph exists (one parameter per node)."""
-    return estimate(n=n, k=degree, d=1, batch=1, local=1, activations=0, edges=n * degree / 2)
-
-
-def place(cfg: RunConfig, graph: nx.Graph | None = None):
-    """The run's graph (``graph`` or the configured topology), its Byzantine nodes and the
-    placement report: ``(G, is_byz [n] bool, PlacementReport)``; validated, nothing else built."""
-    G = _graph(cfg, graph)
-    n = G.number_of_nodes()
-    if n == 0:
-        raise ValueError("the graph has no nodes; a topology needs at least 2 nodes joined by edges")
-    if cfg.byzantine.count >= n and cfg.byzantine.placement != "attach":  # attach: count is per honest node
-        raise ValueError(f"byzantine.count = {cfg.byzantine.count} is invalid; expected fewer Byzantine nodes than nodes (n = {n})")
-    if cfg.byzantine.placement == "attach":  # attacks issue: add `count` Byzantine vertices per honest node
-        from .topology.adversarial import attach_byzantine
-
-        G, is_byz = attach_byzantine(G, cfg.byzantine.count)
-    else:
-        is_byz = place_byzantine(
-            G, cfg.byzantine.count, cfg.byzantine.placement,
-            seed=int(numpy_stream(cfg.seed, "placement").integers(2**31)), nodes=list(cfg.byzantine.nodes) or None,
-        )
-    validate_graph(G, is_byz)
-    return G, is_byz, placement_report(G, is_byz)
-
-
-def _sortable(graph: nx.Graph) -> bool:
-    try:
-        sorted(graph.nodes)
-        return True
-    except TypeError:
-        return False
 
 
 def simulate(
@@ -267,7 +159,7 @@ def simulate(
     evaluator = Evaluator(model, ds.x_test, ds.y_test, loss=task.loss, classification=task.classification)
     honest_parts = [parts[i] for i in torch.nonzero(honest).squeeze(1).tolist()]
     optimum = task.optimum(honest_parts)
-    objective = _honest_objective(model, spec, task.loss, ds.x_train, ds.y_train, part_table[honest], lengths[honest])
+    objective = honest_objective(model, spec, task.loss, ds.x_train, ds.y_train, part_table[honest], lengths[honest])
     schedule = LRSchedule(cfg.train.lr, cfg.train.lr_schedule, cfg.train.lr_decay, cfg.train.lr_step)
     specs = cfg.engine.specs()
     history = StaleModels() if specs["timing_attack"].kind == "replay" else None
@@ -292,7 +184,9 @@ def simulate(
         columns += ["offline_distance"]
     columns += [c for c in adversary.report_columns if c not in columns]  # per-round values the attack reports
     columns += ["messages", "bytes"]
-    resolved = _resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report)
+    resolved = resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report)
+    nodes: NodeRecorder | None = None  # per-node recording (off by default), built once the folder is claimed
+    shown: dict[str, str] = {}  # progress bar postfix: latest accuracy (or distance to optimum) and consensus
     msg_bytes = d * params.element_size()
     start = time.perf_counter()
     diverged: list[int] = []  # the first round at which an honest model was non-finite
@@ -330,6 +224,11 @@ def simulate(
         if row["loss"] is not None and not math.isfinite(row["loss"]):
             row["loss"] = float("nan")
         recorder.log(row, wall_s=time.perf_counter() - start)
+        if nodes is not None:
+            nodes.observe(rnd, now, params, theta_bar, online, evaluate)
+        shown.update({k: f"{row[c]:.4g}" for k, c in (("acc", "accuracy"), ("opt", "dist_to_opt"), ("cd", "consensus_distance"))
+                      if row.get(c) is not None})
+        bar.set_postfix(shown, refresh=False)
         if not finite and not diverged:
             diverged.append(rnd)
             if cfg.on_diverge == "stop":
@@ -358,7 +257,6 @@ def simulate(
         measure(done, plan.end, lr, done % cfg.eval_every == 0 or done == rounds or plan.last, sent, plan.online)
         bar.update(1)
 
-    status = "interrupted"
     if cfg.engine.mode == "async":
         engine = make_async_engine(cfg, specs, kern, compute, links, churn, dynamics, rng_engine, honest)
     else:
@@ -373,6 +271,7 @@ def simulate(
             if run_dir is not None:
                 run_dir.write_json("config.json", resolved)
             recorder = Recorder(out_dir, columns)
+            nodes = NodeRecorder.build(cfg, out_dir, G, is_byz, evaluator)
             measure(0, 0.0, None, True, 0, churn.online(0.0) if churn is not None else None)
             if cfg.engine.mode == "async":
                 run_async(engine, kern, schedule, measure, cfg, bar)
@@ -382,7 +281,7 @@ def simulate(
         except Diverged:
             outcome["status"] = "diverged"
         except BaseException as err:
-            outcome.update(_failure(err, recorder.history if recorder is not None else []))
+            outcome.update(failure_fields(err, recorder.history if recorder is not None else []))
             if outcome["status"] != "diverged":
                 raise
         finally:
@@ -390,6 +289,11 @@ def simulate(
             bar.close()
             if recorder is not None:
                 recorder.close()
+            if nodes is not None:
+                try:
+                    nodes.close()
+                except OSError as err:
+                    log.error(f"could not write nodes.npz: {err.strerror or err}")
             if diverged or outcome.get("diverged_round") is not None:
                 outcome.setdefault("diverged_round", diverged[0] if diverged else None)
                 outcome.setdefault("diverged_reason", "an honest model became NaN or ±inf")
@@ -405,41 +309,9 @@ def simulate(
                 "d": d,
             }
             if run_dir is not None:
-                _close_run_dir(run_dir, summary, kern.params, is_byz)
+                close_run_dir(run_dir, summary, kern.params, is_byz)
     timing = recorder.timing
     return Result(resolved, recorder.history, summary, kern.params, is_byz, G, out_dir, timing=timing)
-
-
-def _failure(err: BaseException, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The summary fields of a run that raised ``err``."""
-    from .recorder import RecordError
-    from .signals import Interrupted
-
-    done = history[-1]["round"] if history else 0
-    if is_overflow(err):  # e.g. --lr 1e300: the numbers left the representable range
-        return {"status": "diverged", "diverged_round": done + 1, "diverged_reason": f"overflow ({err})"}
-    if isinstance(err, Interrupted):
-        return {"status": "interrupted", "stopped_by": err.name}
-    if isinstance(err, KeyboardInterrupt):
-        return {"status": "interrupted", "stopped_by": "SIGINT"}
-    reason = str(err) if isinstance(err, RecordError) else f"{type(err).__name__}: {err}"
-    return {"status": "failed", "error": reason}
-
-
-def _close_run_dir(run_dir: RunDir, summary: dict[str, Any], params: torch.Tensor, is_byz: torch.Tensor) -> None:
-    """Write ``summary.json`` and the final parameters atomically, then unlock the folder. A write
-    that fails (disk full) is reported in one line, not raised over the run's own outcome."""
-    from .rundir import write_atomic
-
-    try:
-        buf = io.BytesIO()
-        torch.save({"params": params.detach().cpu(), "is_byzantine": is_byz.cpu()}, buf)
-        write_atomic(run_dir.path / "params.pt", buf.getvalue())
-        run_dir.write_json("summary.json", summary)
-    except OSError as err:
-        log.error(f"could not write the run's summary to {run_dir.path}: {err.strerror or err}")
-    finally:
-        run_dir.release()
 
 
 def _byzantine_sends(kern: Kernels, plan: RoundPlan, byz_np: np.ndarray) -> int:
@@ -459,39 +331,3 @@ _SHORT = {
     "topology": "topology.name", "byzantine": "byzantine.count", "alpha": "rule.alpha",
     "task": "data.task", "partition": "data.partition",
 }
-
-
-def _honest_objective(model, spec, loss: str, x, y, table, lengths):
-    """Average over honest nodes of their local training loss, at one flat model ``theta [d]``."""
-
-    @torch.no_grad()
-    def objective(theta: torch.Tensor) -> float:
-        out = torch.func.functional_call(model, spec.unflatten(theta), (x,))
-        if loss == "cross_entropy":
-            per_sample = torch.nn.functional.cross_entropy(out, y, reduction="none")
-        else:
-            per_sample = 0.5 * (out - y) ** 2
-        per_sample = per_sample.double()
-        valid = torch.arange(table.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
-        node_loss = torch.where(valid, per_sample[table], 0.0).sum(1) / lengths
-        return float(node_loss.mean())
-
-    return objective
-
-
-def _resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report) -> dict[str, Any]:
-    out = cfg.to_dict()
-    out["topology"]["nodes"] = n
-    out["topology"]["edges"] = G.number_of_edges()
-    out["byzantine"]["nodes"] = torch.nonzero(is_byz).squeeze(1).tolist()
-    out["rule"]["repr"] = repr(gossip)
-    out["rule"]["tolerance_used"] = (
-        "oracle (true Byzantine count per node)" if cfg.rule.tolerance == "oracle" else f"declared f = {cfg.rule.tolerance}"
-    )
-    out["attack"]["repr"] = repr(adversary)
-    out["attack"]["knowledge"] = adversary.knowledge
-    out["byzantine"]["neighbors_per_honest_node"] = report.byzantine_neighbors
-    out["byzantine"]["at_risk"] = report.at_risk
-    out["parameters"] = d
-    out["version"] = __version__
-    return out

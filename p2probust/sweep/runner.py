@@ -119,7 +119,7 @@ def _largest_memory(points: list[Point]) -> float:
     be built; a point that cannot be built is left to fail (and be recorded) when it runs."""
     from .. import registry
     from ..memory import estimate_run
-    from ..simulation import place
+    from ..build import place
     from ..topology import NeighborTable
 
     def size(p: Point) -> float:
