@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from . import __version__, registry
 from .attacks.base import AbstractAttack
 from .config import RunConfig
-from .data.partition import pad_holders, pad_partition
+from .data.setup import build_partition, build_task
 from .async_kernel import StaleModels, make_async_engine, run_async
 from .engine import ChurnSchedule, ComputeModel, EdgeSampler, LinkModel, RoundPlan, RoundTiming, SyncEngine, SyncNetwork
 from .kernels import Kernels
@@ -111,33 +111,6 @@ def _graph(cfg: RunConfig, graph: nx.Graph | None) -> nx.Graph:
     )
 
 
-def _task(cfg: RunConfig):
-    """The registered task, with ``data.normalize`` passed to the tasks that take pixel inputs."""
-    extra = dict(cfg.data.params)
-    if "normalize" in inspect.signature(registry.tasks.get(cfg.data.task).factory).parameters:
-        extra["normalize"] = cfg.data.normalize
-    elif cfg.data.normalize != "auto":
-        raise ValueError(f"data.normalize = {cfg.data.normalize!r} needs a pixel task; task {cfg.data.task!r} takes only 'auto'")
-    return registry.tasks.create(
-        cfg.data.task, data_dir=cfg.data.data_dir, test_fraction=cfg.data.test_fraction, split_seed=cfg.data.split_seed,
-        **extra,
-    )
-
-
-def _partition(cfg: RunConfig, task, honest: torch.Tensor):
-    """``(parts, table [n, L], lengths [n])``: the split among all nodes, or among the honest ones
-    in increasing id (``data.split_among = "honest"``: Byzantine rows have length 0)."""
-    name = cfg.data.partition
-    params = {"dirichlet": {"alpha": cfg.data.dirichlet_alpha}, "shards": {"shards_per_node": cfg.data.shards_per_node}}.get(name, {})
-    holders = honest.numpy() if cfg.data.split_among == "honest" else np.ones(honest.numel(), dtype=bool)
-    parts = registry.partitions.create(
-        name, labels=np.asarray(task.partition_labels), n=int(holders.sum()),
-        seed=int(numpy_stream(cfg.seed, "partition").integers(2**31)), **params,
-    )
-    table, lengths = pad_partition(parts) if holders.all() else pad_holders(parts, holders)
-    return parts, table, lengths
-
-
 def _sortable(graph: nx.Graph) -> bool:
     try:
         sorted(graph.nodes)
@@ -216,9 +189,9 @@ def simulate(
     honest = ~is_byz
 
     # --- task, data, model ------------------------------------------------------------------
-    task = _task(cfg)
+    task = build_task(cfg)
     ds = task.dataset
-    parts, part_table, lengths = _partition(cfg, task, honest)
+    parts, part_table, lengths = build_partition(cfg, task, honest)
     model = task.make_model()
     spec = ParamSpec.from_module(model)
     d = spec.dim

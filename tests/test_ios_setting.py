@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from p2probust.config import load_config
-from p2probust.simulation import _partition, _task
+from p2probust.data.setup import build_partition, build_task
 from p2probust.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,12 +36,12 @@ def test_experiment_data_one_class_per_honest_node(monkeypatch):
 
     monkeypatch.chdir(ROOT)  # the TOML's paths are relative to the repository root
     cfg = load_config(ROOT / "experiments" / "ios_er12.toml")
-    task = _task(cfg)
+    task = build_task(cfg)
     assert (task.dataset.x_train.shape[0], task.dataset.x_test.shape[0]) == (8000, 2000)
     assert float(task.dataset.x_train.min()) == -1.0 and float(task.dataset.x_train.max()) == 1.0
     honest = torch.ones(12, dtype=torch.bool)
     honest[[6, 7]] = False
-    parts, table, lengths = _partition(cfg, task, honest)
+    parts, table, lengths = build_partition(cfg, task, honest)
     assert lengths[6] == lengths[7] == 0
     y = task.dataset.y_train.numpy()
     classes = [np.unique(y[p]).tolist() for p in parts]
