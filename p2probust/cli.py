@@ -35,16 +35,27 @@ RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--tolerance", "rule.tolerance", str, "Byzantine neighbours a rule expects: 'oracle' (true count per node) or an integer"),
     ("--task", "data.task", str, "learning task (see `p2probust list tasks`)"),
     ("--data-dir", "data.data_dir", str, "folder holding the MNIST IDX files (mnist tasks)"),
-    ("--partition", "data.partition", str, "how data is split over nodes: iid, dirichlet, extreme"),
+    ("--partition", "data.partition", str, "how data is split over nodes: iid, dirichlet, extreme, one-class, shards"),
     ("--dirichlet-alpha", "data.dirichlet_alpha", float, "concentration α of the Dirichlet partition"),
+    ("--shards-per-node", "data.shards_per_node", int, "classes-sized shards per node of the shards partition"),
+    ("--split-among", "data.split_among", click.Choice(["all", "honest"]), "nodes that hold data: all, or honest only (IOS code)"),
+    ("--normalize", "data.normalize", click.Choice(["auto", "mnist", "unit", "symmetric", "none"]), "pixel normalisation: auto (mnist for MNIST, unit for digits), mnist (x/255−0.1307)/0.3081, unit x/255, symmetric 2x/255−1, none"),
     ("--rounds", "train.rounds", int, "number of rounds"),
     ("--lr", "train.lr", float, "learning rate"),
-    ("--lr-schedule", "train.lr_schedule", click.Choice(["constant", "inv-sqrt", "step"]), "learning-rate schedule"),
-    ("--lr-decay", "train.lr_decay", float, "decay factor of the step schedule"),
-    ("--lr-step", "train.lr_step", int, "rounds between decays of the step schedule"),
+    ("--lr-schedule", "train.lr_schedule", click.Choice(["constant", "inv-sqrt", "step", "multistep"]), "learning-rate schedule (round t from 0): constant η, inv-sqrt η/√(t+b), step η·γ^⌊t/s⌋, multistep η·γ^#{milestones ≤ t}"),
+    ("--lr-decay", "train.lr_decay", float, "decay factor γ of the step and multistep schedules"),
+    ("--lr-step", "train.lr_step", int, "rounds s between decays of the step schedule"),
+    ("--lr-offset", "train.lr_offset", float, "b of the inv-sqrt schedule η/√(t+b)"),
+    ("--lr-milestones", "train.lr_milestones", str, "rounds of the multistep schedule, comma separated"),
     ("--momentum", "train.momentum", float, "local momentum β (m ← βm + (1−β)g)"),
+    ("--weight-decay", "train.weight_decay", float, "ℓ2 weight decay λ: g ← ∇f + λθ, before momentum"),
     ("--batch-size", "train.batch_size", int, "local batch size"),
+    ("--sampling", "train.sampling", click.Choice(["uniform", "epoch", "slice"]), "batches: uniform with replacement, epoch (without replacement, reshuffled per node), slice (contiguous, IOS code)"),
     ("--local-steps", "train.local_steps", int, "local SGD steps per round"),
+    ("--init", "train.init", click.Choice(["shared", "per-node"]), "one initial model for all nodes, or one draw per node"),
+    ("--init-scheme", "train.init_scheme", click.Choice(["torch", "normal", "zero"]), "initial law: torch U(±s/√fan_in), normal s·N(0,1), zero"),
+    ("--init-scale", "train.init_scale", float, "scale s of the initial law"),
+    ("--order", "train.order", click.Choice(["step-then-gossip", "gossip-then-step"]), "phases of a round: x ← Agg(x − γ∇f(x)) or x ← Agg(x) − γ∇f(x)"),
     ("--compute-time", "engine.compute_time", str, "simulated seconds per local step: 0.01, lognormal:mean=0.01,sigma=0.5, exponential:mean=0.01"),
     ("--latency", "engine.latency", str, "link latency: seconds (0.005), uniform:low=A,high=B, lognormal:mean=M,sigma=S, exponential:mean=M"),
     ("--mode", "engine.mode", click.Choice(["sync", "async"]), "synchronous rounds or asynchronous gossip"),
@@ -196,11 +207,11 @@ def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tu
         if value is None:
             continue
         key = name.replace("__", ".")
-        if key == "byzantine.nodes":
+        if key in ("byzantine.nodes", "train.lr_milestones"):
             try:
                 value = tuple(int(v) for v in value.split(",") if v.strip())
             except ValueError:
-                raise ValueError(f"--byzantine-nodes {value!r} must be comma-separated integers") from None
+                raise ValueError(f"--{key.split('.')[1].replace('_', '-')} {value!r} must be comma-separated integers") from None
         overrides[key] = value
     if topology_param:
         overrides["topology.params"] = dict(_param(p) for p in topology_param)
@@ -229,14 +240,26 @@ def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tu
         if not cfg.out and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # the default folder made for a run that never started
         raise
-    final = result.summary["final"]
-    parts = [f"{k} {final[k]:.4g}" for k in ("accuracy", "node_acc_min", "consensus_distance", "dist_to_opt") if k in final]
-    click.echo(f"round {result.summary['rounds_done']}: " + ", ".join(parts))
+    click.echo(final_line(result.summary))
     click.echo(f"results written to {out}")
     status = result.summary["status"]
     if status != "completed":
         click.echo(f"{describe(result.summary)} (status {status!r} in summary.json)", err=True)
         sys.exit(EXIT_CODES.get(status, 1))
+
+
+_FINAL_LABELS = (
+    ("accuracy", "accuracy of the averaged honest model"), ("node_acc_mean", "honest node accuracy: mean"),
+    ("node_acc_min", "min"), ("consensus_distance", "consensus distance"), ("dist_to_opt", "distance to optimum"),
+)
+
+
+def final_line(summary: dict[str, Any]) -> str:
+    """The console's last line: averaged-model accuracy, then the mean and min of the honest nodes'
+    own accuracies (what papers report), consensus distance, distance to the optimum."""
+    final = summary["final"]
+    parts = [f"{label} {final[k]:.4g}" for k, label in _FINAL_LABELS if final.get(k) is not None]
+    return f"round {summary['rounds_done']}: " + ", ".join(parts)
 
 
 def _setup_logging(quiet: bool) -> None:

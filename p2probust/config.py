@@ -32,6 +32,10 @@ A :class:`RunConfig` has one part per concern. A TOML file uses one table per pa
     rounds = 200
     lr = 0.1
     momentum = 0.9
+    weight_decay = 0.0      # λ: g ← ∇f + λθ, then momentum
+    sampling = "uniform"    # or "epoch" (without replacement), "slice" (contiguous)
+    init = "shared"         # or "per-node"; init_scheme = "torch" | "normal" | "zero"
+    order = "step-then-gossip"  # or "gossip-then-step"
 
     [engine]
     compute_time = 0.01
@@ -171,36 +175,66 @@ class DataConfig:
     dirichlet_alpha: float = 1.0
     test_fraction: float = 0.2
     split_seed: int = 0  #: fixed train/test split, independent of the run seed
+    shards_per_node: int = 2  #: k of the ``shards`` partition
+    split_among: str = "all"  #: all | honest (Byzantine nodes hold no data, as in the IOS code)
+    normalize: str = "auto"  #: pixel inputs: auto | mnist | unit | symmetric | none
     params: Params = ()  #: task parameters, e.g. digits-mlp ``hidden``, least-squares ``dim``
 
     def __post_init__(self) -> None:
+        from .data.normalize import NORMALIZATIONS
+
         check_types(self, "data")
         object.__setattr__(self, "params", _params(self.params))
         _require(self.dirichlet_alpha > 0, "data.dirichlet_alpha", self.dirichlet_alpha, "a concentration > 0")
         _require(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "a fraction in (0, 1)")
+        _require(self.shards_per_node >= 1, "data.shards_per_node", self.shards_per_node, "an integer >= 1")
+        _require(self.split_among in ("all", "honest"), "data.split_among", self.split_among, "all or honest")
+        _require(self.normalize in NORMALIZATIONS, "data.normalize", self.normalize, " | ".join(NORMALIZATIONS))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Local training: rounds, learning-rate schedule, local momentum, batch size, local steps."""
+    """Local training: rounds, learning-rate schedule, local momentum, weight decay, batch size and
+    sampling, local steps, initialisation, and the order of the local step and the gossip step."""
 
     rounds: int = 100
     lr: float = 0.5
-    lr_schedule: str = "constant"  #: constant | inv-sqrt | step
-    lr_decay: float = 0.5  #: factor of the step schedule
+    lr_schedule: str = "constant"  #: constant | inv-sqrt | step | multistep (see local.LRSchedule)
+    lr_decay: float = 0.5  #: factor γ of the step and multistep schedules
     lr_step: int = 50  #: rounds between decays of the step schedule
+    lr_offset: float = 1.0  #: b of inv-sqrt: lr / √(t + b), t the round from 0
+    lr_milestones: tuple[int, ...] = ()  #: rounds where multistep multiplies the lr by γ
     momentum: float = 0.0  #: β of m ← βm + (1−β)g
+    weight_decay: float = 0.0  #: λ of g ← ∇f + λθ (before momentum, as torch.optim.SGD)
     batch_size: int = 32
+    sampling: str = "uniform"  #: uniform (with replacement) | epoch (without, reshuffled per node) | slice
     local_steps: int = 1
+    init: str = "shared"  #: shared (one model for all nodes) | per-node (independent draws)
+    init_scheme: str = "torch"  #: torch (U(±s/√fan_in)) | normal (s·N(0,1)) | zero
+    init_scale: float = 1.0  #: s of init_scheme
+    order: str = "step-then-gossip"  #: or gossip-then-step (D-PSGD: x ← Agg(x) − γ∇f(x))
 
     def __post_init__(self) -> None:
+        from .models import INIT_SCHEMES
+
+        object.__setattr__(self, "lr_milestones", check_int_list(self.lr_milestones, "train.lr_milestones"))
         check_types(self, "train")
         _require(self.rounds >= 1, "train.rounds", self.rounds, "an integer >= 1")
         _require(0 < self.lr < math.inf, "train.lr", self.lr, "a finite learning rate > 0")
         _require(
-            self.lr_schedule in ("constant", "inv-sqrt", "step"),
-            "train.lr_schedule", self.lr_schedule, "constant, inv-sqrt or step",
+            self.lr_schedule in ("constant", "inv-sqrt", "step", "multistep"),
+            "train.lr_schedule", self.lr_schedule, "constant, inv-sqrt, step or multistep",
         )
+        _require(self.lr_offset > 0, "train.lr_offset", self.lr_offset, "b > 0")
+        _require(list(self.lr_milestones) == sorted(set(self.lr_milestones)) and all(m >= 1 for m in self.lr_milestones),
+                 "train.lr_milestones", self.lr_milestones, "increasing rounds >= 1")
+        _require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "λ >= 0")
+        _require(self.sampling in ("uniform", "epoch", "slice"), "train.sampling", self.sampling, "uniform, epoch or slice")
+        _require(self.init in ("shared", "per-node"), "train.init", self.init, "shared or per-node")
+        _require(self.init_scheme in INIT_SCHEMES, "train.init_scheme", self.init_scheme, ", ".join(INIT_SCHEMES))
+        _require(self.init_scale > 0, "train.init_scale", self.init_scale, "a scale > 0")
+        _require(self.order in ("step-then-gossip", "gossip-then-step"), "train.order", self.order,
+                 "step-then-gossip or gossip-then-step")
         _require(0 < self.lr_decay <= 1, "train.lr_decay", self.lr_decay, "a factor in (0, 1]")
         _require(self.lr_step >= 1, "train.lr_step", self.lr_step, "an integer >= 1")
         _require(0 <= self.momentum < 1, "train.momentum", self.momentum, "β in [0, 1)")
@@ -328,6 +362,7 @@ class RunConfig:
         for part in _OPEN_PARTS:
             out[part]["params"] = dict(getattr(self, part).params)
         out["byzantine"]["nodes"] = list(self.byzantine.nodes)
+        out["train"]["lr_milestones"] = list(self.train.lr_milestones)
         return out
 
     def replace(self, **changes: Any) -> "RunConfig":

@@ -28,7 +28,7 @@ from . import registry
 from .attacks.base import AbstractAttack
 from .build import default_out_dir, place, resolved_config  # noqa: F401  (default_out_dir: public here too)
 from .config import RunConfig
-from .data.partition import pad_partition
+from .data.setup import build_partition, build_task
 from .async_kernel import StaleModels, make_async_engine, run_async
 from .engine import ChurnSchedule, ComputeModel, EdgeSampler, LinkModel, RoundPlan, RoundTiming, SyncEngine, SyncNetwork
 from .kernels import Kernels
@@ -115,22 +115,16 @@ def simulate(
     honest = ~is_byz
 
     # --- task, data, model ------------------------------------------------------------------
-    task = registry.tasks.create(
-        cfg.data.task, data_dir=cfg.data.data_dir, test_fraction=cfg.data.test_fraction, split_seed=cfg.data.split_seed,
-        **dict(cfg.data.params),
-    )
+    task = build_task(cfg)
     ds = task.dataset
-    part_params = {"alpha": cfg.data.dirichlet_alpha} if cfg.data.partition == "dirichlet" else {}
-    parts = registry.partitions.create(
-        cfg.data.partition, labels=np.asarray(task.partition_labels), n=n,
-        seed=int(numpy_stream(seed, "partition").integers(2**31)), **part_params,
-    )
-    part_table, lengths = pad_partition(parts)
+    parts, part_table, lengths = build_partition(cfg, task, honest)
     estimate_run(cfg, task, table).check(cfg.max_memory)
     model = task.make_model()
     spec = ParamSpec.from_module(model)
     d = spec.dim
-    params = init_stacked(task.make_model, n, generator=torch_stream(seed, "init"))
+    t = cfg.train
+    params = init_stacked(task.make_model, n, generator=torch_stream(seed, "init"), same=t.init == "shared",
+                          scheme=t.init_scheme, scale=t.init_scale)
     momentum = torch.zeros_like(params)
 
     # --- rule, tolerance, attack ------------------------------------------------------------
@@ -151,16 +145,21 @@ def simulate(
         f = torch.where(honest, f, torch.minimum(f, gossip.aggregator.max_tolerance(table.degree + 1)))
 
     actors = torch.arange(n) if adversary.follows_protocol else torch.nonzero(honest).squeeze(1)
+    if adversary.follows_protocol and cfg.data.split_among == "honest" and bool(is_byz.any()):
+        raise ValueError(f"data.split_among = 'honest' gives Byzantine nodes no data, but attack {cfg.attack.name!r} trains on it; use 'all'")
+    if cfg.engine.mode == "async" and t.order != "step-then-gossip":
+        raise ValueError(f"train.order = {t.order!r} is for synchronous rounds; engine.mode 'async' supports step-then-gossip only")
 
     trainer = LocalTrainer(
         model, ds.x_train, ds.y_train, part_table, lengths, loss=task.loss, batch_size=cfg.train.batch_size,
         flipped=is_byz if adversary.flips_labels else None, num_classes=ds.num_classes,
+        weight_decay=t.weight_decay, sampling=t.sampling,
     )
     evaluator = Evaluator(model, ds.x_test, ds.y_test, loss=task.loss, classification=task.classification)
-    honest_parts = [parts[i] for i in torch.nonzero(honest).squeeze(1).tolist()]
+    honest_parts = parts if cfg.data.split_among == "honest" else [parts[i] for i in torch.nonzero(honest).squeeze(1).tolist()]
     optimum = task.optimum(honest_parts)
     objective = honest_objective(model, spec, task.loss, ds.x_train, ds.y_train, part_table[honest], lengths[honest])
-    schedule = LRSchedule(cfg.train.lr, cfg.train.lr_schedule, cfg.train.lr_decay, cfg.train.lr_step)
+    schedule = LRSchedule(t.lr, t.lr_schedule, t.lr_decay, t.lr_step, t.lr_offset, t.lr_milestones)
     specs = cfg.engine.specs()
     history = StaleModels() if specs["timing_attack"].kind == "replay" else None
     kern = Kernels(
@@ -168,7 +167,7 @@ def simulate(
         cfg.train.momentum, torch_stream(seed, "batches"), torch_stream(seed, "attack"), ds.num_classes,
         oracle=cfg.rule.tolerance == "oracle",
         replay=history.replay_fn(specs["timing_attack"].value) if history is not None else None,
-        jit=cfg.jit,
+        jit=cfg.jit, order=t.order,
     )
 
     # --- recorder ---------------------------------------------------------------------------
