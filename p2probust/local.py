@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -108,6 +109,10 @@ class LocalTrainer:
     flipped : BoolTensor [n] or None
         Nodes whose labels are flipped y → C−1−y (label-flipping Byzantine nodes).
     num_classes : int
+    privacy : object or None
+        A DP mechanism (:class:`p2probust.privacy.GaussianDP`): when given, it draws the batches and
+        turns per-example gradients into the noisy clipped mean, ``privacy.gradients(trainer, theta,
+        nodes, generator) -> [a, d]``, before momentum.
     """
 
     def __init__(
@@ -122,6 +127,7 @@ class LocalTrainer:
         batch_size: int,
         flipped: Tensor | None = None,
         num_classes: int = 0,
+        privacy: Any = None,
     ):
         self.model = model
         self.spec = ParamSpec.from_module(model)
@@ -131,6 +137,7 @@ class LocalTrainer:
         self.flipped = flipped
         self.num_classes = num_classes
         criterion = _loss_fn(loss)
+        self.loss, self.criterion = loss, criterion
         model_ = model
 
         def node_loss(theta: Tensor, xb: Tensor, yb: Tensor) -> Tensor:
@@ -138,6 +145,7 @@ class LocalTrainer:
             return criterion(out, yb)
 
         self._grads = closed_form_gradients(model, loss) or torch.func.vmap(torch.func.grad(node_loss))
+        self.privacy = privacy.bind(self) if privacy is not None else None
 
     def sample(self, nodes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """One batch per node: ``([a, B, ...], [a, B])``."""
@@ -151,7 +159,9 @@ class LocalTrainer:
         return self.x.index_select(0, samples.reshape(-1)).reshape(samples.shape + self.x.shape[1:]), yb
 
     def gradients(self, params: Tensor, nodes: Tensor, generator: torch.Generator) -> Tensor:
-        """``[a, d]`` stochastic gradients of the acting ``nodes``."""
+        """``[a, d]`` stochastic gradients of the acting ``nodes`` (the DP ones with ``privacy``)."""
+        if self.privacy is not None:
+            return self.privacy.gradients(self, params[nodes], nodes, generator)
         xb, yb = self.sample(nodes, generator)
         return self._grads(params[nodes], xb, yb)
 
@@ -160,8 +170,11 @@ class LocalTrainer:
     ) -> tuple[Tensor, Tensor]:
         """One local step of ``nodes``; returns new ``(params, momentum)`` (inputs untouched)."""
         theta = params.index_select(0, nodes)
-        xb, yb = self.sample(nodes, generator)
-        g = self._grads(theta, xb, yb)
+        if self.privacy is not None:  # noisy clipped mean, before momentum
+            g = self.privacy.gradients(self, theta, nodes, generator)
+        else:
+            xb, yb = self.sample(nodes, generator)
+            g = self._grads(theta, xb, yb)
         m = torch.lerp(g, momentum.index_select(0, nodes), beta) if beta > 0 else g  # βm + (1−β)g, one pass
         new = torch.add(theta, m, alpha=-lr)
         return params.index_copy(0, nodes, new), momentum.index_copy(0, nodes, m)

@@ -260,9 +260,10 @@ def simulate(
 
     actors = torch.arange(n) if adversary.follows_protocol else torch.nonzero(honest).squeeze(1)
 
+    privacy = _privacy(cfg, lengths, honest)
     trainer = LocalTrainer(
         model, ds.x_train, ds.y_train, part_table, lengths, loss=task.loss, batch_size=cfg.train.batch_size,
-        flipped=is_byz if adversary.flips_labels else None, num_classes=ds.num_classes,
+        flipped=is_byz if adversary.flips_labels else None, num_classes=ds.num_classes, privacy=privacy,
     )
     evaluator = Evaluator(model, ds.x_test, ds.y_test, loss=task.loss, classification=task.classification)
     honest_parts = [parts[i] for i in torch.nonzero(honest).squeeze(1).tolist()]
@@ -291,8 +292,12 @@ def simulate(
     if churning:
         columns += ["offline_distance"]
     columns += [c for c in adversary.report_columns if c not in columns]  # per-round values the attack reports
-    columns += ["messages", "bytes"]
+    columns += ["messages", "bytes"] + (["epsilon"] if privacy is not None else [])
     resolved = _resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report)
+    if privacy is not None:
+        from .privacy.setup import describe
+
+        resolved["privacy"].update(describe(privacy))
     msg_bytes = d * params.element_size()
     start = time.perf_counter()
     diverged: list[int] = []  # the first round at which an honest model was non-finite
@@ -310,6 +315,8 @@ def simulate(
         finite = honest_models_finite(params, alive, cd)
         row.update(round=rnd, time=now, lr=lr, consensus_distance=cd)
         row.update(messages=messages, bytes=messages * msg_bytes)
+        if privacy is not None:  # the honest node that took the most local steps (all equal in sync rounds)
+            row["epsilon"] = privacy.epsilon(torch.nonzero(honest).squeeze(1))
         if rnd > 0 and adversary.report_columns:
             row.update({c: v for c, v in adversary.report().items() if c in adversary.report_columns})
         if "online" in row:
@@ -404,10 +411,24 @@ def simulate(
                 "honest": int(honest.sum()),
                 "d": d,
             }
+            if privacy is not None:
+                summary["privacy"] = {"epsilon": privacy.epsilon(torch.nonzero(honest).squeeze(1)),
+                                      "delta": privacy.delta, "noise_multiplier": privacy.noise_multiplier,
+                                      "clip": privacy.clip, "sample_rate": privacy.sample_rate}
             if run_dir is not None:
                 _close_run_dir(run_dir, summary, kern.params, is_byz)
     timing = recorder.timing
     return Result(resolved, recorder.history, summary, kern.params, is_byz, G, out_dir, timing=timing)
+
+
+def _privacy(cfg: RunConfig, lengths: torch.Tensor, honest: torch.Tensor):
+    """The DP mechanism of the local step, or None (see :mod:`p2probust.privacy`)."""
+    if not cfg.privacy.enabled:
+        return None
+    from .privacy.setup import build_privacy
+
+    steps = cfg.train.rounds * cfg.train.local_steps
+    return build_privacy(cfg.privacy, cfg.train.batch_size, steps, lengths, honest, torch_stream(cfg.seed, "noise"))
 
 
 def _failure(err: BaseException, history: list[dict[str, Any]]) -> dict[str, Any]:
