@@ -9,6 +9,7 @@ import torch
 
 from p2probust.local import LocalTrainer
 from p2probust.models import MLP, LinearRegression, LogisticRegression, ParamSpec
+from p2probust.privacy.per_example import _generic
 from p2probust.privacy import GaussianDP, clip_factors, clipped_mean_fn, per_example_gradients, poisson_positions
 
 torch.set_default_dtype(torch.float32)
@@ -19,7 +20,7 @@ def _case(kind: str, gen: torch.Generator, a: int = 3, bsz: int = 5):
     if kind == "logreg":
         model, loss, p = LogisticRegression(6, 4), "cross_entropy", 6
         yb = torch.randint(0, 4, (a, bsz), generator=gen)
-    elif kind == "mlp":
+    elif kind in ("mlp", "vmap"):  # vmap: the generic path, on the MLP
         model, loss, p = MLP(6, 5, 4), "cross_entropy", 6
         yb = torch.randint(0, 4, (a, bsz), generator=gen)
     else:
@@ -37,7 +38,7 @@ def _criterion(loss):
     return torch.nn.functional.cross_entropy
 
 
-@pytest.mark.parametrize("kind", ["logreg", "lsq", "mlp"])
+@pytest.mark.parametrize("kind", ["logreg", "lsq", "mlp", "vmap"])
 def test_clipped_mean_equals_mean_of_clipped_per_example_gradients(kind):
     """The closed forms (and the vmap path) equal the definition: clip each autograd per-example
     gradient to C, then average over the kept slots; every clipped gradient has norm <= C."""
@@ -60,7 +61,8 @@ def test_clipped_mean_equals_mean_of_clipped_per_example_gradients(kind):
             ref[i] += keep[i, s] * g
     ref /= denom.unsqueeze(1)
     assert 0 < clipped < theta.shape[0] * xb.shape[1]  # both branches of min(1, C/‖g‖)
-    got = clipped_mean_fn(model, loss, crit, spec)(theta, xb, yb, keep, denom, clip)
+    fn = _generic(model, crit, spec) if kind == "vmap" else clipped_mean_fn(model, loss, crit, spec)
+    got = fn(theta, xb, yb, keep, denom, clip)
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
 
 

@@ -18,7 +18,8 @@ per-example gradient of softmax regression is an outer product :math:`g_s = r_s 
 :math:`g_s = (x_s^\top\theta - y_s)\, x_s`. Scaling the residuals by the clip factors and then
 multiplying by ``X`` gives the clipped sum in one ``bmm``, with the same arithmetic as the non-DP
 closed form of :func:`p2probust.local.closed_form_gradients` when every factor is 1 (so C = ∞ is
-bit for bit the non-DP step). Any other model: ``vmap`` over nodes of ``vmap(grad)`` over examples.
+bit for bit the non-DP step). The two-layer ``MLP`` gets the same treatment by hand-written
+backpropagation. Any other model: ``vmap`` over nodes of ``vmap(grad)`` over examples.
 """
 
 from __future__ import annotations
@@ -56,6 +57,33 @@ def _logreg(c: int, p: int) -> ClippedMean:
     return clipped_mean
 
 
+def _mlp(p: int, h: int, c: int) -> ClippedMean:
+    """``MLP`` (Linear → ReLU → Linear, cross-entropy) by hand-written backpropagation: per example,
+    δ₂ = softmax − e_y, δ₁ = (W₂ᵀδ₂) ⊙ 1[z > 0], and each layer's gradient is δ ⊗ (input, 1), so
+    ‖g_s‖² = ‖δ₂‖²(‖h_s‖² + 1) + ‖δ₁‖²(‖x_s‖² + 1) (the "ghost norm" of Goodfellow, "Efficient
+    per-example gradient computations", 2015); the clipped sum is two weighted batched products."""
+
+    def clipped_mean(theta: Tensor, xb: Tensor, yb: Tensor, keep: Tensor, denom: Tensor, clip: float) -> Tensor:
+        a, bsz = xb.shape[0], xb.shape[1]
+        xb = xb.reshape(a, bsz, p)
+        w1, b1, w2, b2 = torch.split(theta, [h * p, h, c * h, c], dim=1)
+        z = torch.baddbmm(b1.unsqueeze(1), xb, w1.view(a, h, p).transpose(1, 2))  # [a, B, h]
+        hid = torch.relu(z)
+        logits = torch.baddbmm(b2.unsqueeze(1), hid, w2.view(a, c, h).transpose(1, 2))
+        d2 = torch.softmax(logits, -1)
+        d2 = d2.scatter_add(-1, yb.unsqueeze(-1), torch.full_like(d2[..., :1], -1.0))  # [a, B, c]
+        d1 = torch.bmm(d2, w2.view(a, c, h)) * (z > 0)  # [a, B, h]
+        if clip != float("inf"):
+            sq = (d2 * d2).sum(-1) * ((hid * hid).sum(-1) + 1.0) + (d1 * d1).sum(-1) * ((xb * xb).sum(-1) + 1.0)
+            keep = keep * clip_factors(sq, clip)
+        scale = (keep / denom.unsqueeze(1)).unsqueeze(-1)
+        g1, g2 = d1 * scale, d2 * scale
+        return torch.cat([torch.bmm(g1.transpose(1, 2), xb).reshape(a, h * p), g1.sum(1),
+                          torch.bmm(g2.transpose(1, 2), hid).reshape(a, c * h), g2.sum(1)], 1)
+
+    return clipped_mean
+
+
 def _lsq(theta: Tensor, xb: Tensor, yb: Tensor, keep: Tensor, denom: Tensor, clip: float) -> Tensor:
     resid = torch.bmm(xb, theta.unsqueeze(-1)).squeeze(-1) - yb  # [a, B]
     if clip != float("inf"):
@@ -89,9 +117,14 @@ def _generic(model: nn.Module, criterion: Callable, spec) -> ClippedMean:
 
 def clipped_mean_fn(model: nn.Module, loss: str, criterion: Callable, spec) -> ClippedMean:
     """The clipped per-example gradient mean for ``model``: closed form for
-    ``LogisticRegression`` (cross-entropy) and ``LinearRegression`` (mse), vmap otherwise."""
-    from ..models import LinearRegression, LogisticRegression
+    ``LogisticRegression`` (cross-entropy), ``LinearRegression`` (mse) and ``MLP`` (cross-entropy),
+    vmap otherwise."""
+    from ..models import MLP, LinearRegression, LogisticRegression
 
+    names = [name for name, _ in model.named_parameters()]
+    if type(model) is MLP and loss == "cross_entropy" and names == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]:
+        h, p = model.fc1.weight.shape
+        return _mlp(p, h, model.fc2.weight.shape[0])
     if isinstance(model, LogisticRegression) and loss == "cross_entropy":
         c, p = model.linear.weight.shape
         return _logreg(c, p)
