@@ -131,3 +131,14 @@ def test_cli_flags_turn_dp_on_and_bad_targets_exit_2(tmp_path):
     for flag, value in (("--dp-epsilon", "0"), ("--dp-delta", "1"), ("--dp-clip", "-1")):
         bad = runner.invoke(main, ["run", "--rounds", "2", flag, value, "--out", str(tmp_path / "bad")])
         assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1, bad.output
+
+
+def test_missing_accounting_library_is_a_one_line_error(monkeypatch):
+    import sys
+
+    from p2probust.privacy.accountant import MissingDependency
+
+    monkeypatch.setitem(sys.modules, "dp_accounting", None)  # as if not installed
+    with pytest.raises(MissingDependency, match=r"pip install 'p2probust\[privacy\]'") as err:
+        epsilon(0.123, 1.7, 3, 1e-5)
+    assert isinstance(err.value, ValueError) and "\n" not in str(err.value)  # the CLI's exit 2

@@ -4,8 +4,9 @@ Each example of node ``i``'s local set :math:`D_i` enters the batch independentl
 ``q`` (the sampling that the privacy amplification of the subsampled Gaussian mechanism assumes:
 Mironov, Talwar, Zhang, "Rényi differential privacy of the sampled Gaussian mechanism", 2019;
 Opacus' ``UniformWithReplacementSampler``). Batch sizes then differ per node and per step: the
-batch is a padded ``[a, K]`` table with a mask, ``K`` the largest batch drawn this step, built by a
-stable sort that moves the chosen positions first (no Python loop over nodes).
+batch is a padded ``[a, K]`` table with a mask, ``K`` the largest batch drawn this step: the k-th
+chosen position of a row is where the row's running count of chosen positions first reaches k + 1,
+one batched ``searchsorted`` (no Python loop over nodes, no sort).
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ def poisson_positions(lengths: Tensor, width: int, q: float, generator: torch.Ge
     a = lengths.numel()
     u = torch.rand((a, width), generator=generator, dtype=torch.float64)
     chosen = (u < q) & (torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1))
-    counts = chosen.sum(1)
+    running = chosen.cumsum(1)  # [a, L], non-decreasing per row
+    counts = running[:, -1] if width else torch.zeros(a, dtype=torch.long)
     k = max(int(counts.max()) if a else 0, 1)
-    order = torch.argsort((~chosen).to(torch.uint8), dim=1, stable=True)[:, :k]  # chosen positions first, in order
+    ranks = torch.arange(1, k + 1).expand(a, k).contiguous()
+    pos = torch.searchsorted(running, ranks)  # first position whose running count is k + 1
     mask = torch.arange(k).unsqueeze(0) < counts.unsqueeze(1)
-    return torch.where(mask, order, torch.zeros_like(order)), mask
+    return torch.where(mask, pos, torch.zeros_like(pos)), mask
 
 
 def gather_batch(trainer, nodes: Tensor, pos: Tensor) -> tuple[Tensor, Tensor]:
