@@ -39,6 +39,7 @@ from .gossip.registry import as_rule, make_rule
 from .local import LocalTrainer, LRSchedule
 from .memory import estimate, estimate_run
 from .metrics import Evaluator, consensus_distance
+from .privacy.setup import privacy_from_config
 from .models import ParamSpec, init_stacked
 from .recorder import Recorder
 from .rng import numpy_stream, torch_stream
@@ -260,7 +261,7 @@ def simulate(
 
     actors = torch.arange(n) if adversary.follows_protocol else torch.nonzero(honest).squeeze(1)
 
-    privacy = _privacy(cfg, lengths, honest)
+    privacy = privacy_from_config(cfg, lengths, honest, torch_stream(seed, "noise"))  # None unless [privacy] is on
     trainer = LocalTrainer(
         model, ds.x_train, ds.y_train, part_table, lengths, loss=task.loss, batch_size=cfg.train.batch_size,
         flipped=is_byz if adversary.flips_labels else None, num_classes=ds.num_classes, privacy=privacy,
@@ -295,9 +296,7 @@ def simulate(
     columns += ["messages", "bytes"] + (["epsilon"] if privacy is not None else [])
     resolved = _resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report)
     if privacy is not None:
-        from .privacy.setup import describe
-
-        resolved["privacy"].update(describe(privacy))
+        resolved["privacy"].update(privacy.used())
     msg_bytes = d * params.element_size()
     start = time.perf_counter()
     diverged: list[int] = []  # the first round at which an honest model was non-finite
@@ -316,7 +315,7 @@ def simulate(
         row.update(round=rnd, time=now, lr=lr, consensus_distance=cd)
         row.update(messages=messages, bytes=messages * msg_bytes)
         if privacy is not None:  # the honest node that took the most local steps (all equal in sync rounds)
-            row["epsilon"] = privacy.epsilon(torch.nonzero(honest).squeeze(1))
+            row["epsilon"] = privacy.epsilon(honest)
         if rnd > 0 and adversary.report_columns:
             row.update({c: v for c, v in adversary.report().items() if c in adversary.report_columns})
         if "online" in row:
@@ -412,23 +411,11 @@ def simulate(
                 "d": d,
             }
             if privacy is not None:
-                summary["privacy"] = {"epsilon": privacy.epsilon(torch.nonzero(honest).squeeze(1)),
-                                      "delta": privacy.delta, "noise_multiplier": privacy.noise_multiplier,
-                                      "clip": privacy.clip, "sample_rate": privacy.sample_rate}
+                summary["privacy"] = privacy.summary(honest)
             if run_dir is not None:
                 _close_run_dir(run_dir, summary, kern.params, is_byz)
     timing = recorder.timing
     return Result(resolved, recorder.history, summary, kern.params, is_byz, G, out_dir, timing=timing)
-
-
-def _privacy(cfg: RunConfig, lengths: torch.Tensor, honest: torch.Tensor):
-    """The DP mechanism of the local step, or None (see :mod:`p2probust.privacy`)."""
-    if not cfg.privacy.enabled:
-        return None
-    from .privacy.setup import build_privacy
-
-    steps = cfg.train.rounds * cfg.train.local_steps
-    return build_privacy(cfg.privacy, cfg.train.batch_size, steps, lengths, honest, torch_stream(cfg.seed, "noise"))
 
 
 def _failure(err: BaseException, history: list[dict[str, Any]]) -> dict[str, Any]:

@@ -108,6 +108,16 @@ class GaussianDP:
         return torch.addcmul(clipped_mean, scale.unsqueeze(1), z)
 
     def epsilon(self, nodes: Tensor | None = None) -> float:
-        """ε at :attr:`delta` of the node (among ``nodes``, default all) that took the most steps."""
+        """ε at :attr:`delta` of the node (among ``nodes``: ids or a mask; default all) that took the
+        most local steps."""
         counts = self.steps if nodes is None else self.steps[nodes]
         return epsilon(self.sample_rate, self.noise_multiplier, int(counts.max()) if counts.numel() else 0, self.delta)
+
+    def summary(self, nodes: Tensor | None = None) -> dict:
+        """The ``privacy`` block of summary.json: ε of ``nodes`` (the honest ones), δ, σ, C, q."""
+        return {"epsilon": self.epsilon(nodes), "delta": self.delta, "noise_multiplier": self.noise_multiplier,
+                "clip": self.clip, "sample_rate": self.sample_rate, "sampling": self.sampling}
+
+    def used(self) -> dict:
+        """The values a run used, added to config.json's ``privacy`` table."""
+        return {"noise_multiplier_used": self.noise_multiplier, "clip_used": self.clip, "sample_rate_used": self.sample_rate}

@@ -77,6 +77,10 @@ def build_privacy(pcfg, batch_size: int, steps: int, lengths: torch.Tensor, hone
     return dp
 
 
-def describe(dp: GaussianDP) -> dict:
-    """The values a run used, for config.json and summary.json."""
-    return {"noise_multiplier_used": dp.noise_multiplier, "clip_used": dp.clip, "sample_rate_used": dp.sample_rate}
+def privacy_from_config(cfg, lengths: torch.Tensor, honest: torch.Tensor, generator: torch.Generator) -> GaussianDP | None:
+    """The DP mechanism of a run's local step (``cfg.privacy``), or None when privacy is off; the
+    planned steps are ``train.rounds × train.local_steps``."""
+    if not cfg.privacy.enabled:
+        return None
+    steps = cfg.train.rounds * cfg.train.local_steps
+    return build_privacy(cfg.privacy, cfg.train.batch_size, steps, lengths, honest, generator)
