@@ -107,6 +107,7 @@ def test_dp_run_reports_the_accountants_epsilon_every_round():
     assert [e for _, e in eps] == [epsilon(q, sigma, 2 * r, 1e-5) for r in range(5)]
     assert eps[-1][1] <= 3.0 and eps[-1][1] > 2.9  # calibrated for the 4 × 2 planned steps
     assert info["epsilon"] == eps[-1][1] and res.config["privacy"]["noise_multiplier_used"] == sigma
+    assert res.summary["final"]["epsilon"] == eps[-1][1] and "epsilon" not in res.summary["best"]  # spent, not a score
 
 
 def test_sigma_zero_infinite_clip_run_equals_the_non_dp_run():
