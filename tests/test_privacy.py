@@ -190,3 +190,16 @@ def test_mechanism_rejects_bad_values_in_one_line():
         with pytest.raises(ValueError, match=word) as err:
             GaussianDP(**args)
         assert "\n" not in str(err.value)
+
+
+def test_node_without_data_steps_by_noise_only():
+    gen = torch.Generator().manual_seed(10)
+    model, loss, x, y = _data("logreg", gen)
+    table = torch.arange(24).view(2, 12)
+    for sigma in (0.0, 1.0):
+        dp = GaussianDP(clip=1.0, noise_multiplier=sigma, sample_rate=0.5, delta=1e-5,
+                        generator=torch.Generator().manual_seed(11))
+        trainer = LocalTrainer(model, x, y, table, torch.tensor([12, 0]), loss=loss, batch_size=6, privacy=dp)
+        g = trainer.gradients(torch.zeros(2, 28), torch.arange(2), torch.Generator().manual_seed(12))
+        assert bool(torch.isfinite(g).all())
+        assert bool((g[1] == 0).all()) == (sigma == 0)  # no data: zero clipped sum, plus noise σC / 1

@@ -9,7 +9,7 @@ For node ``i`` with batch :math:`\mathcal B_i` (Poisson sampling at rate ``q``, 
 
 (Abadi et al., "Deep learning with differential privacy", CCS 2016, Algorithm 1; dividing by the
 *expected* batch size as Opacus does with Poisson sampling, so that the noise scale does not depend
-on the drawn batch). The trainer then applies local momentum to :math:`\tilde g_i` (noise before
+on the drawn batch; at least 1, so that a node without data steps by noise only). The trainer then applies local momentum to :math:`\tilde g_i` (noise before
 momentum, as in the tutorial's DP robust D-SGD). Each node's steps are counted, so that its ε
 (:mod:`.accountant`) is exact in asynchronous runs too.
 
@@ -91,7 +91,8 @@ class GaussianDP:
             lengths = trainer.lengths[nodes]
             pos, mask = poisson_positions(lengths, trainer.table.shape[1], self.sample_rate, generator)
             xb, yb = gather_batch(trainer, nodes, pos)
-            keep, denom = mask.to(theta.dtype), (self.sample_rate * lengths).to(theta.dtype)
+            keep = mask.to(theta.dtype)
+            denom = (self.sample_rate * lengths).clamp(min=1.0).to(theta.dtype)  # a node without data: noise only
         else:
             xb, yb = trainer.sample(nodes, generator)
             keep = torch.ones(yb.shape, dtype=theta.dtype)
