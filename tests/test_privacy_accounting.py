@@ -143,3 +143,14 @@ def test_missing_accounting_library_is_a_one_line_error(monkeypatch):
     with pytest.raises(MissingDependency, match=r"pip install 'p2probust\[privacy\]'") as err:
         epsilon(0.123, 1.7, 3, 1e-5)
     assert isinstance(err.value, ValueError) and "\n" not in str(err.value)  # the CLI's exit 2
+
+
+def test_epsilon_is_that_of_the_busiest_node_among_those_asked():
+    """Asynchronous nodes take different numbers of steps: ε is the largest among the given nodes."""
+    from p2probust.privacy import GaussianDP
+
+    dp = GaussianDP(clip=1.0, noise_multiplier=1.3, sample_rate=0.1, delta=1e-5, steps=torch.tensor([3, 7, 5]))
+    honest = torch.tensor([True, False, True])
+    assert dp.epsilon(honest) == epsilon(0.1, 1.3, 5, 1e-5)
+    assert dp.epsilon() == epsilon(0.1, 1.3, 7, 1e-5) > dp.epsilon(honest)
+    assert dp.summary(honest)["epsilon"] == dp.epsilon(honest)
