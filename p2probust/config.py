@@ -50,6 +50,11 @@ A :class:`RunConfig` has one part per concern. A TOML file uses one table per pa
     [record]
     every = 5               # per-node values every 5 rounds into nodes.npz (0: off)
     max_nodes = 1000        # beyond this, a seeded sample of nodes
+
+    [privacy]               # DP-SGD at every node (off unless epsilon, clip or noise_multiplier is set)
+    epsilon = 2.0           # target ε: σ is calibrated for train.rounds × train.local_steps steps
+    delta = 1e-5
+    clip = 1.0
 """
 
 from __future__ import annotations
@@ -318,6 +323,41 @@ class RecordConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """Differentially private local steps (:mod:`p2probust.privacy`): on when ``epsilon``, ``clip``
+    or ``noise_multiplier`` is set. ``epsilon`` is a target: σ is calibrated for it unless given."""
+
+    epsilon: float | None = None  #: target ε (> 0) at ``delta`` after the planned steps
+    delta: float = 1e-5  #: δ in (0, 1)
+    clip: float | None = None  #: per-example norm bound C (default 1 when on; inf: no clipping)
+    noise_multiplier: float | None = None  #: σ (noise std σC on the clipped sum); default: calibrated, or 0
+    sampling: str = "poisson"  #: poisson (rate q; the accountant's assumption) | fixed (heuristic bound)
+    calibration: str = "accountant"  #: accountant (dp-accounting) | tutorial (C·max{1, √(T log(1/δ))/(mε)})
+    sample_rate: float | None = None  #: q; default batch_size / mean local dataset size
+
+    def __post_init__(self) -> None:
+        check_types(self, "privacy")
+        eps = self.epsilon
+        _require(eps is None or 0 < eps < math.inf, "privacy.epsilon", eps, "a target ε > 0 (finite)")
+        _require(0 < self.delta < 1, "privacy.delta", self.delta, "δ in (0, 1)")
+        _require(self.clip is None or self.clip > 0, "privacy.clip", self.clip, "a norm bound C > 0 (inf: no clipping)")
+        sigma = self.noise_multiplier
+        _require(sigma is None or 0 <= sigma < math.inf, "privacy.noise_multiplier", sigma, "σ >= 0 (finite)")
+        _require(self.sampling in ("poisson", "fixed"), "privacy.sampling", self.sampling, "poisson or fixed")
+        _require(self.calibration in ("accountant", "tutorial"), "privacy.calibration", self.calibration,
+                 "accountant or tutorial")
+        q = self.sample_rate
+        _require(q is None or 0 < q <= 1, "privacy.sample_rate", q, "a sampling rate q in (0, 1]")
+        if self.clip == math.inf and (eps is not None or (sigma or 0) > 0):
+            raise ConfigError("privacy.clip = inf cannot give privacy (the noise is σ·C); set a finite clip")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the local step is the DP one."""
+        return self.epsilon is not None or self.clip is not None or self.noise_multiplier is not None
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a run. Same config and seed → same metrics, bit for bit."""
 
@@ -329,6 +369,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     seed: int = 0
     eval_every: int = 10
     out: str | None = None
@@ -363,6 +404,8 @@ class RunConfig:
             out[part]["params"] = dict(getattr(self, part).params)
         out["byzantine"]["nodes"] = list(self.byzantine.nodes)
         out["train"]["lr_milestones"] = list(self.train.lr_milestones)
+        if not self.privacy.enabled:  # non-DP runs keep the config (and its hash) they had before [privacy]
+            del out["privacy"]
         return out
 
     def replace(self, **changes: Any) -> "RunConfig":
@@ -379,6 +422,7 @@ _PARTS = {
     "train": TrainConfig,
     "engine": EngineConfig,
     "record": RecordConfig,
+    "privacy": PrivacyConfig,
 }
 _OPEN_PARTS = ("topology", "data", "attack", "rule")
 _TOP_KEYS = {f.name for f in fields(RunConfig)} - set(_PARTS)

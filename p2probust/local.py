@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -133,9 +134,14 @@ class LocalTrainer:
         Nodes whose labels are flipped y → C−1−y (label-flipping Byzantine nodes).
     num_classes : int
     weight_decay : float
-        λ ≥ 0, added as ``λθ`` to the gradient before momentum.
+        λ ≥ 0, added as ``λθ`` to the gradient before momentum (after the DP noise: it depends on
+        no data, so it costs no privacy).
     sampling : str
         ``uniform`` | ``epoch`` | ``slice`` (:mod:`p2probust.sampling`).
+    privacy : object or None
+        A DP mechanism (:class:`p2probust.privacy.GaussianDP`): when given, it draws the batches and
+        turns per-example gradients into the noisy clipped mean, ``privacy.gradients(trainer, theta,
+        nodes, generator) -> [a, d]``, before momentum.
     """
 
     def __init__(
@@ -152,6 +158,7 @@ class LocalTrainer:
         num_classes: int = 0,
         weight_decay: float = 0.0,
         sampling: str = "uniform",
+        privacy: Any = None,
     ):
         self.model = model
         self.spec = ParamSpec.from_module(model)
@@ -163,6 +170,7 @@ class LocalTrainer:
         self.weight_decay = float(weight_decay)
         self.sampler = BatchSampler(table, lengths, batch_size, sampling)
         criterion = _loss_fn(loss)
+        self.loss, self.criterion = loss, criterion
         model_ = model
 
         def node_loss(theta: Tensor, xb: Tensor, yb: Tensor) -> Tensor:
@@ -170,6 +178,7 @@ class LocalTrainer:
             return criterion(out, yb)
 
         self._grads = closed_form_gradients(model, loss) or torch.func.vmap(torch.func.grad(node_loss))
+        self.privacy = privacy.bind(self) if privacy is not None else None
 
     def sample(self, nodes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """One batch per node: ``([a, B, ...], [a, B])``."""
@@ -181,10 +190,14 @@ class LocalTrainer:
         return self.x.index_select(0, samples.reshape(-1)).reshape(samples.shape + self.x.shape[1:]), yb
 
     def gradients(self, params: Tensor, nodes: Tensor, generator: torch.Generator) -> Tensor:
-        """``[a, d]`` stochastic gradients of the acting ``nodes`` (weight decay included)."""
-        xb, yb = self.sample(nodes, generator)
+        """``[a, d]`` stochastic gradients of the acting ``nodes`` (the DP ones with ``privacy``;
+        weight decay included)."""
         theta = params[nodes]
-        g = self._grads(theta, xb, yb)
+        if self.privacy is not None:
+            g = self.privacy.gradients(self, theta, nodes, generator)
+        else:
+            xb, yb = self.sample(nodes, generator)
+            g = self._grads(theta, xb, yb)
         return torch.add(g, theta, alpha=self.weight_decay) if self.weight_decay else g
 
     def step(
@@ -192,8 +205,11 @@ class LocalTrainer:
     ) -> tuple[Tensor, Tensor]:
         """One local step of ``nodes``; returns new ``(params, momentum)`` (inputs untouched)."""
         theta = params.index_select(0, nodes)
-        xb, yb = self.sample(nodes, generator)
-        g = self._grads(theta, xb, yb)
+        if self.privacy is not None:  # noisy clipped mean, before momentum
+            g = self.privacy.gradients(self, theta, nodes, generator)
+        else:
+            xb, yb = self.sample(nodes, generator)
+            g = self._grads(theta, xb, yb)
         if self.weight_decay:
             g = torch.add(g, theta, alpha=self.weight_decay)  # g ← ∇f + λθ, before momentum
         m = torch.lerp(g, momentum.index_select(0, nodes), beta) if beta > 0 else g  # βm + (1−β)g, one pass

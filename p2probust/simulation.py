@@ -37,6 +37,7 @@ from .gossip.registry import as_rule, make_rule
 from .local import LocalTrainer, LRSchedule
 from .memory import estimate_run
 from .metrics import Evaluator, consensus_distance, honest_objective
+from .privacy.setup import privacy_from_config
 from .models import ParamSpec, init_stacked
 from .node_recorder import NodeRecorder
 from .recorder import Recorder
@@ -150,10 +151,11 @@ def simulate(
     if cfg.engine.mode == "async" and t.order != "step-then-gossip":
         raise ValueError(f"train.order = {t.order!r} is for synchronous rounds; engine.mode 'async' supports step-then-gossip only")
 
+    privacy = privacy_from_config(cfg, lengths, honest, torch_stream(seed, "noise"))  # None unless [privacy] is on
     trainer = LocalTrainer(
         model, ds.x_train, ds.y_train, part_table, lengths, loss=task.loss, batch_size=cfg.train.batch_size,
         flipped=is_byz if adversary.flips_labels else None, num_classes=ds.num_classes,
-        weight_decay=t.weight_decay, sampling=t.sampling,
+        weight_decay=t.weight_decay, sampling=t.sampling, privacy=privacy,
     )
     evaluator = Evaluator(model, ds.x_test, ds.y_test, loss=task.loss, classification=task.classification)
     honest_parts = parts if cfg.data.split_among == "honest" else [parts[i] for i in torch.nonzero(honest).squeeze(1).tolist()]
@@ -182,8 +184,10 @@ def simulate(
     if churning:
         columns += ["offline_distance"]
     columns += [c for c in adversary.report_columns if c not in columns]  # per-round values the attack reports
-    columns += ["messages", "bytes"]
+    columns += ["messages", "bytes"] + (["epsilon"] if privacy is not None else [])
     resolved = resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report)
+    if privacy is not None:
+        resolved["privacy"].update(privacy.used())
     nodes: NodeRecorder | None = None  # per-node recording (off by default), built once the folder is claimed
     shown: dict[str, str] = {}  # progress bar postfix: latest accuracy (or distance to optimum) and consensus
     msg_bytes = d * params.element_size()
@@ -203,6 +207,8 @@ def simulate(
         finite = honest_models_finite(params, alive, cd)
         row.update(round=rnd, time=now, lr=lr, consensus_distance=cd)
         row.update(messages=messages, bytes=messages * msg_bytes)
+        if privacy is not None:  # the honest node that took the most local steps (all equal in sync rounds)
+            row["epsilon"] = privacy.epsilon(honest)
         if rnd > 0 and adversary.report_columns:
             row.update({c: v for c, v in adversary.report().items() if c in adversary.report_columns})
         if "online" in row:
@@ -307,6 +313,8 @@ def simulate(
                 "honest": int(honest.sum()),
                 "d": d,
             }
+            if privacy is not None:
+                summary["privacy"] = privacy.summary(honest)
             if run_dir is not None:
                 close_run_dir(run_dir, summary, kern.params, is_byz)
     timing = recorder.timing
