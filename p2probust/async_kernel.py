@@ -94,10 +94,6 @@ class AsyncKernel:
         self.bar.update(1)
         return False
 
-    def ages(self, nodes: np.ndarray, now: float) -> np.ndarray:
-        """``[a, k]`` age in seconds of the message in each slot (``inf``: never received)."""
-        return now - self.buf.sent_at[nodes]
-
 
 def make_async_engine(cfg, specs, kern: Kernels, compute, links, churn, dynamics, rng, honest) -> AsyncEngine:
     """Wire the asynchronous engine for a run (torch tensors → integer arrays)."""

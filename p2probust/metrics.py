@@ -27,11 +27,6 @@ def consensus_distance(params: Tensor, honest: Tensor) -> float:
     return float(h.pow_(2).sum() / h.shape[0])
 
 
-def honest_mean(params: Tensor, honest: Tensor) -> Tensor:
-    """``[d]``: the average honest model."""
-    return params[honest].mean(0)
-
-
 class Evaluator:
     """Evaluates models on a held-out set: one model, or many stacked models in one batched call."""
 

@@ -33,11 +33,6 @@ class EdgeSampler:
         if self.spec.kind == "epidemic" and v >= n:
             raise ValueError(f"graph dynamics {self.spec}: s = {v} must be smaller than the number of nodes {n}")
 
-    @property
-    def max_in_degree(self) -> int | None:
-        """Inbox capacity needed by every round (None: depends on the draw, as for epidemic)."""
-        return self.spec.value if self.spec.kind == "random-regular" else None
-
     def edges(self, r: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``(src [E], dst [E])`` of round ``r`` (``r`` is only informative: draws are sequential)."""
         n, v = self.n, self.spec.value

@@ -85,7 +85,7 @@ class AsyncSetup:
 class AsyncEngine:
     """Run asynchronous gossip until ``rounds`` node-rounds per counted node, or ``duration`` seconds."""
 
-    def __init__(self, setup: AsyncSetup, rounds: int, *, duration: float = 0.0, trace: bool = False):
+    def __init__(self, setup: AsyncSetup, rounds: int, *, duration: float = 0.0):
         self.s = setup
         self.rounds, self.duration = rounds, duration
         self.env = simpy.Environment()
@@ -93,7 +93,6 @@ class AsyncEngine:
         self.n = setup.idx.shape[0]
         self.online = np.ones(self.n, dtype=bool) if setup.churn is None else setup.churn.advance(0.0)
         self.deg = setup.mask.sum(1)
-        self.trace: list[tuple] | None = [] if trace else None
         self._pending: tuple[list, list, list, list, list] = ([], [], [], [], [])
         self._compute_batch: list[int] = []
         self._agg_batch: list[int] = []
@@ -196,8 +195,6 @@ class AsyncEngine:
         nodes = np.asarray(sorted(self._compute_batch), dtype=np.int64)
         self._compute_batch = []
         handles = self._alloc(nodes.size)
-        if self.trace is not None:
-            self.trace.append((self.env.now, "compute", tuple(nodes.tolist())))
         self.kernel.compute(nodes, handles, self.round)
         for i, h in zip(nodes.tolist(), handles.tolist()):
             self._refs[h] = 1  # held until this flush ends
@@ -301,8 +298,6 @@ class AsyncEngine:
         pend = self._pending
         deliveries = Deliveries(*(np.asarray(p, dtype=np.float64 if k == 3 else np.int64) for k, p in enumerate(pend)))
         self._pending = ([], [], [], [], [])
-        if self.trace is not None:
-            self.trace.append((self.env.now, "aggregate", tuple(nodes.tolist()), len(deliveries)))
         self.kernel.aggregate(nodes, deliveries, self.env.now)
         for h in deliveries.handle.tolist():
             self._unref(h)
