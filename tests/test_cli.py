@@ -58,7 +58,23 @@ def test_toml_file_and_flags_override_it(runner, tmp_path):
 
 @pytest.mark.parametrize("toml", sorted((ROOT / "experiments").glob("*.toml")), ids=lambda p: p.stem)
 def test_every_experiment_runs_at_smoke_size(runner, tmp_path, toml):
+    """Each experiment runs, completes, and runs what its file says (every value it sets is in config.json)."""
+    import tomllib
+
     run_ok(runner, "run", "--config", str(toml), "--rounds", "3", "--out", str(tmp_path / "e"), "-q")
+    summary = json.loads((tmp_path / "e" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["rounds_done"] == 3
+    assert len((tmp_path / "e" / "metrics.csv").read_text().splitlines()) == 1 + 4  # header, rounds 0 to 3
+    written = json.loads((tmp_path / "e" / "config.json").read_text())
+    for key, value in tomllib.loads(toml.read_text()).items():
+        tables = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, v in tables:
+            if (key, sub) == ("train", "rounds"):
+                continue  # overridden by --rounds
+            got = written[key] if sub is None else written[key].get(sub, written[key].get("params", {}).get(sub))
+            if key == "topology" and sub == "name":
+                continue  # a file path, resolved
+            assert got == v or (isinstance(v, list) and list(got) == v), (key, sub, got, v)
 
 
 def test_attack_and_rule_params(runner, tmp_path):
