@@ -341,6 +341,7 @@ def _register_sweep_commands() -> None:
 
 
 _register_sweep_commands()
+__import__("p2probust.cli_reproduce", fromlist=["register"]).register(main, user_errors)
 
 
 if __name__ == "__main__":  # pragma: no cover
