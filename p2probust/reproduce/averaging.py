@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..attacks.base import AbstractAttack
+from ..attacks.spectral import SpectralHeterogeneity, fiedler_vector
 from ..engine.sync import RoundPlan
 from ..kernels import Kernels
 from ..topology import NeighborTable
@@ -83,42 +84,73 @@ def initial_values(n: int, d: int, shift: float, generator: torch.Generator) -> 
     return x
 
 
+class ReplicaSpectral(SpectralHeterogeneity):
+    r"""The spectral attack on ``r`` disjoint copies (replicas) of one graph, each attacked as if alone.
+
+    Replica ``q`` holds honest nodes ``q h .. (q + 1) h - 1``. Each replica's Byzantine message is
+    :math:`\theta_i + c_i u_i \sum_{j \in H_q} u_j \theta_j` with ``u`` the Fiedler vector of one
+    copy's honest graph (the union's Laplacian has an ``r``-dimensional null space, so its own
+    second eigenvector would pull whole replicas apart instead); ``c_i`` is line-searched per
+    recipient as in :class:`~p2probust.attacks.SpectralHeterogeneity`, which this only re-aims.
+    """
+
+    def __init__(self, base: SpectralHeterogeneity, u: torch.Tensor, replicas: int):
+        super().__init__(factor=base.factor, evals=base.evals, weights=base.weights)
+        self.u, self.replicas = u, replicas  # u: [h] float64, one copy's honest Fiedler vector
+
+    def direction(self, ctx):
+        h = self.u.numel()
+        theta = ctx.params[: h * self.replicas].reshape(self.replicas, h, -1)
+        split = torch.einsum("j,rjd->rd", self.u.to(theta.dtype), theta)  # [r, d]
+        i = ctx.recipients
+        return self.u.to(theta.dtype)[i % h].unsqueeze(1) * split[i // h]
+
+
 def run_averaging(G: nx.Graph, f: int, rule, attack: AbstractAttack, *, d: int = 5, steps: int = 100,
-                  shift: float = 0.0, weights: str = "metropolis", seed: int = 0,
+                  shift: float = 0.0, weights: str = "metropolis", seeds=(0,),
                   stop_above: float = float("inf")) -> np.ndarray:
     """Iterate ``rule`` for ``steps`` steps on the honest graph ``G`` with ``f`` Byzantine neighbours
-    per node sending ``attack``'s messages; return the ``[steps + 1]`` MSE curve (step 0 first).
+    per node sending ``attack``'s messages; return the ``[len(seeds), steps + 1]`` MSE curves
+    (step 0 first), one per seed.
+
+    The seeds run together, as disjoint replicas of ``G`` in one batched state (replica ``q``
+    starts from :func:`initial_values` drawn with ``seeds[q]``); each replica is measured against
+    its own honest mean. Rules and the dissensus attack act per node, so replicas do not interact;
+    the spectral attack is re-aimed per replica (:class:`ReplicaSpectral`).
 
     ``rule`` is an unbound gossip rule object (e.g. ``make_rule("cs-plus", eta_graph="honest")``);
     a rule that cannot tolerate ``f`` at some node raises ``ValueError`` before any step.
-    Non-finite values propagate into the curve (``inf``/``nan``) rather than raising. Once the
-    error exceeds ``stop_above × MSE_0`` (or is not finite) the run has broken down: it stops and
-    the rest of the curve is ``inf``.
+    Once every replica's error exceeds ``stop_above`` times its start (or is not finite) the rules
+    have broken down: the run stops and the rest of those curves is ``inf``.
     """
-    n_h = G.number_of_nodes()
-    table, is_byz = attacked_table(G, f, weights)
-    n = table.n
-    gen = torch.Generator().manual_seed(seed)
-    params = torch.zeros(n, d, dtype=torch.float64)
-    params[:n_h] = initial_values(n_h, d, shift, gen)
-    target = params[:n_h].mean(0)
+    seeds = [int(s) for s in seeds]
+    r, h = len(seeds), G.number_of_nodes()
+    union = nx.disjoint_union_all([G] * r) if r > 1 else G
+    table, is_byz = attacked_table(union, f, weights)
+    if r > 1 and isinstance(attack, SpectralHeterogeneity):
+        one, one_byz = attacked_table(G, f, weights)
+        w = None if attack.weights == "uniform" else one.weights
+        attack = ReplicaSpectral(attack, fiedler_vector(one.idx, one.mask, one_byz, w)[:h], r)
+    params = torch.zeros(table.n, d, dtype=torch.float64)
+    params[: r * h] = torch.cat([initial_values(h, d, shift, torch.Generator().manual_seed(s)) for s in seeds])
+    target = params[: r * h].reshape(r, h, d).mean(1, keepdim=True)
     f_all = torch.where(is_byz, torch.zeros((), dtype=torch.long), table.byzantine_counts(is_byz))
     gossip = rule.bind(table, is_byz)
     gossip.check_tolerance(table.degree, f_all)
-    kern = Kernels(params, torch.zeros_like(params), table, is_byz, f_all, torch.arange(n_h), None, gossip, attack,
-                   local_steps=0, beta=0.0, gen_batches=torch.Generator().manual_seed(seed),
-                   gen_attack=torch.Generator().manual_seed(seed + 1), num_classes=0, jit="off")
-    curve = np.empty(steps + 1)
-    curve[0] = mse(kern.params[:n_h], target)
+    kern = Kernels(params, torch.zeros_like(params), table, is_byz, f_all, torch.arange(r * h), None, gossip, attack,
+                   local_steps=0, beta=0.0, gen_batches=torch.Generator().manual_seed(seeds[0]),
+                   gen_attack=torch.Generator().manual_seed(seeds[0] + 1), num_classes=0, jit="off")
+    curves = np.full((r, steps + 1), np.inf)
+    curves[:, 0] = mse(kern.params[: r * h].reshape(r, h, d), target)
     for t in range(steps):
         kern.sync_round(RoundPlan(round=t, start=float(t), end=float(t + 1)), 0.0)
-        curve[t + 1] = mse(kern.params[:n_h], target)
-        if not curve[t + 1] <= stop_above * curve[0]:
-            curve[t + 1:] = np.inf
+        curves[:, t + 1] = mse(kern.params[: r * h].reshape(r, h, d), target)
+        if not (curves[:, t + 1] <= stop_above * curves[:, 0]).any():
             break
-    return curve
+    return curves
 
 
-def mse(x: torch.Tensor, target: torch.Tensor) -> float:
-    """The authors' error: ``((x - target)**2).sum(0).mean()`` for honest values ``x [h, d]``."""
-    return float(((x - target) ** 2).sum(0).mean())
+def mse(x: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    """The authors' error ``((x - target)**2).sum(0).mean()`` per replica: ``x [r, h, d]``,
+    ``target [r, 1, d]`` -> ``[r]``."""
+    return ((x - target) ** 2).sum(1).mean(1).numpy()

@@ -52,19 +52,26 @@ def graph_of(spec: tuple, seed: int) -> nx.Graph:
     return gaucher_two_worlds(n, x) if kind == "two-worlds" else nx.erdos_renyi_graph(n, x, seed=seed)
 
 
-def one_run(job: tuple) -> float:
-    """MSE_T / MSE_0 of one ``(cfg, graph spec, f, attack, rule, seed)``; ``nan`` if the rule is
-    undefined on that graph, ``inf`` if it broke down (see :data:`STOP_ABOVE`)."""
-    cfg, spec, f, attack, rule, seed = job
+def one_run(job: tuple) -> np.ndarray:
+    """MSE_T / MSE_0 per seed of one ``(cfg, graph spec, f, attack, rule, seeds)``; ``nan`` if the
+    rule is undefined on that graph, ``inf`` once it broke down (see :data:`STOP_ABOVE`). The
+    two-worlds graph is the same for every seed, so its seeds run as replicas of one batched run."""
+    cfg, spec, f, attack, rule, seeds = job
     torch.set_num_threads(1)
-    adversary = registry.attacks.create(attack, **cfg.get("attack_params", {}).get(attack, {}))
-    gossip = make_rule(rule, **cfg.get("rule_params", {}).get(rule, {}))
-    try:
-        curve = run_averaging(graph_of(spec, seed), f, gossip, adversary, d=cfg["d"], steps=cfg["steps"],
-                              shift=cfg["shift"], weights=cfg["weights"], seed=seed, stop_above=STOP_ABOVE)
-    except ValueError:
-        return float("nan")
-    return float(curve[-1] / curve[0])
+    groups = [seeds] if spec[0] == "two-worlds" else [[s] for s in seeds]
+    out = []
+    for group in groups:
+        adversary = registry.attacks.create(attack, **cfg.get("attack_params", {}).get(attack, {}))
+        gossip = make_rule(rule, **cfg.get("rule_params", {}).get(rule, {}))
+        try:
+            curves = run_averaging(graph_of(spec, group[0]), f, gossip, adversary, d=cfg["d"], steps=cfg["steps"],
+                                   shift=cfg["shift"], weights=cfg["weights"], seeds=group, stop_above=STOP_ABOVE)
+        except ValueError:
+            out.extend([float("nan")] * len(group))
+            continue
+        rel = curves[:, -1] / curves[:, 0]
+        out.extend(np.where(np.isfinite(rel) & (rel < STOP_ABOVE), rel, np.inf).tolist())
+    return np.array(out)
 
 
 def _worker_init() -> None:
@@ -77,7 +84,7 @@ def relative_errors(cfg: dict, points: list[tuple[tuple, int]], seeds: list[int]
     """``{(attack, rule): [len(points), len(seeds)]}`` of MSE_T / MSE_0 over ``points`` =
     ``[(graph spec, f), ...]``, runs spread over ``workers`` processes."""
     keys = [(a, r) for a in cfg["attacks"] for r in cfg["rules"]]
-    jobs = [(cfg, spec, f, a, r, s) for a, r in keys for spec, f in points for s in seeds]
+    jobs = [(cfg, spec, f, a, r, tuple(seeds)) for a, r in keys for spec, f in points]
     if workers > 1:
         with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
             vals = pool.map(one_run, jobs, chunksize=1)
@@ -152,7 +159,8 @@ def run(settings: dict, size: str, seeds: list[int], out: Path) -> list[str]:
     fs = list(tw_cfg["f"])
     tw = relative_errors(tw_cfg, [(("two-worlds", tw_cfg["honest"], tw_cfg["h"]), f) for f in fs], seeds, workers)
     ps = list(er_cfg["p"])
-    er = relative_errors(er_cfg, [(("erdos-renyi", er_cfg["honest"], p), er_cfg["f"]) for p in ps], seeds, workers)
+    er_seeds = seeds[: er_cfg.get("max_seeds", len(seeds))]
+    er = relative_errors(er_cfg, [(("erdos-renyi", er_cfg["honest"], p), er_cfg["f"]) for p in ps], er_seeds, workers)
     plot_curves(tw, fs, tw_cfg, "f (Byzantine neighbours per honest node)", out / "repro_gossip_breakdown_two_worlds.png",
                 "Two Worlds")
     plot_curves(er, ps, er_cfg, "p (Erdős–Rényi edge probability)", out / "repro_gossip_breakdown_erdos_renyi.png",
@@ -164,7 +172,7 @@ def run(settings: dict, size: str, seeds: list[int], out: Path) -> list[str]:
         f"{tw_cfg['steps']} steps, start N(0, I) ± ({tw_cfg['shift']:g}, 0, …), {tw_cfg['weights']} weights. {note}", "",
         value_table(tw, fs, tw_cfg, "f"), "", claims(tw, fs, tw_cfg), "",
         "![two worlds](repro_gossip_breakdown_two_worlds.png)", "",
-        "## Erdős–Rényi", "", f"G({er_cfg['honest']}, p), graph seed = run seed, f = {er_cfg['f']}, d = {er_cfg['d']}, "
+        "## Erdős–Rényi", "", f"G({er_cfg['honest']}, p), graph seed = run seed (seeds {er_seeds}), f = {er_cfg['f']}, d = {er_cfg['d']}, "
         f"{er_cfg['steps']} steps, start N(0, I), {er_cfg['weights']} weights. {note}", "",
         value_table(er, ps, er_cfg, "p"), "", "![erdos renyi](repro_gossip_breakdown_erdos_renyi.png)", "",
     ]
