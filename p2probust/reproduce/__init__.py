@@ -20,6 +20,12 @@ def _gossip_breakdown(settings, size, seeds, out):
     return run(settings, size, seeds, out)
 
 
+def _tutorial_kappa(settings, size, seeds, out):
+    from .tutorial_kappa import run
+
+    return run(settings, size, seeds, out)
+
+
 #: name -> :class:`Reproduction`, in the order of issue 11
 REPRODUCTIONS: dict[str, Reproduction] = {
     rep.name: rep
@@ -29,6 +35,12 @@ REPRODUCTIONS: dict[str, Reproduction] = {
             "R. Gaucher, A. Dieuleveut, H. Hendrikx, \"Unified breakdown analysis for Byzantine robust gossip\", "
             "ICML 2025 (arXiv:2410.10418); code renaudgaucher/Byzantine-Robust-Gossip",
             _gossip_breakdown,
+        ),
+        Reproduction(
+            "tutorial-kappa", "The tutorial's (f, κ) table: empirical κ against the proven bounds (result 4, part 3)",
+            "R. Guerraoui, N. Gupta, R. Pinot, Robust Machine Learning (Springer 2024), ch. 4; "
+            "Allouah et al., \"Fixing by mixing\", AISTATS 2023 (code LPD-EPFL/byzfl)",
+            _tutorial_kappa, default_seeds=3,
         ),
     )
 }
