@@ -75,6 +75,10 @@ def test_list_and_bad_name():
     assert res.exit_code == 0 and all(name in res.output for name in REPRODUCTIONS)
     res = runner.invoke(main, ["reproduce", "no-such"])
     assert res.exit_code == 2 and "unknown reproduction 'no-such'" in res.output and "gossip-breakdown" in res.output
+    res = runner.invoke(main, ["reproduce"])
+    assert res.exit_code == 2 and "give a reproduction NAME" in res.output
+    res = runner.invoke(main, ["reproduce", "gossip-breakdown", "--seeds", "0"])
+    assert res.exit_code == 2 and "--seeds" in res.output
     with pytest.raises(ValueError, match="unknown reproduction"):
         get_reproduction("nope")
 
@@ -112,3 +116,23 @@ def test_replicas_run_as_if_alone(rule, attack, params):
     together = run([0, 1, 2])
     alone = np.concatenate([run([s]) for s in (0, 1, 2)])
     np.testing.assert_allclose(together, alone, rtol=1e-9)
+
+
+def test_run_reproduction_writes_header_and_wall_time(tmp_path):
+    from p2probust.reproduce import Reproduction, run_reproduction
+
+    seen = {}
+
+    def fake(settings, size, seeds, out):
+        seen[size] = (settings["two_worlds"]["steps"], settings["two_worlds"]["f"], seeds)
+        return ["## body", "", "| a |", "|---|", "| 1 |"]
+
+    rep = Reproduction("gossip-breakdown", "T", "P", fake)
+    folder = run_reproduction(rep, size="smoke", seeds=2, out=tmp_path / "s")
+    run_reproduction(rep, size="full", seeds=1, out=tmp_path / "f")
+    assert seen["smoke"] == (5, [2, 10], [0, 1]) and seen["full"] == (100, list(range(1, 16)), [0])
+    text = (folder / "table.md").read_text()
+    assert text.startswith("# T\n") and "seeds 0..1; size smoke" in text and text.endswith("| 1 |\n")
+    assert json.loads((folder / "wall_time.json").read_text())["seeds"] == [0, 1]
+    with pytest.raises(ValueError, match="size = 'huge'"):
+        run_reproduction(rep, size="huge")

@@ -74,7 +74,9 @@ def run(settings: dict, size: str, seeds: list[int], out: Path) -> list[str]:
         rows.append(row)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for rule in cfg["rules"]:
-        line, = ax.plot(cfg["f"], np.nanmean(res[rule], 1), marker="o", label=f"{rule} (ours)")
+        v = res[rule]
+        means = [np.nan if np.isnan(row).all() else float(np.nanmean(row)) for row in v]
+        line, = ax.plot(cfg["f"], means, marker="o", label=f"{rule} (ours)")
         bounds = [kappa_bound(rule, cfg["n"], f) or np.nan for f in cfg["f"]]
         ax.plot(cfg["f"], bounds, ls="--", color=line.get_color(), lw=0.8)
     ax.set_yscale("log")
