@@ -35,16 +35,27 @@ RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--tolerance", "rule.tolerance", str, "Byzantine neighbours a rule expects: 'oracle' (true count per node) or an integer"),
     ("--task", "data.task", str, "learning task (see `p2probust list tasks`)"),
     ("--data-dir", "data.data_dir", str, "folder holding the MNIST IDX files (mnist tasks)"),
-    ("--partition", "data.partition", str, "how data is split over nodes: iid, dirichlet, extreme"),
+    ("--partition", "data.partition", str, "how data is split over nodes: iid, dirichlet, extreme, one-class, shards"),
     ("--dirichlet-alpha", "data.dirichlet_alpha", float, "concentration α of the Dirichlet partition"),
+    ("--shards-per-node", "data.shards_per_node", int, "classes-sized shards per node of the shards partition"),
+    ("--split-among", "data.split_among", click.Choice(["all", "honest"]), "nodes that hold data: all, or honest only (IOS code)"),
+    ("--normalize", "data.normalize", click.Choice(["auto", "mnist", "unit", "symmetric", "none"]), "pixel normalisation: auto (mnist for MNIST, unit for digits), mnist (x/255−0.1307)/0.3081, unit x/255, symmetric 2x/255−1, none"),
     ("--rounds", "train.rounds", int, "number of rounds"),
     ("--lr", "train.lr", float, "learning rate"),
-    ("--lr-schedule", "train.lr_schedule", click.Choice(["constant", "inv-sqrt", "step"]), "learning-rate schedule"),
-    ("--lr-decay", "train.lr_decay", float, "decay factor of the step schedule"),
-    ("--lr-step", "train.lr_step", int, "rounds between decays of the step schedule"),
+    ("--lr-schedule", "train.lr_schedule", click.Choice(["constant", "inv-sqrt", "step", "multistep"]), "learning-rate schedule (round t from 0): constant η, inv-sqrt η/√(t+b), step η·γ^⌊t/s⌋, multistep η·γ^#{milestones ≤ t}"),
+    ("--lr-decay", "train.lr_decay", float, "decay factor γ of the step and multistep schedules"),
+    ("--lr-step", "train.lr_step", int, "rounds s between decays of the step schedule"),
+    ("--lr-offset", "train.lr_offset", float, "b of the inv-sqrt schedule η/√(t+b)"),
+    ("--lr-milestones", "train.lr_milestones", str, "rounds of the multistep schedule, comma separated"),
     ("--momentum", "train.momentum", float, "local momentum β (m ← βm + (1−β)g)"),
+    ("--weight-decay", "train.weight_decay", float, "ℓ2 weight decay λ: g ← ∇f + λθ, before momentum"),
     ("--batch-size", "train.batch_size", int, "local batch size"),
+    ("--sampling", "train.sampling", click.Choice(["uniform", "epoch", "slice"]), "batches: uniform with replacement, epoch (without replacement, reshuffled per node), slice (contiguous, IOS code)"),
     ("--local-steps", "train.local_steps", int, "local SGD steps per round"),
+    ("--init", "train.init", click.Choice(["shared", "per-node"]), "one initial model for all nodes, or one draw per node"),
+    ("--init-scheme", "train.init_scheme", click.Choice(["torch", "normal", "zero"]), "initial law: torch U(±s/√fan_in), normal s·N(0,1), zero"),
+    ("--init-scale", "train.init_scale", float, "scale s of the initial law"),
+    ("--order", "train.order", click.Choice(["step-then-gossip", "gossip-then-step"]), "phases of a round: x ← Agg(x − γ∇f(x)) or x ← Agg(x) − γ∇f(x)"),
     ("--compute-time", "engine.compute_time", str, "simulated seconds per local step: 0.01, lognormal:mean=0.01,sigma=0.5, exponential:mean=0.01"),
     ("--latency", "engine.latency", str, "link latency: seconds (0.005), uniform:low=A,high=B, lognormal:mean=M,sigma=S, exponential:mean=M"),
     ("--mode", "engine.mode", click.Choice(["sync", "async"]), "synchronous rounds or asynchronous gossip"),
@@ -57,6 +68,12 @@ RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--timing-attack", "engine.timing_attack", str, "Byzantine timing: none, delay:seconds=S, replay:lag=S, flood:copies=C"),
     ("--dynamics", "engine.dynamics", str, "time-varying graph: static, random-regular:degree=D, epidemic:s=S"),
     ("--tick", "engine.tick", float, "async: round compute completions up to multiples of tick seconds to batch them"),
+    ("--dp-epsilon", "privacy.epsilon", float, "differential privacy: target ε per node; σ is calibrated for rounds × local steps"),
+    ("--dp-delta", "privacy.delta", float, "differential privacy: δ at which ε is reported"),
+    ("--dp-clip", "privacy.clip", float, "differential privacy: per-example gradient norm bound C (turns DP-SGD on)"),
+    ("--dp-noise", "privacy.noise_multiplier", float, "differential privacy: noise multiplier σ (noise std σ·C); default: calibrated"),
+    ("--dp-sampling", "privacy.sampling", click.Choice(["poisson", "fixed"]), "differential privacy: Poisson batches (rate q, proven ε) or fixed-size (heuristic ε)"),
+    ("--dp-calibration", "privacy.calibration", click.Choice(["accountant", "tutorial"]), "differential privacy: σ from the accountant or the tutorial's rule"),
     ("--eval-every", "eval_every", int, "evaluate test accuracy every this many rounds"),
     ("--seed", "seed", int, "run seed"),
     ("--jit", "jit", click.Choice(["auto", "on", "off"]), "compiled kernel for median/trimmed-mean gossip (numba; same results): auto uses it on large rounds"),
@@ -169,15 +186,17 @@ def _run_options(func: Callable) -> Callable:
 @click.option("--task-param", multiple=True, metavar="KEY=VALUE", help="task parameter, repeatable (e.g. hidden=128, dim=50)")
 @click.option("--attack-param", multiple=True, metavar="KEY=VALUE", help="attack parameter, repeatable (e.g. scale=10)")
 @click.option("--rule-param", multiple=True, metavar="KEY=VALUE", help="rule parameter, repeatable")
+@click.option("--record-nodes", metavar="every=K[,max_nodes=M]", default=None,
+              help="per-node values every K rounds into nodes.npz (a seeded sample beyond M nodes, default 1000)")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no placement report")
 @click.option("--overwrite", is_flag=True, help="clear an existing run folder at --out first")
 @click.option("--dry-run", is_flag=True, help="print the resolved config, the graph and the memory estimate; run nothing")
 @user_errors
 def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tuple[str, ...],
-        attack_param: tuple[str, ...], rule_param: tuple[str, ...], quiet: bool, overwrite: bool,
-        dry_run: bool, **flags: Any) -> None:
+        attack_param: tuple[str, ...], rule_param: tuple[str, ...], record_nodes: str | None, quiet: bool,
+        overwrite: bool, dry_run: bool, **flags: Any) -> None:
     """Run one simulation and write its run folder (config.json, metrics.csv, timing.csv,
-    summary.json, params.pt).
+    summary.json, params.pt; nodes.npz and graph.json with --record-nodes).
 
     With no flags: 16 nodes on a 4×4 torus learning the bundled digits with logistic regression,
     2 Byzantine nodes sending sign-flipped models, trimmed-mean gossip, 100 rounds.
@@ -194,11 +213,11 @@ def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tu
         if value is None:
             continue
         key = name.replace("__", ".")
-        if key == "byzantine.nodes":
+        if key in ("byzantine.nodes", "train.lr_milestones"):
             try:
                 value = tuple(int(v) for v in value.split(",") if v.strip())
             except ValueError:
-                raise ValueError(f"--byzantine-nodes {value!r} must be comma-separated integers") from None
+                raise ValueError(f"--{key.split('.')[1].replace('_', '-')} {value!r} must be comma-separated integers") from None
         overrides[key] = value
     if topology_param:
         overrides["topology.params"] = dict(_param(p) for p in topology_param)
@@ -208,6 +227,10 @@ def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tu
         overrides["attack.params"] = dict(_param(p) for p in attack_param)
     if rule_param:
         overrides["rule.params"] = dict(_param(p) for p in rule_param)
+    if record_nodes is not None:
+        from .node_recorder import parse_record_spec
+
+        overrides.update(parse_record_spec(record_nodes))
     cfg = load_config(config_path, overrides) if config_path else from_overrides(overrides)
     _setup_logging(quiet)
     if dry_run:
@@ -223,14 +246,26 @@ def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tu
         if not cfg.out and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # the default folder made for a run that never started
         raise
-    final = result.summary["final"]
-    parts = [f"{k} {final[k]:.4g}" for k in ("accuracy", "node_acc_min", "consensus_distance", "dist_to_opt") if k in final]
-    click.echo(f"round {result.summary['rounds_done']}: " + ", ".join(parts))
+    click.echo(final_line(result.summary))
     click.echo(f"results written to {out}")
     status = result.summary["status"]
     if status != "completed":
         click.echo(f"{describe(result.summary)} (status {status!r} in summary.json)", err=True)
         sys.exit(EXIT_CODES.get(status, 1))
+
+
+_FINAL_LABELS = (
+    ("accuracy", "accuracy of the averaged honest model"), ("node_acc_mean", "honest node accuracy: mean"),
+    ("node_acc_min", "min"), ("consensus_distance", "consensus distance"), ("dist_to_opt", "distance to optimum"),
+)
+
+
+def final_line(summary: dict[str, Any]) -> str:
+    """The console's last line: averaged-model accuracy, then the mean and min of the honest nodes'
+    own accuracies (what papers report), consensus distance, distance to the optimum."""
+    final = summary["final"]
+    parts = [f"{label} {final[k]:.4g}" for k, label in _FINAL_LABELS if final.get(k) is not None]
+    return f"round {summary['rounds_done']}: " + ", ".join(parts)
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -251,18 +286,36 @@ def _setup_logging(quiet: bool) -> None:
               help="x axis: rounds or simulated seconds")
 @click.option("--out", default="fig.png", show_default=True, type=click.Path(dir_okay=False), help="image file to write")
 @click.option("--title", default=None, help="figure title")
+@click.option("--graph", "graph", is_flag=True,
+              help="draw the graph of one run coloured per node at --round (metric distance, loss or accuracy; needs --record-nodes)")
+@click.option("--round", "round_", type=int, default=None, help="with --graph: the recorded round [default: the last]")
+@click.option("--layout", type=click.Choice(["auto", "spring", "kamada", "circular", "grid", "file"]), default="auto",
+              show_default=True, help="with --graph: node positions (auto: grid for a torus, circular for a ring, else spring)")
+@click.option("--positions", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="with --layout file: JSON [[x, y], ...] or {\"id\": [x, y]}")
+@click.option("--theory", is_flag=True,
+              help="overlay theory: the error floor κG²/μ² on dist_to_opt, the plain-gossip envelope on consensus_distance")
+@click.option("--kappa", type=float, default=None, help="with --theory: use this κ instead of the rule's bound")
 @user_errors
-def plot(runs: tuple[str, ...], metric: str, x_axis: str, out: str, title: str | None) -> None:
-    """Draw one metric against rounds for several run folders on one axis."""
+def plot(runs: tuple[str, ...], metric: str, x_axis: str, out: str, title: str | None, graph: bool, round_: int | None,
+         layout: str, positions: str | None, theory: bool, kappa: float | None) -> None:
+    """Draw one metric against rounds for several run folders on one axis (or, with --graph, one run's graph)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plots import plot_metric
+    from .plots import plot_metric, plot_theory
 
+    if graph:
+        from .cli_viz import plot_graph
+
+        plot_graph(runs, metric, round_, layout, positions, out, title)
+        return
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     plot_metric(runs, metric, x=x_axis, ax=ax)
+    if theory:
+        plot_theory(runs, metric, x=x_axis, ax=ax, kappa=kappa)
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -299,49 +352,16 @@ def list_(what: str | None) -> None:
             click.echo(f"  {'<aggregator>':<{width}}  any aggregator below, used as aggregate-and-mix")
 
 
-@main.command()
-@click.option("--rule", default="trimmed-mean", show_default=True,
-              help="aggregator or chain of pre-aggregators and an aggregator (e.g. nnm+median)")
-@click.option("--n", "n", type=int, default=15, show_default=True, help="number of input vectors")
-@click.option("--f", "f", type=int, default=5, show_default=True, help="number of adversarial vectors (the tolerance)")
-@click.option("--d", "d", type=int, default=10, show_default=True, help="dimension")
-@click.option("--trials", type=int, default=20, show_default=True, help="random input sets per scenario")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the inputs and of sampled subsets")
-@user_errors
-def kappa(rule: str, n: int, f: int, d: int, trials: int, seed: int) -> None:
-    """Measure the empirical robustness coefficient κ of an aggregator on random inputs.
+def _register_commands() -> None:
+    from . import cli_kappa, cli_reproduce, cli_sweep, cli_viz
 
-    κ is the largest ‖F(x) − mean_G‖² / spread_G over subsets G of n − f inputs, on N(0, I) honest
-    vectors with f adversarial ones (far outliers, ALIE-like, a shift); see p2probust.robustness.
-    """
-    import p2probust  # noqa: F401  (registers the built-ins)
-
-    from .gossip.registry import make_rule
-    from .robustness import KAPPA_BOUND_SOURCE, kappa_table
-
-    agg = getattr(make_rule(rule), "aggregator", None)
-    if agg is None:
-        raise ValueError(f"rule {rule!r} is a gossip rule, not an aggregator; kappa needs an aggregator or a chain such as nnm+median")
-    rows = kappa_table(agg, rule, m=n, f=f, d=d, trials=trials, seed=seed)
-    click.echo(f"empirical kappa of {agg!r}: n = {n}, f = {f}, d = {d}, {trials} trials, seed {seed}")
-    click.echo(f"{'scenario':<10} {'mean':>10} {'max':>10} {'bound':>10}")
-    for row in rows:
-        bound = "-" if row["bound"] is None else f"{row['bound']:.4g}"
-        click.echo(f"{row['scenario']:<10} {row['mean']:>10.4g} {row['max']:>10.4g} {bound:>10}")
-    if rows and rows[0]["bound"] is not None:
-        click.echo(f"bound: {KAPPA_BOUND_SOURCE}")
+    cli_kappa.register(main, user_errors)
+    cli_reproduce.register(main, user_errors)
+    cli_sweep.register(main, user_errors)
+    cli_viz.register(main, user_errors)
 
 
-
-
-def _register_sweep_commands() -> None:
-    from .cli_sweep import register
-
-    register(main, user_errors)
-
-
-_register_sweep_commands()
-__import__("p2probust.cli_reproduce", fromlist=["register"]).register(main, user_errors)
+_register_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

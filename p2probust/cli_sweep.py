@@ -1,4 +1,4 @@
-"""The sweep commands of the CLI: ``sweep``, ``table``, ``heatmap`` (see :mod:`p2probust.sweep`)."""
+"""The sweep commands of the CLI: ``sweep`` and ``table`` (``heatmap`` of a sweep is in :mod:`p2probust.cli_viz`)."""
 
 from __future__ import annotations
 
@@ -64,32 +64,6 @@ def register(main: click.Group, user_errors) -> None:
         df = filter_rows(read_index(sweep_dir), where)
         click.echo(table_text(df, metric, _split(rows), _split(cols), worst_over=worst_over, tune=_split(tune),
                               fmt=fmt, scale=100.0 if percent else 1.0, digits=1 if percent else 3), nl=False)
-
-    @main.command()
-    @click.argument("sweep_dir", type=click.Path(exists=True, file_okay=False))
-    @click.option("--x", "x", required=True, help="key on the x axis, e.g. f")
-    @click.option("--y", "y", required=True, help="key on the y axis, e.g. dirichlet_alpha")
-    @click.option("--metric", default="accuracy", show_default=True)
-    @click.option("--worst-over", default=None, help="key to take the worst case over, e.g. attack")
-    @click.option("--where", multiple=True, metavar="KEY=VALUE", help="fix the other keys, repeatable")
-    @click.option("--out", default="heatmap.png", show_default=True, type=click.Path(dir_okay=False))
-    @user_errors
-    def heatmap(sweep_dir, x, y, metric, worst_over, where, out):
-        """Draw a heatmap of a sweep's metric over two keys (mean over seeds)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from .sweep.results import filter_rows, plot_heatmap, read_index
-
-        df = filter_rows(read_index(sweep_dir), where)
-        fig, ax = plt.subplots(figsize=(6.0, 4.4))
-        plot_heatmap(df, x, y, metric, worst_over=worst_over, ax=ax)
-        fig.tight_layout()
-        fig.savefig(out, dpi=120)
-        plt.close(fig)
-        click.echo(f"wrote {out}")
 
 
 def _split(text: str) -> list[str]:

@@ -19,7 +19,7 @@ def describe_run(cfg: RunConfig) -> list[str]:
     """Lines describing the run ``cfg`` would make (see the module docstring)."""
     import p2probust  # noqa: F401  (registers the built-ins)
 
-    from .simulation import place
+    from .build import place
 
     G, is_byz, report = place(cfg)
     table = NeighborTable.from_graph(G, weights=cfg.topology.weights)

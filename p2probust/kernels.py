@@ -1,4 +1,4 @@
-"""The per-instant kernels (torch), shared by the synchronous and the asynchronous loops.
+r"""The per-instant kernels (torch), shared by the synchronous and the asynchronous loops.
 
 A :class:`Kernels` object holds the run's stacked state (``params``, ``momentum``) and the wired
 parts (trainer, rule, attack, neighbour table, tolerances). The engine decides *who* acts; each
@@ -9,6 +9,17 @@ method here takes integer index sets and runs one batched call:
 * :meth:`Kernels.mix` — the gossip rule over a set of nodes, given their inboxes;
 * :meth:`Kernels.sync_round` — one synchronous round (local step, gather, attack, rule). Its
   plain path is, operation for operation, the foundation's round, so metrics stay bit-identical.
+
+The order of the two phases of a synchronous round (``[train] order``):
+
+* ``step-then-gossip`` (default; adapt-then-combine, the tutorial, He et al. 2022, and the IOS
+  code's ``DSGD.run``): :math:`x_i \leftarrow \mathrm{Agg}_i(x - \gamma\nabla f(x))`; honest
+  nodes send, and attacks see, the freshly stepped models.
+* ``gossip-then-step`` (combine-then-adapt, D-PSGD of Lian et al., NeurIPS 2017):
+  :math:`x_i \leftarrow \mathrm{Agg}_i(x) - \gamma\nabla f_i(x_i)`; the gradient is taken at the
+  pre-gossip model, honest nodes send, and attacks see, the models of the previous round, and the
+  local update (all ``local_steps`` of it, momentum and weight decay included) is added to the
+  rule's output.
 """
 
 from __future__ import annotations
@@ -68,6 +79,7 @@ class Kernels:
     oracle: bool = True  #: tolerance = true Byzantine count (recomputed on time-varying graphs)
     replay: Callable[[np.ndarray], Tensor] | None = None  #: send times → stale models [E, d] (replay attack)
     jit: str = "auto"  #: compiled gather-fused rank-mean kernel: auto | on | off (see :mod:`p2probust.jit`)
+    order: str = "step-then-gossip"  #: or gossip-then-step (see the module docstring)
 
     def __post_init__(self) -> None:
         t, a = self.table, self.actors
@@ -88,6 +100,23 @@ class Kernels:
         """``local_steps`` batched SGD steps of ``nodes``."""
         for _ in range(self.local_steps):
             self.params, self.momentum = self.trainer.step(self.params, self.momentum, nodes, lr, self.beta, self.gen_batches)
+
+    def _step_phase(self, nodes: Tensor, lr: float) -> Tensor | None:
+        """The local-step phase of a round. ``step-then-gossip``: step now, return None;
+        ``gossip-then-step``: compute the update ``[a, d]`` from the current (pre-gossip) models,
+        leave ``params`` unchanged, and return it for :meth:`_finish_step`."""
+        if self.order == "step-then-gossip":
+            self.local_step(nodes, lr)
+            return None
+        before = self.params
+        self.local_step(nodes, lr)
+        update = self.params.index_select(0, nodes) - before.index_select(0, nodes)
+        self.params = before
+        return update
+
+    def _finish_step(self, nodes: Tensor, update: Tensor | None) -> None:
+        if update is not None:
+            self.params = self.params.index_add(0, nodes, update)
 
     def craft(self, recipients: Tensor, senders: Tensor, slots: Tensor, round: int, idx: Tensor, mask: Tensor,
               weights: Tensor, tolerance: Tensor, sent_at: np.ndarray | None = None,
@@ -132,7 +161,7 @@ class Kernels:
         actors = self.actors
         if plan.online is not None:
             actors = actors[torch.from_numpy(plan.online)[actors]]
-        self.local_step(actors, lr)
+        update = self._step_phase(actors, lr)
         delivered = tab.mask if plan.delivered is None else tab.with_delivered(plan.delivered)
         if self.silent:
             delivered = delivered & ~self.is_byzantine[tab.idx]
@@ -146,6 +175,7 @@ class Kernels:
                                  f_all, sent_at)
         f = self.round_f(tab, plan)[actors]
         self.gather_and_mix(actors, idx, mask, w, self.tolerance(actors, mask, f), rows, slots, crafted)
+        self._finish_step(actors, update)
         sent = tab.mask if plan.online is None else tab.mask & torch.from_numpy(plan.online)[tab.idx]
         if self.silent:
             sent = sent & ~self.is_byzantine[tab.idx]
@@ -157,7 +187,7 @@ class Kernels:
 
     def _plain_round(self, r: int, lr: float) -> int:
         """The foundation's round, unchanged: every actor, every message, the static table."""
-        self.local_step(self.actors, lr)
+        update = self._step_phase(self.actors, lr)
         crafted = None
         if self.rows.numel():
             crafted = self.craft(self.actors[self.rows], self.act_idx[self.rows, self.slots], self.slots, r,
@@ -165,6 +195,7 @@ class Kernels:
                                  wiring_cache=self._static_wiring)
         self.gather_and_mix(self.actors, self.act_idx, self.act_mask, self.act_w, self.act_f, self.rows, self.slots, crafted,
                             wiring_cache=self._static_wiring)
+        self._finish_step(self.actors, update)
         sent = self.table.mask & ~self.is_byzantine[self.table.idx] if self.silent else self.table.mask
         return int(sent.sum())
 

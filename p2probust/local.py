@@ -3,47 +3,72 @@ r"""The batched local step: per-node stochastic gradients for all acting nodes i
 For every acting node ``i`` at once:
 
 .. math::
-    g_i = \nabla_\theta \tfrac1B \textstyle\sum_{s \in \mathcal B_i} \ell(\theta_i; x_s, y_s),\qquad
+    g_i = \nabla_\theta \tfrac1B \textstyle\sum_{s \in \mathcal B_i} \ell(\theta_i; x_s, y_s)
+          + \lambda\theta_i,\qquad
     m_i \leftarrow \beta m_i + (1-\beta) g_i,\qquad \theta_i \leftarrow \theta_i - \eta_t m_i
 
 (local Polyak momentum in its dampened form, as in Karimireddy, He, Jaggi, "Learning from history
-for Byzantine robust optimization", ICML 2021; β = 0 is plain SGD). Batches are drawn uniformly with
-replacement from each node's own partition with the ``batches`` stream. Gradients come from
+for Byzantine robust optimization", ICML 2021; β = 0 is plain SGD). Weight decay λ (ℓ2,
+``[train] weight_decay``) is added to the gradient *before* momentum, as ``torch.optim.SGD`` does;
+with β = 0 the step is :math:`\theta \leftarrow (1-\eta\lambda)\theta - \eta\nabla f`, the IOS
+code's ``param.mul_(1 - weight_decay*lr); param.sub_(grad, alpha=lr)``. Batches come from each
+node's own partition with the ``batches`` stream (:mod:`p2probust.sampling`: uniform with
+replacement by default, epochs without replacement, or contiguous slices). Gradients come from
 ``torch.func.vmap(torch.func.grad(...))`` over the stacked parameters — no Python loop over nodes.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .models import ParamSpec
+from .sampling import BatchSampler
 
 
 @dataclass(frozen=True)
 class LRSchedule:
-    """Learning rate at round t: ``constant`` η, ``inv-sqrt`` η/√(t+1), ``step`` η·γ^⌊t/s⌋."""
+    r"""Learning rate at round ``t`` (counted from 0; local steps of one round share it).
+
+    * ``constant``: :math:`\eta`;
+    * ``inv-sqrt``: :math:`\eta/\sqrt{t+b}` (``offset`` b, default 1: :math:`\eta/\sqrt{k}` with
+      k = t + 1 counted from 1). The IOS code's ``one_over_sqrt_k_lr(a=1, b=1)`` with initial lr
+      0.9 gives :math:`0.9/\sqrt{k+1}` at iteration k from 0: ``lr = 0.9``, ``offset = 1`` here
+      (its general :math:`\eta\,a/\sqrt{k+b}` is ``lr = ηa``, ``offset = b``);
+    * ``step``: :math:`\eta\gamma^{\lfloor t/s\rfloor}` (``decay`` γ every ``step`` s rounds,
+      ``torch.optim.lr_scheduler.StepLR``);
+    * ``multistep``: :math:`\eta\gamma^{|\{m \in M : m \le t\}|}` (``milestones`` M,
+      ``torch.optim.lr_scheduler.MultiStepLR``).
+    """
 
     lr: float = 0.1
     kind: str = "constant"
     decay: float = 0.5
     step: int = 50
+    offset: float = 1.0
+    milestones: tuple[int, ...] = ()
 
-    KINDS = ("constant", "inv-sqrt", "step")
+    KINDS = ("constant", "inv-sqrt", "step", "multistep")
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
             raise ValueError(f"lr schedule {self.kind!r} must be one of: {', '.join(self.KINDS)}")
+        if not self.offset > 0:
+            raise ValueError(f"inv-sqrt offset b = {self.offset!r} is invalid; expected b > 0")
 
     def __call__(self, t: int) -> float:
         if self.kind == "inv-sqrt":
-            return self.lr / math.sqrt(t + 1)
+            return self.lr / math.sqrt(t + self.offset)
         if self.kind == "step":
             return self.lr * self.decay ** (t // self.step)
+        if self.kind == "multistep":
+            return self.lr * self.decay ** bisect.bisect_right(self.milestones, t)
         return self.lr
 
 
@@ -108,6 +133,15 @@ class LocalTrainer:
     flipped : BoolTensor [n] or None
         Nodes whose labels are flipped y → C−1−y (label-flipping Byzantine nodes).
     num_classes : int
+    weight_decay : float
+        λ ≥ 0, added as ``λθ`` to the gradient before momentum (after the DP noise: it depends on
+        no data, so it costs no privacy).
+    sampling : str
+        ``uniform`` | ``epoch`` | ``slice`` (:mod:`p2probust.sampling`).
+    privacy : object or None
+        A DP mechanism (:class:`p2probust.privacy.GaussianDP`): when given, it draws the batches and
+        turns per-example gradients into the noisy clipped mean, ``privacy.gradients(trainer, theta,
+        nodes, generator) -> [a, d]``, before momentum.
     """
 
     def __init__(
@@ -122,6 +156,9 @@ class LocalTrainer:
         batch_size: int,
         flipped: Tensor | None = None,
         num_classes: int = 0,
+        weight_decay: float = 0.0,
+        sampling: str = "uniform",
+        privacy: Any = None,
     ):
         self.model = model
         self.spec = ParamSpec.from_module(model)
@@ -130,7 +167,10 @@ class LocalTrainer:
         self.batch_size = batch_size
         self.flipped = flipped
         self.num_classes = num_classes
+        self.weight_decay = float(weight_decay)
+        self.sampler = BatchSampler(table, lengths, batch_size, sampling)
         criterion = _loss_fn(loss)
+        self.loss, self.criterion = loss, criterion
         model_ = model
 
         def node_loss(theta: Tensor, xb: Tensor, yb: Tensor) -> Tensor:
@@ -138,12 +178,11 @@ class LocalTrainer:
             return criterion(out, yb)
 
         self._grads = closed_form_gradients(model, loss) or torch.func.vmap(torch.func.grad(node_loss))
+        self.privacy = privacy.bind(self) if privacy is not None else None
 
     def sample(self, nodes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """One batch per node: ``([a, B, ...], [a, B])``."""
-        u = torch.rand((nodes.numel(), self.batch_size), generator=generator, dtype=torch.float64)
-        pos = (u * self.lengths[nodes].unsqueeze(1)).long()
-        samples = torch.gather(self.table[nodes], 1, pos)
+        samples = self.sampler(nodes, generator)
         yb = self.y[samples]
         if self.flipped is not None and self.num_classes:
             flip = self.flipped[nodes].unsqueeze(1)
@@ -151,17 +190,28 @@ class LocalTrainer:
         return self.x.index_select(0, samples.reshape(-1)).reshape(samples.shape + self.x.shape[1:]), yb
 
     def gradients(self, params: Tensor, nodes: Tensor, generator: torch.Generator) -> Tensor:
-        """``[a, d]`` stochastic gradients of the acting ``nodes``."""
-        xb, yb = self.sample(nodes, generator)
-        return self._grads(params[nodes], xb, yb)
+        """``[a, d]`` stochastic gradients of the acting ``nodes`` (the DP ones with ``privacy``;
+        weight decay included)."""
+        theta = params[nodes]
+        if self.privacy is not None:
+            g = self.privacy.gradients(self, theta, nodes, generator)
+        else:
+            xb, yb = self.sample(nodes, generator)
+            g = self._grads(theta, xb, yb)
+        return torch.add(g, theta, alpha=self.weight_decay) if self.weight_decay else g
 
     def step(
         self, params: Tensor, momentum: Tensor, nodes: Tensor, lr: float, beta: float, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]:
         """One local step of ``nodes``; returns new ``(params, momentum)`` (inputs untouched)."""
         theta = params.index_select(0, nodes)
-        xb, yb = self.sample(nodes, generator)
-        g = self._grads(theta, xb, yb)
+        if self.privacy is not None:  # noisy clipped mean, before momentum
+            g = self.privacy.gradients(self, theta, nodes, generator)
+        else:
+            xb, yb = self.sample(nodes, generator)
+            g = self._grads(theta, xb, yb)
+        if self.weight_decay:
+            g = torch.add(g, theta, alpha=self.weight_decay)  # g ← ∇f + λθ, before momentum
         m = torch.lerp(g, momentum.index_select(0, nodes), beta) if beta > 0 else g  # βm + (1−β)g, one pass
         new = torch.add(theta, m, alpha=-lr)
         return params.index_copy(0, nodes, new), momentum.index_copy(0, nodes, m)

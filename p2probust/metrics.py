@@ -83,3 +83,21 @@ class Evaluator:
                 pred = self._batched(theta).argmax(-1)
             accs.append((pred == self.y).double().mean(-1))
         return torch.cat(accs)
+
+
+def honest_objective(model, spec, loss: str, x, y, table, lengths):
+    """Average over honest nodes of their local training loss, at one flat model ``theta [d]``."""
+
+    @torch.no_grad()
+    def objective(theta: torch.Tensor) -> float:
+        out = torch.func.functional_call(model, spec.unflatten(theta), (x,))
+        if loss == "cross_entropy":
+            per_sample = torch.nn.functional.cross_entropy(out, y, reduction="none")
+        else:
+            per_sample = 0.5 * (out - y) ** 2
+        per_sample = per_sample.double()
+        valid = torch.arange(table.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+        node_loss = torch.where(valid, per_sample[table], 0.0).sum(1) / lengths
+        return float(node_loss.mean())
+
+    return objective

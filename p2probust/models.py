@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "INIT_SCHEMES",
     "LinearRegression",
     "LogisticRegression",
     "MLP",
@@ -219,12 +220,18 @@ def _fan_in_bounds(module: nn.Module, spec: ParamSpec) -> torch.Tensor:
     )
 
 
+#: initialisation schemes of :func:`init_stacked`
+INIT_SCHEMES = ("torch", "normal", "zero")
+
+
 def init_stacked(
     module_factory: Callable[[], nn.Module],
     n: int,
     *,
     generator: torch.Generator,
     same: bool = True,
+    scheme: str = "torch",
+    scale: float = 1.0,
 ) -> torch.Tensor:
     """Initial parameters of ``n`` nodes, one flat row each, drawn from ``generator``.
 
@@ -239,7 +246,13 @@ def init_stacked(
         The only source of randomness; the same generator state gives the same rows.
     same : bool, default True
         If True (the usual setting in decentralized learning) every node starts from one common
-        model; if False each node gets an independent draw.
+        model; if False each node gets an independent draw (``[train] init = "per-node"``).
+    scheme : str, default "torch"
+        ``"torch"``: PyTorch's default Linear/Conv law, each entry ``U(−s/√fan_in, s/√fan_in)``;
+        ``"normal"``: each entry ``s · N(0, 1)`` (the IOS code's ``RandomInitialize``, ``s = 6``);
+        ``"zero"``: all zeros (``scale`` unused).
+    scale : float, default 1.0
+        ``s`` above (``[train] init_scale``), ``> 0``.
 
     Returns
     -------
@@ -248,19 +261,37 @@ def init_stacked(
 
     Notes
     -----
-    Reproduces PyTorch's default initialisation of ``nn.Linear`` and ``nn.Conv2d`` (Kaiming
-    uniform with ``a = sqrt(5)``): every weight and bias entry of a layer is drawn from
-    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, with ``fan_in`` the layer's input size
+    ``"torch"`` with ``s = 1`` reproduces PyTorch's default initialisation of ``nn.Linear`` and
+    ``nn.Conv2d`` (Kaiming uniform with ``a = sqrt(5)``): every weight and bias entry of a layer is
+    drawn from ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, with ``fan_in`` the layer's input size
     (``in_features``, or ``in_channels/groups · kernel area``). Drawn as one
-    ``torch.rand(rows, d, generator=generator)`` call, so it is fast for large ``n``.
+    ``torch.rand(rows, d, generator=generator)`` (or ``torch.randn``) call, so it is fast for large
+    ``n``; the ``"torch"`` rows with ``s = 1`` are the same bits as before the scheme existed.
+
+    References
+    ----------
+    The ``"normal"`` scheme: Z. Wu, T. Chen, Q. Ling, IEEE TSP 2023, code
+    github.com/Zhaoxian-Wu/IOS, ``ByrdLab/library/initialize.py`` (``RandomInitialize(scale=6)``,
+    one seed per node: ``DSGD(consensus_init=False)``).
     """
     if n < 1:
         raise ValueError(f"n must be a positive number of nodes, got {n}")
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"init scheme {scheme!r} is invalid; expected one of: {', '.join(INIT_SCHEMES)}")
+    if not scale > 0:
+        raise ValueError(f"init scale {scale!r} is invalid; expected a number > 0")
     with torch.device("meta"):
         template = module_factory()
     spec = ParamSpec.from_module(template)
-    bounds = _fan_in_bounds(template, spec)
     rows = 1 if same else n
-    u = torch.rand(rows, spec.dim, generator=generator, dtype=torch.float32)
-    params = (2.0 * u - 1.0) * bounds
+    if scheme == "zero":
+        return torch.zeros(n, spec.dim)
+    if scheme == "normal":
+        params = scale * torch.randn(rows, spec.dim, generator=generator, dtype=torch.float32)
+    else:
+        bounds = _fan_in_bounds(template, spec)
+        u = torch.rand(rows, spec.dim, generator=generator, dtype=torch.float32)
+        params = (2.0 * u - 1.0) * bounds
+        if scale != 1.0:
+            params = params * scale
     return params.expand(n, spec.dim).clone() if same else params

@@ -72,3 +72,43 @@ def plot_metric(runs: Sequence[str | Path | dict], metric: str = "consensus_dist
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     return lines
+
+
+def plot_theory(runs: Sequence[str | Path | dict], metric: str, *, x: str = "round", ax=None,
+                kappa: float | None = None) -> list:
+    """Overlay theory on :func:`plot_metric`'s axis (see :mod:`p2probust.viz.theory` for formulas and sources).
+
+    ``metric = "dist_to_opt"``: a horizontal line at the predicted floor κ G²(θ*)/μ²;
+    ``metric = "consensus_distance"``: the plain-gossip envelope Ξ_{t0} (1−γ)^{t−t0}.
+    Draws in the colour of each run's line already on ``ax`` (in order); returns the new lines.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .viz.theory import gossip_envelope, theory_floor
+
+    if metric not in ("dist_to_opt", "consensus_distance"):
+        raise ValueError(f"--theory draws on dist_to_opt (error floor) or consensus_distance (gossip envelope), not {metric!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    loaded = [r if isinstance(r, dict) else load_run(r) for r in runs]
+    colours = [line.get_color() for line in ax.get_lines()]
+    ylim = ax.get_ylim()  # the data's range: an envelope far below it is cut off, not allowed to squash the curves
+    lines = []
+    for i, run in enumerate(loaded):
+        colour = colours[i] if i < len(colours) else None
+        cols = run["columns"]
+        xs = cols[x]
+        if metric == "dist_to_opt":
+            th = theory_floor(run["path"], kappa=kappa)
+            lines.append(ax.axhline(th["floor"], color=colour, linestyle="--", linewidth=1.2,
+                                    label=f"{run['name']}: floor κG²/μ² = {th['floor']:.3g} (κ = {th['kappa']:.3g})"))
+        else:
+            cd = [float("nan") if v is None else v for v in cols["consensus_distance"]]
+            env, contraction = gossip_envelope(run["path"], np.asarray(cols["round"], dtype=float), np.asarray(cd))
+            (line,) = ax.plot(xs, env, color=colour, linestyle=":", linewidth=1.5,
+                              label=f"{run['name']}: gossip envelope (1−γ)^t, 1−γ = {contraction:.3g}")
+            lines.append(line)
+            ax.set_ylim(ylim[0] / 10 if ax.get_yscale() == "log" else ylim[0], ylim[1])
+    ax.legend(fontsize="small")
+    return lines

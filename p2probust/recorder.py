@@ -21,7 +21,7 @@ from typing import Any, Sequence
 #: metrics where smaller is better (for the "best" values of the summary)
 LOWER_IS_BETTER = ("loss", "consensus_distance", "dist_to_opt", "loss_gap")
 #: columns that are bookkeeping, not quality (no "best" value)
-_NO_BEST = ("round", "time", "lr", "messages", "bytes", "online")
+_NO_BEST = ("round", "time", "lr", "messages", "bytes", "online", "epsilon")  # epsilon: privacy spent
 
 
 class RecordError(OSError):

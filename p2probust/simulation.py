@@ -13,12 +13,9 @@ nodes whose attack follows the protocol, e.g. label flipping):
 
 from __future__ import annotations
 
-import inspect
-import io
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,135 +24,31 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__, registry
+from . import registry
 from .attacks.base import AbstractAttack
-from .config import DEFAULT_NODES, RunConfig
-from .data.partition import pad_partition
+from .build import default_out_dir, place, resolved_config  # noqa: F401  (default_out_dir: public here too)
+from .config import RunConfig
+from .data.setup import build_partition, build_task
 from .async_kernel import StaleModels, make_async_engine, run_async
 from .engine import ChurnSchedule, ComputeModel, EdgeSampler, LinkModel, RoundPlan, RoundTiming, SyncEngine, SyncNetwork
 from .kernels import Kernels
 from .gossip.mixing import AggregateAndMix
 from .gossip.registry import as_rule, make_rule
 from .local import LocalTrainer, LRSchedule
-from .memory import estimate, estimate_run
-from .metrics import Evaluator, consensus_distance
+from .memory import estimate_run
+from .metrics import Evaluator, consensus_distance, honest_objective
+from .privacy.setup import privacy_from_config
 from .models import ParamSpec, init_stacked
+from .node_recorder import NodeRecorder
 from .recorder import Recorder
+from .result import Result
 from .rng import numpy_stream, torch_stream
-from .rundir import RunDir, default_run_dir
+from .rundir import RunDir
 from .signals import stop_on_signals
-from .status import Diverged, honest_models_finite, is_overflow
-from .topology import NeighborTable, build_topology, is_topology_path, place_byzantine, placement_report, validate_graph
+from .status import Diverged, close_run_dir, failure_fields, honest_models_finite
+from .topology import NeighborTable
 
 log = logging.getLogger("p2probust")
-
-
-@dataclass(frozen=True)
-class Result:
-    """What a run returns.
-
-    Attributes
-    ----------
-    config : dict
-        The fully resolved configuration (as written to ``config.json``).
-    history : list of dict
-        One row per logged round (``round`` 0 is the initial state); evaluation columns are
-        ``None`` on rounds without evaluation.
-    summary : dict
-        Final and best values, wall time, status (as written to ``summary.json``).
-    params : Tensor [n, d]
-        Final stacked parameters of every node.
-    is_byzantine : BoolTensor [n]
-    graph : networkx.Graph
-    out_dir : Path or None
-    timing : list of dict
-        Wall-clock seconds since set-up at each logged round (``timing.csv``); kept out of
-        ``history`` so that ``metrics.csv`` is reproducible byte for byte.
-    """
-
-    config: dict[str, Any]
-    history: list[dict[str, Any]]
-    summary: dict[str, Any]
-    params: torch.Tensor
-    is_byzantine: torch.Tensor
-    graph: nx.Graph
-    out_dir: Path | None = None
-    timing: list[dict[str, Any]] = field(default_factory=list)  #: ``[{"round", "wall_s"}]``, as timing.csv
-
-    def metric(self, name: str) -> list[tuple[int, float]]:
-        """``[(round, value), ...]`` of the rounds where ``name`` was measured."""
-        return [(r["round"], r[name]) for r in self.history if r.get(name) is not None]
-
-    def final(self, name: str) -> float:
-        """Last measured value of ``name``."""
-        values = self.metric(name)
-        if not values:
-            raise KeyError(f"metric {name!r} was never measured; measured: {sorted(self.history[-1])}")
-        return values[-1][1]
-
-
-def default_out_dir(cfg: RunConfig, root: str | Path = "runs") -> Path:
-    """A new, empty, uniquely named folder under ``root`` for a run of ``cfg``:
-    ``<time to the ms>-<topology>-<rule>-<attack>-s<seed>-<config hash>[-N]`` (see :mod:`p2probust.rundir`)."""
-    parts = [Path(cfg.topology.name).stem, cfg.rule.name.replace("+", "_"), cfg.attack.name, f"s{cfg.seed}"]
-    return default_run_dir(parts, cfg.to_dict(), root)
-
-
-def _graph(cfg: RunConfig, graph: nx.Graph | None) -> nx.Graph:
-    if graph is not None:
-        return nx.convert_node_labels_to_integers(graph, ordering="sorted" if _sortable(graph) else "default")
-    t = cfg.topology
-    n = t.nodes
-    if n is None and not (is_topology_path(t.name) and not t.name.endswith(".py")):
-        n = DEFAULT_NODES
-    if n is not None:  # refuse before building a graph that cannot fit
-        estimate_graph_only(n, t.degree).check(cfg.max_memory)
-    extra = dict(t.params)
-    if extra and not is_topology_path(t.name):
-        accepted = inspect.signature(registry.topologies.get(t.name).factory).parameters
-        unknown = [key for key in extra if key not in accepted or key in ("n", "seed")]
-        if unknown:
-            allowed = ", ".join(k for k in accepted if k not in ("n", "seed")) or "none"
-            raise ValueError(f"topology {t.name!r} has no parameter {unknown[0]!r}; its parameters: {allowed}")
-    return build_topology(
-        t.name, n, seed=int(numpy_stream(cfg.seed, "graph").integers(2**31)),
-        **{"degree": t.degree, "p": t.p, "k": t.k, "beta": t.beta, **extra},
-    )
-
-
-def estimate_graph_only(n: int, degree: int):
-    """The part of the memory estimate known before the graph exists (one parameter per node)."""
-    return estimate(n=n, k=degree, d=1, batch=1, local=1, activations=0, edges=n * degree / 2)
-
-
-def place(cfg: RunConfig, graph: nx.Graph | None = None):
-    """The run's graph (``graph`` or the configured topology), its Byzantine nodes and the
-    placement report: ``(G, is_byz [n] bool, PlacementReport)``; validated, nothing else built."""
-    G = _graph(cfg, graph)
-    n = G.number_of_nodes()
-    if n == 0:
-        raise ValueError("the graph has no nodes; a topology needs at least 2 nodes joined by edges")
-    if cfg.byzantine.count >= n and cfg.byzantine.placement != "attach":  # attach: count is per honest node
-        raise ValueError(f"byzantine.count = {cfg.byzantine.count} is invalid; expected fewer Byzantine nodes than nodes (n = {n})")
-    if cfg.byzantine.placement == "attach":  # attacks issue: add `count` Byzantine vertices per honest node
-        from .topology.adversarial import attach_byzantine
-
-        G, is_byz = attach_byzantine(G, cfg.byzantine.count)
-    else:
-        is_byz = place_byzantine(
-            G, cfg.byzantine.count, cfg.byzantine.placement,
-            seed=int(numpy_stream(cfg.seed, "placement").integers(2**31)), nodes=list(cfg.byzantine.nodes) or None,
-        )
-    validate_graph(G, is_byz)
-    return G, is_byz, placement_report(G, is_byz)
-
-
-def _sortable(graph: nx.Graph) -> bool:
-    try:
-        sorted(graph.nodes)
-        return True
-    except TypeError:
-        return False
 
 
 def simulate(
@@ -223,22 +116,16 @@ def simulate(
     honest = ~is_byz
 
     # --- task, data, model ------------------------------------------------------------------
-    task = registry.tasks.create(
-        cfg.data.task, data_dir=cfg.data.data_dir, test_fraction=cfg.data.test_fraction, split_seed=cfg.data.split_seed,
-        **dict(cfg.data.params),
-    )
+    task = build_task(cfg)
     ds = task.dataset
-    part_params = {"alpha": cfg.data.dirichlet_alpha} if cfg.data.partition == "dirichlet" else {}
-    parts = registry.partitions.create(
-        cfg.data.partition, labels=np.asarray(task.partition_labels), n=n,
-        seed=int(numpy_stream(seed, "partition").integers(2**31)), **part_params,
-    )
-    part_table, lengths = pad_partition(parts)
+    parts, part_table, lengths = build_partition(cfg, task, honest)
     estimate_run(cfg, task, table).check(cfg.max_memory)
     model = task.make_model()
     spec = ParamSpec.from_module(model)
     d = spec.dim
-    params = init_stacked(task.make_model, n, generator=torch_stream(seed, "init"))
+    t = cfg.train
+    params = init_stacked(task.make_model, n, generator=torch_stream(seed, "init"), same=t.init == "shared",
+                          scheme=t.init_scheme, scale=t.init_scale)
     momentum = torch.zeros_like(params)
 
     # --- rule, tolerance, attack ------------------------------------------------------------
@@ -259,16 +146,22 @@ def simulate(
         f = torch.where(honest, f, torch.minimum(f, gossip.aggregator.max_tolerance(table.degree + 1)))
 
     actors = torch.arange(n) if adversary.follows_protocol else torch.nonzero(honest).squeeze(1)
+    if adversary.follows_protocol and cfg.data.split_among == "honest" and bool(is_byz.any()):
+        raise ValueError(f"data.split_among = 'honest' gives Byzantine nodes no data, but attack {cfg.attack.name!r} trains on it; use 'all'")
+    if cfg.engine.mode == "async" and t.order != "step-then-gossip":
+        raise ValueError(f"train.order = {t.order!r} is for synchronous rounds; engine.mode 'async' supports step-then-gossip only")
 
+    privacy = privacy_from_config(cfg, lengths, honest, torch_stream(seed, "noise"))  # None unless [privacy] is on
     trainer = LocalTrainer(
         model, ds.x_train, ds.y_train, part_table, lengths, loss=task.loss, batch_size=cfg.train.batch_size,
         flipped=is_byz if adversary.flips_labels else None, num_classes=ds.num_classes,
+        weight_decay=t.weight_decay, sampling=t.sampling, privacy=privacy,
     )
     evaluator = Evaluator(model, ds.x_test, ds.y_test, loss=task.loss, classification=task.classification)
-    honest_parts = [parts[i] for i in torch.nonzero(honest).squeeze(1).tolist()]
+    honest_parts = parts if cfg.data.split_among == "honest" else [parts[i] for i in torch.nonzero(honest).squeeze(1).tolist()]
     optimum = task.optimum(honest_parts)
-    objective = _honest_objective(model, spec, task.loss, ds.x_train, ds.y_train, part_table[honest], lengths[honest])
-    schedule = LRSchedule(cfg.train.lr, cfg.train.lr_schedule, cfg.train.lr_decay, cfg.train.lr_step)
+    objective = honest_objective(model, spec, task.loss, ds.x_train, ds.y_train, part_table[honest], lengths[honest])
+    schedule = LRSchedule(t.lr, t.lr_schedule, t.lr_decay, t.lr_step, t.lr_offset, t.lr_milestones)
     specs = cfg.engine.specs()
     history = StaleModels() if specs["timing_attack"].kind == "replay" else None
     kern = Kernels(
@@ -276,7 +169,7 @@ def simulate(
         cfg.train.momentum, torch_stream(seed, "batches"), torch_stream(seed, "attack"), ds.num_classes,
         oracle=cfg.rule.tolerance == "oracle",
         replay=history.replay_fn(specs["timing_attack"].value) if history is not None else None,
-        jit=cfg.jit,
+        jit=cfg.jit, order=t.order,
     )
 
     # --- recorder ---------------------------------------------------------------------------
@@ -291,8 +184,12 @@ def simulate(
     if churning:
         columns += ["offline_distance"]
     columns += [c for c in adversary.report_columns if c not in columns]  # per-round values the attack reports
-    columns += ["messages", "bytes"]
-    resolved = _resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report)
+    columns += ["messages", "bytes"] + (["epsilon"] if privacy is not None else [])
+    resolved = resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report)
+    if privacy is not None:
+        resolved["privacy"].update(privacy.used())
+    nodes: NodeRecorder | None = None  # per-node recording (off by default), built once the folder is claimed
+    shown: dict[str, str] = {}  # progress bar postfix: latest accuracy (or distance to optimum) and consensus
     msg_bytes = d * params.element_size()
     start = time.perf_counter()
     diverged: list[int] = []  # the first round at which an honest model was non-finite
@@ -310,6 +207,8 @@ def simulate(
         finite = honest_models_finite(params, alive, cd)
         row.update(round=rnd, time=now, lr=lr, consensus_distance=cd)
         row.update(messages=messages, bytes=messages * msg_bytes)
+        if privacy is not None:  # the honest node that took the most local steps (all equal in sync rounds)
+            row["epsilon"] = privacy.epsilon(honest)
         if rnd > 0 and adversary.report_columns:
             row.update({c: v for c, v in adversary.report().items() if c in adversary.report_columns})
         if "online" in row:
@@ -330,6 +229,11 @@ def simulate(
         if row["loss"] is not None and not math.isfinite(row["loss"]):
             row["loss"] = float("nan")
         recorder.log(row, wall_s=time.perf_counter() - start)
+        if nodes is not None:
+            nodes.observe(rnd, now, params, theta_bar, online, evaluate)
+        shown.update({k: f"{row[c]:.4g}" for k, c in (("acc", "accuracy"), ("opt", "dist_to_opt"), ("cd", "consensus_distance"))
+                      if row.get(c) is not None})
+        bar.set_postfix(shown, refresh=False)
         if not finite and not diverged:
             diverged.append(rnd)
             if cfg.on_diverge == "stop":
@@ -358,7 +262,6 @@ def simulate(
         measure(done, plan.end, lr, done % cfg.eval_every == 0 or done == rounds or plan.last, sent, plan.online)
         bar.update(1)
 
-    status = "interrupted"
     if cfg.engine.mode == "async":
         engine = make_async_engine(cfg, specs, kern, compute, links, churn, dynamics, rng_engine, honest)
     else:
@@ -373,6 +276,7 @@ def simulate(
             if run_dir is not None:
                 run_dir.write_json("config.json", resolved)
             recorder = Recorder(out_dir, columns)
+            nodes = NodeRecorder.build(cfg, out_dir, G, is_byz, evaluator)
             measure(0, 0.0, None, True, 0, churn.online(0.0) if churn is not None else None)
             if cfg.engine.mode == "async":
                 run_async(engine, kern, schedule, measure, cfg, bar)
@@ -382,7 +286,7 @@ def simulate(
         except Diverged:
             outcome["status"] = "diverged"
         except BaseException as err:
-            outcome.update(_failure(err, recorder.history if recorder is not None else []))
+            outcome.update(failure_fields(err, recorder.history if recorder is not None else []))
             if outcome["status"] != "diverged":
                 raise
         finally:
@@ -390,6 +294,11 @@ def simulate(
             bar.close()
             if recorder is not None:
                 recorder.close()
+            if nodes is not None:
+                try:
+                    nodes.close()
+                except OSError as err:
+                    log.error(f"could not write nodes.npz: {err.strerror or err}")
             if diverged or outcome.get("diverged_round") is not None:
                 outcome.setdefault("diverged_round", diverged[0] if diverged else None)
                 outcome.setdefault("diverged_reason", "an honest model became NaN or ±inf")
@@ -404,42 +313,12 @@ def simulate(
                 "honest": int(honest.sum()),
                 "d": d,
             }
+            if privacy is not None:
+                summary["privacy"] = privacy.summary(honest)
             if run_dir is not None:
-                _close_run_dir(run_dir, summary, kern.params, is_byz)
+                close_run_dir(run_dir, summary, kern.params, is_byz)
     timing = recorder.timing
     return Result(resolved, recorder.history, summary, kern.params, is_byz, G, out_dir, timing=timing)
-
-
-def _failure(err: BaseException, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The summary fields of a run that raised ``err``."""
-    from .recorder import RecordError
-    from .signals import Interrupted
-
-    done = history[-1]["round"] if history else 0
-    if is_overflow(err):  # e.g. --lr 1e300: the numbers left the representable range
-        return {"status": "diverged", "diverged_round": done + 1, "diverged_reason": f"overflow ({err})"}
-    if isinstance(err, Interrupted):
-        return {"status": "interrupted", "stopped_by": err.name}
-    if isinstance(err, KeyboardInterrupt):
-        return {"status": "interrupted", "stopped_by": "SIGINT"}
-    reason = str(err) if isinstance(err, RecordError) else f"{type(err).__name__}: {err}"
-    return {"status": "failed", "error": reason}
-
-
-def _close_run_dir(run_dir: RunDir, summary: dict[str, Any], params: torch.Tensor, is_byz: torch.Tensor) -> None:
-    """Write ``summary.json`` and the final parameters atomically, then unlock the folder. A write
-    that fails (disk full) is reported in one line, not raised over the run's own outcome."""
-    from .rundir import write_atomic
-
-    try:
-        buf = io.BytesIO()
-        torch.save({"params": params.detach().cpu(), "is_byzantine": is_byz.cpu()}, buf)
-        write_atomic(run_dir.path / "params.pt", buf.getvalue())
-        run_dir.write_json("summary.json", summary)
-    except OSError as err:
-        log.error(f"could not write the run's summary to {run_dir.path}: {err.strerror or err}")
-    finally:
-        run_dir.release()
 
 
 def _byzantine_sends(kern: Kernels, plan: RoundPlan, byz_np: np.ndarray) -> int:
@@ -459,39 +338,3 @@ _SHORT = {
     "topology": "topology.name", "byzantine": "byzantine.count", "alpha": "rule.alpha",
     "task": "data.task", "partition": "data.partition",
 }
-
-
-def _honest_objective(model, spec, loss: str, x, y, table, lengths):
-    """Average over honest nodes of their local training loss, at one flat model ``theta [d]``."""
-
-    @torch.no_grad()
-    def objective(theta: torch.Tensor) -> float:
-        out = torch.func.functional_call(model, spec.unflatten(theta), (x,))
-        if loss == "cross_entropy":
-            per_sample = torch.nn.functional.cross_entropy(out, y, reduction="none")
-        else:
-            per_sample = 0.5 * (out - y) ** 2
-        per_sample = per_sample.double()
-        valid = torch.arange(table.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
-        node_loss = torch.where(valid, per_sample[table], 0.0).sum(1) / lengths
-        return float(node_loss.mean())
-
-    return objective
-
-
-def _resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report) -> dict[str, Any]:
-    out = cfg.to_dict()
-    out["topology"]["nodes"] = n
-    out["topology"]["edges"] = G.number_of_edges()
-    out["byzantine"]["nodes"] = torch.nonzero(is_byz).squeeze(1).tolist()
-    out["rule"]["repr"] = repr(gossip)
-    out["rule"]["tolerance_used"] = (
-        "oracle (true Byzantine count per node)" if cfg.rule.tolerance == "oracle" else f"declared f = {cfg.rule.tolerance}"
-    )
-    out["attack"]["repr"] = repr(adversary)
-    out["attack"]["knowledge"] = adversary.knowledge
-    out["byzantine"]["neighbors_per_honest_node"] = report.byzantine_neighbors
-    out["byzantine"]["at_risk"] = report.at_risk
-    out["parameters"] = d
-    out["version"] = __version__
-    return out

@@ -16,10 +16,16 @@ the final parameters (``params.pt``).
 
 from __future__ import annotations
 
+import io
+import logging
 import math
 from typing import Any
 
 import torch
+
+from .rundir import RunDir, write_atomic
+
+log = logging.getLogger("p2probust")
 
 EXIT_CODES = {"completed": 0, "bad_input": 2, "diverged": 3, "failed": 4}
 
@@ -56,3 +62,33 @@ def describe(summary: dict[str, Any]) -> str:
     if status == "failed":
         return f"failed after round {summary.get('rounds_done')}: {summary.get('error')}"
     return str(status)
+
+
+def failure_fields(err: BaseException, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summary fields of a run that raised ``err``."""
+    from .recorder import RecordError
+    from .signals import Interrupted
+
+    done = history[-1]["round"] if history else 0
+    if is_overflow(err):  # e.g. --lr 1e300: the numbers left the representable range
+        return {"status": "diverged", "diverged_round": done + 1, "diverged_reason": f"overflow ({err})"}
+    if isinstance(err, Interrupted):
+        return {"status": "interrupted", "stopped_by": err.name}
+    if isinstance(err, KeyboardInterrupt):
+        return {"status": "interrupted", "stopped_by": "SIGINT"}
+    reason = str(err) if isinstance(err, RecordError) else f"{type(err).__name__}: {err}"
+    return {"status": "failed", "error": reason}
+
+
+def close_run_dir(run_dir: RunDir, summary: dict[str, Any], params: torch.Tensor, is_byz: torch.Tensor) -> None:
+    """Write ``summary.json`` and the final parameters atomically, then unlock the folder. A write
+    that fails (disk full) is reported in one line, not raised over the run's own outcome."""
+    try:
+        buf = io.BytesIO()
+        torch.save({"params": params.detach().cpu(), "is_byzantine": is_byz.cpu()}, buf)
+        write_atomic(run_dir.path / "params.pt", buf.getvalue())
+        run_dir.write_json("summary.json", summary)
+    except OSError as err:
+        log.error(f"could not write the run's summary to {run_dir.path}: {err.strerror or err}")
+    finally:
+        run_dir.release()

@@ -277,3 +277,33 @@ def test_blobs_task_is_digits_sized_deterministic_and_scales():
     assert sorted(set(a.partition_labels.tolist())) == list(range(10))
     with pytest.raises(DataError, match="num_samples"):
         registry.tasks.create("blobs", num_samples=5)
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("mnist", lambda p: (p / 255.0 - 0.1307) / 0.3081),
+        ("auto", lambda p: (p / 255.0 - 0.1307) / 0.3081),
+        ("unit", lambda p: p / 255.0),
+        ("symmetric", lambda p: p / 127.5 - 1.0),  # the IOS code's Normalize(mean=0.5, std=0.5)
+        ("none", lambda p: p),
+    ],
+)
+def test_mnist_normalize_options(tmp_path, kind, expected):
+    written = write_mnist(tmp_path, n_train=12, n_test=8, compress=False)
+    ds = load_mnist_dataset(tmp_path, normalize=kind)
+    pixels = torch.from_numpy(written["train"][0]).double()
+    assert torch.allclose(ds.x_train[:, 0].double(), expected(pixels), atol=1e-5)
+    if kind == "symmetric":
+        assert float(ds.x_train.min()) >= -1.0 and float(ds.x_train.max()) <= 1.0
+
+
+def test_normalize_reaches_tasks_and_rejects_bad_values(tmp_path):
+    write_mnist(tmp_path, n_train=12, n_test=8, compress=False)
+    task = tasks.create("mnist-logreg", data_dir=str(tmp_path), normalize="unit")
+    assert 0.0 <= float(task.dataset.x_train.min()) and float(task.dataset.x_train.max()) <= 1.0
+    digits = tasks.create("digits", normalize="symmetric").dataset.x_train
+    assert float(digits.min()) == -1.0 and float(digits.max()) == 1.0  # digits counts 0..16 → 2p/16 − 1
+    assert torch.equal(tasks.create("digits").dataset.x_train, load_digits_dataset().x_train)
+    with pytest.raises(DataError, match="data.normalize = 'zscore'"):
+        load_mnist_dataset(tmp_path, normalize="zscore")

@@ -118,3 +118,53 @@ def test_label_histogram_counts():
     labels = np.array([0, 1, 1, 2, 2, 2])
     hist = partition_label_histogram([np.array([0, 1]), np.array([2, 3, 4, 5])], labels, 3)
     assert hist.tolist() == [[1, 1, 0], [0, 1, 3]]
+
+
+# --- one-class (label separation) and shards --------------------------------------------------
+
+
+def test_one_class_gives_class_i_to_node_i_as_the_ios_code():
+    labels = np.array([3, 1, 0, 2, 1, 3, 0, 0, 2])
+    parts = partitions.get("one-class").factory(labels, 4, seed=0)
+    # IOS LabelSeperation, class_cnt >= node_cnt: sample goes to node (class index mod n), in data order
+    assert [p.tolist() for p in parts] == [[2, 6, 7], [1, 4], [3, 8], [0, 5]]
+
+
+def test_one_class_with_more_classes_than_nodes_wraps_classes():
+    hist = partition_label_histogram(partitions.get("one-class").factory(BALANCED, 4, seed=0), BALANCED, 10)
+    held = [set(np.flatnonzero(row).tolist()) for row in hist]
+    assert held == [{0, 4, 8}, {1, 5, 9}, {2, 6}, {3, 7}]
+
+
+def test_one_class_with_fewer_classes_than_nodes_deals_over_groups():
+    labels = np.array([0, 1, 0, 1, 0, 1, 1, 0])
+    parts = partitions.get("one-class").factory(labels, 5, seed=0)
+    # groups: floor(c*5/2) -> nodes {0, 1} for class 0 and {2, 3, 4} for class 1, dealt round-robin
+    assert [p.tolist() for p in parts] == [[0, 4], [2, 7], [1, 6], [3], [5]]
+
+
+def test_one_class_rejects_a_class_too_small_for_its_group():
+    with pytest.raises(DataError, match="without samples"):
+        partitions.get("one-class").factory(np.array([0, 0, 0, 1]), 4, seed=0)
+
+
+def test_shards_cut_the_sorted_labels_and_hand_out_k_random_shards():
+    parts = partitions.get("shards").factory(BALANCED, 10, seed=3, shards_per_node=2)
+    order = np.random.default_rng(3).permutation(20).reshape(10, 2)  # McMahan: 20 shards of 50 sorted samples
+    shards = np.array_split(np.argsort(BALANCED, kind="stable"), 20)
+    for part, row in zip(parts, order):
+        assert np.array_equal(part, np.concatenate([shards[s] for s in row]))
+    hist = partition_label_histogram(parts, BALANCED, 10)
+    assert (hist.sum(1) == 100).all() and ((hist > 0).sum(1) <= 2).all()
+    flat = np.sort(np.concatenate(parts))
+    assert np.array_equal(flat, np.arange(BALANCED.size))
+    with pytest.raises(DataError, match="shards_per_node = 0"):
+        partitions.get("shards").factory(BALANCED, 10, seed=3, shards_per_node=0)
+
+
+def test_pad_holders_gives_non_holders_no_data():
+    from p2probust.data import pad_holders
+
+    table, lengths = pad_holders([np.array([4, 5]), np.array([7])], np.array([False, True, False, True]))
+    assert lengths.tolist() == [0, 2, 0, 1]
+    assert table[1].tolist() == [4, 5] and table[3].tolist() == [7, 7] and table[0].tolist() == [4, 4]

@@ -51,7 +51,7 @@ def test_non_finite_attack_on_the_mean_is_diverged_with_nan_finals(tmp_path):
     assert s["status"] == "diverged" and s["diverged_round"] == 1 and s["rounds_done"] == 1
     assert math.isnan(s["final"]["consensus_distance"]) and math.isnan(s["final"]["accuracy"])
     assert rows(out)[-1]["consensus_distance"] == "nan"
-    assert "diverged at round 1" in res.output and "consensus_distance nan" in res.output
+    assert "diverged at round 1" in res.output and "consensus distance nan" in res.output
 
 
 def test_on_diverge_continue_runs_every_round_and_still_says_diverged(tmp_path):

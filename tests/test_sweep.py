@@ -135,7 +135,8 @@ def test_a_killed_sweep_loses_only_runs_in_flight(tmp_path):
 def test_failed_runs_are_recorded_and_retried_only_when_asked(tmp_path):
     script = tmp_path / "flaky.py"
     script.write_text("def build(n, seed=None):\n    raise RuntimeError('no graph')\n")
-    grid = write(tmp_path, f'seeds = 1\n[train]\nrounds = 2\n[grid]\n"topology.name" = ["ring", "{script}"]\n')
+    grid = write(tmp_path, f'seeds = 1\n[byzantine]\ncount = 1\n[train]\nrounds = 2\n'
+                           f'[grid]\n"topology.name" = ["ring", "{script}"]\n')
     out = tmp_path / "s"
     res = invoke("sweep", grid, "--out", out, "--workers", 1)
     assert res.exit_code == 0 and "1 completed, 1 failed" in res.output
@@ -167,7 +168,8 @@ def test_worst_case_table_with_byzfl_tuning_is_hand_checked(tmp_path):
     text = table_text(df, "accuracy", ["rule"], worst_over="attack", tune=["train.lr"], digits=3)
     # cwtm: worst attack alie; lr 0.1 gives 0.70 ± 0.014, lr 0.5 gives 0.60: keep lr 0.1
     # mean: worst attack sf; lr 0.1 gives 0.20, lr 0.5 gives 0.10: keep lr 0.1
-    assert "| cwtm | 0.700 ± 0.014 (alie, 0.1) |" in text and "| mean | 0.200 ± 0.014 (sf, 0.1) |" in text
+    assert "| cwtm | 0.700 ± 0.014 (attack.name=alie, train.lr=0.1) |" in text
+    assert "| mean | 0.200 ± 0.014 (attack.name=sf, train.lr=0.1) |" in text
     wide = table_text(df[df["train.lr"] == 0.5], "accuracy", ["rule"], ["attack"], digits=3)
     assert wide.splitlines()[0] == "| rule.name | alie | sf |" and "| mean | 0.700 ± 0.014 | 0.100 ± 0.014 |" in wide
     csv_text = table_text(df, "accuracy", ["rule"], ["attack"], fmt="csv", digits=2)
@@ -213,3 +215,29 @@ def test_ray_executor_on_a_real_local_ray(tmp_path):
     assert "4 completed" in res.stdout
     assert invoke("sweep", grid, "--out", tmp_path / "l", "--workers", 1).exit_code == 0
     assert _index_rows(tmp_path / "r") == _index_rows(tmp_path / "l")
+
+
+@pytest.mark.parametrize("grid", sorted((Path(__file__).resolve().parents[1] / "experiments" / "sweeps").glob("*.toml")),
+                         ids=lambda p: p.stem)
+def test_every_example_grid_is_valid_and_its_first_point_runs(tmp_path, grid):
+    points = load_grid(grid).points()
+    assert len(points) > 1
+    (tmp_path / "first.toml").write_text(_as_run_toml(points[0].config))
+    res = invoke("run", "--config", tmp_path / "first.toml", "--rounds", 3, "--out", tmp_path / "r", "-q")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["rule"]["name"] == points[0].config.rule.name
+
+
+def _as_run_toml(cfg) -> str:
+    """A run TOML of a config (tables of scalars and lists only)."""
+    data = cfg.to_dict()
+    data.pop("out", None)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None]
+    for part, table in data.items():
+        if isinstance(table, dict):
+            lines.append(f"[{part}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()
+                      if v is not None and not isinstance(v, dict) and v not in (float("inf"),)]
+            params = table.get("params") or {}
+            lines += [f"{k} = {json.dumps(v)}" for k, v in params.items()]
+    return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 """Data sets, partitioners and tasks.
 
 Importing this package registers the built-in tasks (``digits``, ``digits-mlp``, ``mnist-cnn``,
-``mnist-logreg``, ``least-squares``) and partitions (``iid``, ``dirichlet``, ``extreme``).
+``mnist-logreg``, ``least-squares``) and partitions (``iid``, ``dirichlet``, ``extreme``, ``one-class``, ``shards``).
 """
 
 from p2probust.data.dataset import Dataset, train_test_split
@@ -12,8 +12,11 @@ from p2probust.data.partition import (
     dirichlet_partition,
     extreme_partition,
     iid_partition,
+    one_class_partition,
+    pad_holders,
     pad_partition,
     partition_label_histogram,
+    shards_partition,
 )
 from p2probust.data.synthetic import labels_for_partition, least_squares_optimum, make_least_squares
 from p2probust.data.tasks import LOSSES, Task
@@ -35,8 +38,11 @@ __all__ = [
     "load_digits_dataset",
     "load_mnist_dataset",
     "make_least_squares",
+    "one_class_partition",
+    "pad_holders",
     "pad_partition",
     "partition_label_histogram",
+    "shards_partition",
     "read_idx",
     "train_test_split",
 ]

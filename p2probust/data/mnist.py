@@ -16,12 +16,9 @@ import torch
 
 from p2probust.data.dataset import Dataset, train_test_split
 from p2probust.data.errors import DataError
+from p2probust.data.normalize import MNIST_MEAN, MNIST_STD, normalize_pixels
 
 __all__ = ["MNIST_FILES", "MNIST_MEAN", "MNIST_STD", "find_mnist_files", "load_mnist_dataset", "read_idx"]
-
-#: Mean and standard deviation of MNIST training pixels after scaling to [0, 1].
-MNIST_MEAN = 0.1307
-MNIST_STD = 0.3081
 
 #: Key -> base file name of the four MNIST IDX files.
 MNIST_FILES = {
@@ -143,7 +140,7 @@ def find_mnist_files(data_dir: str | Path) -> dict[str, Path]:
     return found
 
 
-def _load_split(files: dict[str, Path], prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _load_split(files: dict[str, Path], prefix: str, normalize: str) -> tuple[torch.Tensor, torch.Tensor]:
     images = read_idx(files[f"{prefix}-images"])
     labels = read_idx(files[f"{prefix}-labels"])
     if images.ndim != 3 or images.shape[1:] != (28, 28):
@@ -155,12 +152,13 @@ def _load_split(files: dict[str, Path], prefix: str) -> tuple[torch.Tensor, torc
         )
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DataError(f"{files[f'{prefix}-labels']} holds labels outside 0..9")
-    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
-    x = (x - MNIST_MEAN) / MNIST_STD
+    x = normalize_pixels(torch.from_numpy(images).unsqueeze(1), 255.0, normalize, "mnist")
     return x, torch.from_numpy(labels.astype(np.int64))
 
 
-def load_mnist_dataset(data_dir: str | Path, *, test_fraction: float = 0.2, split_seed: int = 0) -> Dataset:
+def load_mnist_dataset(
+    data_dir: str | Path, *, test_fraction: float = 0.2, split_seed: int = 0, normalize: str = "auto"
+) -> Dataset:
     """MNIST from the IDX files in ``data_dir``, as a :class:`Dataset`.
 
     Parameters
@@ -172,6 +170,9 @@ def load_mnist_dataset(data_dir: str | Path, *, test_fraction: float = 0.2, spli
         testing (stratified).
     split_seed : int
         Seed of that split.
+    normalize : str
+        ``auto`` (= ``mnist``), ``mnist``, ``unit``, ``symmetric`` or ``none``
+        (see :mod:`p2probust.data.normalize`).
 
     Returns
     -------
@@ -181,8 +182,9 @@ def load_mnist_dataset(data_dir: str | Path, *, test_fraction: float = 0.2, spli
 
     Notes
     -----
-    Pixels are scaled to ``[0, 1]`` (divided by 255), then standardised with the usual MNIST
-    training mean 0.1307 and standard deviation 0.3081: ``x = (p / 255 - 0.1307) / 0.3081``.
+    By default pixels are scaled to ``[0, 1]`` (divided by 255), then standardised with the usual
+    MNIST training mean 0.1307 and standard deviation 0.3081: ``x = (p / 255 - 0.1307) / 0.3081``;
+    ``normalize`` picks another convention.
 
     If both the train and t10k files exist they are the train and test sets. If only the t10k
     files exist (as in the official 10,000-image test set shipped with this project), that set
@@ -206,9 +208,9 @@ def load_mnist_dataset(data_dir: str | Path, *, test_fraction: float = 0.2, spli
             f"no MNIST IDX files in {data_dir} or {data_dir / 'MNIST' / 'raw'}; looked for {looked} "
             "(at least the two t10k files are needed)"
         )
-    x_test, y_test = _load_split(files, "test")
+    x_test, y_test = _load_split(files, "test", normalize)
     if has_train:
-        x_train, y_train = _load_split(files, "train")
+        x_train, y_train = _load_split(files, "train", normalize)
         return Dataset(x_train, y_train, x_test, y_test, num_classes=10, name="mnist")
     x_train, y_train, x_test, y_test = train_test_split(x_test, y_test, test_fraction, split_seed)
     return Dataset(x_train, y_train, x_test, y_test, num_classes=10, name="mnist-t10k-split")

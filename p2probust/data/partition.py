@@ -1,4 +1,4 @@
-"""Partitioners: split a data set's samples among ``n`` nodes (iid, Dirichlet α, extreme).
+"""Partitioners: split a data set's samples among ``n`` nodes (iid, Dirichlet α, extreme, one-class, shards).
 
 Every partitioner has the signature
 ``f(labels: ndarray[N], n: int, *, seed: int | np.random.Generator, **params) -> list[ndarray]``
@@ -21,8 +21,11 @@ __all__ = [
     "dirichlet_partition",
     "extreme_partition",
     "iid_partition",
+    "one_class_partition",
+    "pad_holders",
     "pad_partition",
     "partition_label_histogram",
+    "shards_partition",
 ]
 
 
@@ -193,6 +196,102 @@ def extreme_partition(labels: np.ndarray, n: int, *, seed: int | np.random.Gener
     return _split(np.argsort(labels, kind="stable"), n)
 
 
+@register_partition("one-class", "label separation (Wu et al. 2023): class c to node c mod n; n > C: classes dealt over groups of nodes")
+def one_class_partition(labels: np.ndarray, n: int, *, seed: int | np.random.Generator = 0) -> list[np.ndarray]:
+    r"""Label separation: every node holds the samples of one class (or a few), as in the IOS code.
+
+    With ``C`` classes (sorted distinct labels, class index ``c``):
+
+    * ``C >= n``: node ``i`` gets every class ``c`` with ``c mod n = i`` (``C = n``: one class per
+      node, class ``i`` at node ``i``; ``C = 10, n = 5``: classes ``{i, i+5}``);
+    * ``C < n``: the nodes are cut into ``C`` contiguous groups, group ``c`` being nodes
+      ``⌊cn/C⌋ .. ⌊(c+1)n/C⌋ − 1``, and the samples of class ``c`` are dealt round-robin over
+      its group in data-set order.
+
+    Deterministic (``seed`` is accepted for the uniform signature and only validated). Parts keep
+    the data-set order, so a contiguous-slice sampler reads them as the authors' code does.
+
+    Parameters
+    ----------
+    labels : ndarray[N]
+        Class labels.
+    n : int
+        Number of nodes that hold data (``split_among = "honest"`` passes the honest count).
+    seed : int or numpy Generator
+        Validated only.
+
+    Returns
+    -------
+    list of n int64 arrays, disjoint and covering all samples.
+
+    References
+    ----------
+    .. [1] Z. Wu, T. Chen, Q. Ling, "Byzantine-resilient decentralized stochastic optimization with
+       robust aggregation rules", IEEE Trans. Signal Processing 71, 2023 ("label separation");
+       code: github.com/Zhaoxian-Wu/IOS, ``ByrdLab/library/partition.py`` (``LabelSeperation``).
+    """
+    labels = _check(labels, n)
+    _rng(seed)
+    _, cls = np.unique(labels, return_inverse=True)
+    cls = cls.reshape(-1)
+    num_classes = int(cls.max()) + 1
+    if num_classes >= n:
+        owner = cls % n
+    else:
+        bounds = (np.arange(num_classes + 1) * n) // num_classes
+        rank = np.zeros_like(cls)
+        for c in range(num_classes):  # loop over classes, not nodes or samples
+            members = np.flatnonzero(cls == c)
+            rank[members] = np.arange(members.size)
+        size = bounds[1:] - bounds[:-1]
+        owner = bounds[cls] + rank % size[cls]
+    parts = [np.flatnonzero(owner == i).astype(np.int64) for i in range(n)]
+    empty = [i for i, p in enumerate(parts) if p.size == 0]
+    if empty:
+        raise DataError(f"one-class partition leaves node {empty[0]} without samples (a class has fewer samples than its group of nodes)")
+    return parts
+
+
+@register_partition("shards", "McMahan et al. 2017: sort by label, cut into n*shards_per_node shards, k random shards per node")
+def shards_partition(
+    labels: np.ndarray, n: int, *, seed: int | np.random.Generator, shards_per_node: int = 2
+) -> list[np.ndarray]:
+    r"""Pathological non-iid split of FedAvg: each node gets ``k`` shards of one label each (mostly).
+
+    The samples are sorted by label (stable), cut into ``n·k`` shards of near-equal size
+    (``np.array_split``), and a uniformly random permutation of the shards hands shards
+    ``π(ik) .. π(ik + k − 1)`` to node ``i``. With balanced classes and shards no larger than a
+    class, a node holds at most ``2k`` classes and usually ``k``.
+
+    Parameters
+    ----------
+    labels : ndarray[N]
+    n : int
+    seed : int or numpy Generator
+        Randomness of the shard assignment.
+    shards_per_node : int
+        ``k >= 1`` (McMahan et al. use 2: 200 shards of 300 MNIST images over 100 clients).
+
+    Returns
+    -------
+    list of n int64 arrays, disjoint and covering all samples; sizes differ by at most ``k``.
+
+    References
+    ----------
+    .. [1] H. B. McMahan, E. Moore, D. Ramage, S. Hampson, B. Agüera y Arcas,
+       "Communication-efficient learning of deep networks from decentralized data", AISTATS 2017, §3.
+    """
+    labels = _check(labels, n)
+    k = shards_per_node
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise DataError(f"shards_per_node = {k!r} is invalid; expected an integer >= 1")
+    if n * k > labels.size:
+        raise DataError(f"cannot cut {labels.size} samples into n*shards_per_node = {n * k} non-empty shards")
+    shards = np.array_split(np.argsort(labels, kind="stable"), n * k)
+    order = _rng(seed).permutation(n * k).reshape(n, k)
+    return [np.concatenate([shards[s] for s in row]).astype(np.int64) for row in order]
+
+
 def pad_partition(parts: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Pack ragged per-node index arrays into a fixed-shape table.
 
@@ -221,6 +320,32 @@ def pad_partition(parts: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Ten
         table[i, : a.size] = a
         table[i, a.size :] = a[0]
     return torch.from_numpy(table), torch.from_numpy(lengths)
+
+
+def pad_holders(parts: Sequence[np.ndarray], holders: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`pad_partition` for a split among some nodes only (``data.split_among = "honest"``).
+
+    Parameters
+    ----------
+    parts : list of m int index arrays, m = ``holders.sum()``
+        The parts of the holders, in increasing node id (the IOS code's ``DistributedDataSets``).
+    holders : bool ndarray[n]
+
+    Returns
+    -------
+    table : LongTensor[n, L_max]
+        Holder rows as in :func:`pad_partition`; other rows hold the valid index ``parts[0][0]``.
+    lengths : LongTensor[n]
+        0 for the nodes that hold no data (they must not train).
+    """
+    holders = np.asarray(holders, dtype=bool)
+    if int(holders.sum()) != len(parts):
+        raise DataError(f"{len(parts)} parts for {int(holders.sum())} data-holding nodes")
+    sub, sub_len = pad_partition(parts)
+    ids = torch.from_numpy(np.flatnonzero(holders))
+    table = torch.full((holders.size, sub.shape[1]), int(sub[0, 0]), dtype=torch.long).index_copy(0, ids, sub)
+    lengths = torch.zeros(holders.size, dtype=torch.long).index_copy(0, ids, sub_len)
+    return table, lengths
 
 
 def partition_label_histogram(

@@ -104,19 +104,21 @@ def _classification_task(name: str, dataset: Dataset, make_model: Callable[[], n
     )
 
 
-def _mnist(name: str, data_dir: str | Path | None, test_fraction: float, split_seed: int) -> Dataset:
+def _mnist(name: str, data_dir: str | Path | None, test_fraction: float, split_seed: int, normalize: str) -> Dataset:
     if data_dir is None:
         raise DataError(f"task {name} needs --data-dir, a folder holding the MNIST IDX files")
-    return load_mnist_dataset(data_dir, test_fraction=test_fraction, split_seed=split_seed)
+    return load_mnist_dataset(data_dir, test_fraction=test_fraction, split_seed=split_seed, normalize=normalize)
 
 
 @register_task("digits", "8x8 digits (bundled with scikit-learn) + logistic regression; the default")
-def digits_task(*, data_dir: str | Path | None = None, test_fraction: float = 0.2, split_seed: int = 0) -> Task:
+def digits_task(
+    *, data_dir: str | Path | None = None, test_fraction: float = 0.2, split_seed: int = 0, normalize: str = "auto"
+) -> Task:
     """scikit-learn's 8x8 digits with multinomial logistic regression (650 parameters).
 
     ``data_dir`` is ignored (the data are bundled).
     """
-    dataset = load_digits_dataset(test_fraction=test_fraction, split_seed=split_seed)
+    dataset = load_digits_dataset(test_fraction=test_fraction, split_seed=split_seed, normalize=normalize)
     return _classification_task("digits", dataset, partial(LogisticRegression, 64, 10))
 
 
@@ -127,31 +129,36 @@ def digits_mlp_task(
     test_fraction: float = 0.2,
     split_seed: int = 0,
     hidden: int = 64,
+    normalize: str = "auto",
 ) -> Task:
     """scikit-learn's 8x8 digits with a one-hidden-layer MLP (``hidden`` units, 64 by default)."""
     if hidden < 1:
         raise DataError(f"hidden must be >= 1, got {hidden}")
-    dataset = load_digits_dataset(test_fraction=test_fraction, split_seed=split_seed)
+    dataset = load_digits_dataset(test_fraction=test_fraction, split_seed=split_seed, normalize=normalize)
     return _classification_task("digits-mlp", dataset, partial(MLP, 64, hidden, 10))
 
 
 @register_task("mnist-cnn", "MNIST from --data-dir + small CNN")
-def mnist_cnn_task(*, data_dir: str | Path | None = None, test_fraction: float = 0.2, split_seed: int = 0) -> Task:
+def mnist_cnn_task(
+    *, data_dir: str | Path | None = None, test_fraction: float = 0.2, split_seed: int = 0, normalize: str = "auto"
+) -> Task:
     """MNIST (IDX files in ``data_dir``) with :class:`~p2probust.models.SmallCNN`.
 
     MNIST is by Yann LeCun and Corinna Cortes, CC BY-SA 3.0.
     """
-    dataset = _mnist("mnist-cnn", data_dir, test_fraction, split_seed)
+    dataset = _mnist("mnist-cnn", data_dir, test_fraction, split_seed, normalize)
     return _classification_task("mnist-cnn", dataset, partial(SmallCNN, 10))
 
 
 @register_task("mnist-logreg", "MNIST from --data-dir + logistic regression (fast)")
-def mnist_logreg_task(*, data_dir: str | Path | None = None, test_fraction: float = 0.2, split_seed: int = 0) -> Task:
+def mnist_logreg_task(
+    *, data_dir: str | Path | None = None, test_fraction: float = 0.2, split_seed: int = 0, normalize: str = "auto"
+) -> Task:
     """MNIST (IDX files in ``data_dir``) with logistic regression on the 784 pixels.
 
     MNIST is by Yann LeCun and Corinna Cortes, CC BY-SA 3.0.
     """
-    dataset = _mnist("mnist-logreg", data_dir, test_fraction, split_seed)
+    dataset = _mnist("mnist-logreg", data_dir, test_fraction, split_seed, normalize)
     return _classification_task("mnist-logreg", dataset, partial(LogisticRegression, 784, 10))
 
 

@@ -101,9 +101,11 @@ def table_text(df, metric: str, rows: Sequence[str], cols: Sequence[str] = (), *
     """A markdown (``md``) or CSV table of :func:`summarize`: rows × cols, cells ``mean ± std``."""
     agg, rows, cols = summarize(df, metric, rows, cols, worst_over=worst_over, tune=tune)
     agg["cell"] = [f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}" for m, s in zip(agg["mean"], agg["std"])]
-    notes = [c for c in agg.columns if c.startswith("worst ") or c in tune]
-    if notes and not cols:
-        agg["cell"] = agg["cell"] + agg[notes].astype(str).apply(lambda r: " (" + ", ".join(r) + ")", axis=1)
+    notes = [c for c in agg.columns if c.startswith("worst ")] + [resolve(df, t) for t in tune]
+    if notes and not cols:  # say which attack was the worst and which hyperparameters were chosen
+        labels = [n.removeprefix("worst ") for n in notes]
+        agg["cell"] = agg["cell"] + [" (" + ", ".join(f"{k}={v}" for k, v in zip(labels, vals)) + ")"
+                                     for vals in agg[notes].itertuples(index=False)]
     if cols:
         wide = agg.pivot_table(index=rows, columns=cols, values="cell", aggfunc="first").reset_index()
         wide.columns = [" ".join(map(str, c)).strip() if isinstance(c, tuple) else str(c) for c in wide.columns]

@@ -115,20 +115,24 @@ def _stored(point: Point) -> dict[str, Any]:
 
 
 def _largest_memory(points: list[Point]) -> float:
-    """The memory estimate of the largest configuration (by nodes × batch), built once."""
+    """The memory estimate of the largest configuration (by nodes × batch) whose graph and data can
+    be built; a point that cannot be built is left to fail (and be recorded) when it runs."""
     from .. import registry
     from ..memory import estimate_run
-    from ..simulation import place
+    from ..build import place
     from ..topology import NeighborTable
 
     def size(p: Point) -> float:
-        t = p.config.topology
-        return (t.nodes or 16) * p.config.train.batch_size
+        return (p.config.topology.nodes or 16) * p.config.train.batch_size
 
-    cfg = max(points, key=size).config
-    G, _, _ = place(cfg)
-    task = registry.tasks.create(cfg.data.task, data_dir=cfg.data.data_dir, test_fraction=cfg.data.test_fraction,
-                                 split_seed=cfg.data.split_seed, **dict(cfg.data.params))
-    return estimate_run(cfg, task, NeighborTable.from_graph(G)).total
-
-
+    first: Exception | None = None
+    for point in sorted(points, key=size, reverse=True)[:8]:
+        cfg = point.config
+        try:
+            G, _, _ = place(cfg)
+            task = registry.tasks.create(cfg.data.task, data_dir=cfg.data.data_dir, test_fraction=cfg.data.test_fraction,
+                                         split_seed=cfg.data.split_seed, **dict(cfg.data.params))
+            return estimate_run(cfg, task, NeighborTable.from_graph(G)).total
+        except ValueError as err:
+            first = first or err
+    raise first  # type: ignore[misc]
