@@ -136,3 +136,17 @@ def test_run_reproduction_writes_header_and_wall_time(tmp_path):
     assert json.loads((folder / "wall_time.json").read_text())["seeds"] == [0, 1]
     with pytest.raises(ValueError, match="size = 'huge'"):
         run_reproduction(rep, size="huge")
+
+
+@pytest.mark.parametrize("name", ["sign_flip", "none"])
+def test_ios_grids_hold_the_papers_nine_rules(name):
+    from p2probust.reproduce.base import PAPERS_DIR
+    from p2probust.sweep import load_grid
+
+    points = load_grid(PAPERS_DIR / "ios" / f"{name}.toml").points()
+    rules = {p.config.rule.name: dict(p.config.rule.params) for p in points}
+    assert set(rules) == {"mh-gossip", "median", "geomed", "krum", "trimmed-mean", "centered-clipping", "scc", "faba", "ios"}
+    assert rules["centered-clipping"] == {"tau": 0.3}
+    cfg = points[0].config
+    assert (cfg.topology.nodes, cfg.train.rounds, cfg.train.weight_decay, cfg.data.partition) == (None, 50000, 0.01, "one-class")
+    assert cfg.attack.name == name.replace("_", "-")
