@@ -353,9 +353,10 @@ def list_(what: str | None) -> None:
 
 
 def _register_commands() -> None:
-    from . import cli_kappa, cli_sweep, cli_viz
+    from . import cli_kappa, cli_reproduce, cli_sweep, cli_viz
 
     cli_kappa.register(main, user_errors)
+    cli_reproduce.register(main, user_errors)
     cli_sweep.register(main, user_errors)
     cli_viz.register(main, user_errors)
 
