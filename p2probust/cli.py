@@ -75,6 +75,8 @@ RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--dp-sampling", "privacy.sampling", click.Choice(["poisson", "fixed"]), "differential privacy: Poisson batches (rate q, proven ε) or fixed-size (heuristic ε)"),
     ("--dp-calibration", "privacy.calibration", click.Choice(["accountant", "tutorial"]), "differential privacy: σ from the accountant or the tutorial's rule"),
     ("--eval-every", "eval_every", int, "evaluate test accuracy every this many rounds"),
+    ("--eval-nodes", "eval_nodes", int, "per-node accuracy on a seeded sample of this many honest nodes when there are more (0: all)"),
+    ("--eval-points", "eval_points", int, "per-node accuracy on a seeded sample of this many test points when there are more (0: all)"),
     ("--seed", "seed", int, "run seed"),
     ("--jit", "jit", click.Choice(["auto", "on", "off"]), "compiled kernel for median/trimmed-mean gossip (numba; same results): auto uses it on large rounds"),
     ("--on-diverge", "on_diverge", click.Choice(["stop", "continue"]), "when an honest model becomes NaN/inf: stop the run (status diverged, exit 3) or continue"),

@@ -28,27 +28,37 @@ def consensus_distance(params: Tensor, honest: Tensor) -> float:
 
 
 class Evaluator:
-    """Evaluates models on a held-out set: one model, or many stacked models in one batched call."""
+    """Evaluates models on a held-out set: one model, or many stacked models in one batched call.
 
-    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, *, loss: str, classification: bool, chunk: int = 256):
+    ``node_points`` (LongTensor, optional): the test points that per-node accuracies use (all of
+    them by default); the one-model metrics always use every test point.
+    """
+
+    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, *, loss: str, classification: bool, chunk: int = 256,
+                 node_points: Tensor | None = None):
         self.model = model
         self.spec = ParamSpec.from_module(model)
         self.x, self.y = x, y
         self.loss = loss
         self.classification = classification
         self.chunk = chunk
+        x_node = x if node_points is None else x[node_points]
+        self._y_node = y if node_points is None else y[node_points]
 
         def outputs(theta: Tensor) -> Tensor:
             return torch.func.functional_call(model, self.spec.unflatten(theta), (self.x,))
 
+        def node_outputs(theta: Tensor) -> Tensor:
+            return torch.func.functional_call(model, self.spec.unflatten(theta), (x_node,))
+
         self._outputs = outputs
-        self._batched = torch.func.vmap(outputs)
+        self._batched = torch.func.vmap(node_outputs)
         from .models import LogisticRegression
 
         # a linear classifier's logits for a chunk of nodes are one matrix product
         # X [N, p] @ W^T [p, b·C]: twice as fast as the vmap at n = 1000
         self._linear = model.linear.weight.shape if isinstance(model, LogisticRegression) else None
-        self._x_flat = x.reshape(x.shape[0], -1)
+        self._x_flat = x_node.reshape(x_node.shape[0], -1)
 
     def _loss(self, out: Tensor) -> Tensor:
         if self.loss == "cross_entropy":
@@ -76,8 +86,35 @@ class Evaluator:
                 pred = out.view(-1, b, c).argmax(-1).t()  # [b, N]
             else:
                 pred = self._batched(theta).argmax(-1)
-            accs.append((pred == self.y).double().mean(-1))
+            accs.append((pred == self._y_node).double().mean(-1))
         return torch.cat(accs)
+
+
+def evaluation_sample(cfg, honest: Tensor, test_points: int) -> tuple[Tensor | None, Tensor | None]:
+    """What per-node accuracies are computed on when the run is large: ``(points, rows)``.
+
+    ``points`` [eval_points]: a seeded sample of the test points (None: all of them, when there are
+    at most ``cfg.eval_points``); ``rows`` [n] bool: a seeded sample of ``cfg.eval_nodes`` honest
+    nodes (None: every honest node). Both are drawn once per run from the ``evaluation`` stream, so
+    they never change what any other stream draws. ``node_acc_mean/min/max`` are then estimates
+    over the sample (a minimum over 1,000 of 99,000 nodes is not the minimum); the averaged model's
+    ``loss`` and ``accuracy`` always use every test point.
+    """
+    import numpy as np
+
+    from .rng import numpy_stream
+
+    rng = numpy_stream(cfg.seed, "evaluation")
+    points = None
+    if cfg.eval_points and test_points > cfg.eval_points:
+        points = torch.from_numpy(np.sort(rng.choice(test_points, cfg.eval_points, replace=False)))
+    ids = torch.nonzero(honest).squeeze(1)
+    rows = None
+    if cfg.eval_nodes and ids.numel() > cfg.eval_nodes:
+        pick = np.sort(rng.choice(ids.numel(), cfg.eval_nodes, replace=False))
+        rows = torch.zeros_like(honest)
+        rows[ids[torch.from_numpy(pick)]] = True
+    return points, rows
 
 
 def honest_objective(model, spec, loss: str, x, y, table, lengths):

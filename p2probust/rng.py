@@ -6,7 +6,7 @@ and a hash of its name through :class:`numpy.random.SeedSequence`, so streams ar
 stable across Python sessions (no use of Python's salted ``hash``).
 
 Stream names used by the simulator: ``graph``, ``placement``, ``partition``, ``init``, ``batches``,
-``attack``, ``engine``, ``noise``.
+``attack``, ``engine``, ``noise``, ``evaluation``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 import torch
 
-STREAMS = ("graph", "placement", "partition", "init", "batches", "attack", "engine", "noise")
+STREAMS = ("graph", "placement", "partition", "init", "batches", "attack", "engine", "noise", "evaluation")
 
 
 def stream_seed(seed: int, name: str) -> int:

@@ -36,7 +36,7 @@ from .gossip.mixing import AggregateAndMix
 from .gossip.registry import as_rule, make_rule
 from .local import LocalTrainer, LRSchedule
 from .memory import estimate_run
-from .metrics import Evaluator, consensus_distance, honest_objective
+from .metrics import Evaluator, consensus_distance, evaluation_sample, honest_objective
 from .privacy.setup import privacy_from_config
 from .models import ParamSpec, init_stacked
 from .node_recorder import NodeRecorder
@@ -157,7 +157,9 @@ def simulate(
         flipped=is_byz if adversary.flips_labels else None, num_classes=ds.num_classes,
         weight_decay=t.weight_decay, sampling=t.sampling, privacy=privacy,
     )
-    evaluator = Evaluator(model, ds.x_test, ds.y_test, loss=task.loss, classification=task.classification)
+    node_points, eval_rows = evaluation_sample(cfg, honest, ds.x_test.shape[0])
+    evaluator = Evaluator(model, ds.x_test, ds.y_test, loss=task.loss, classification=task.classification,
+                          node_points=node_points)
     honest_parts = parts if cfg.data.split_among == "honest" else [parts[i] for i in torch.nonzero(honest).squeeze(1).tolist()]
     optimum = task.optimum(honest_parts)
     objective = honest_objective(model, spec, task.loss, ds.x_train, ds.y_train, part_table[honest], lengths[honest])
@@ -220,7 +222,8 @@ def simulate(
         elif evaluate:
             row.update(evaluator.model_metrics(theta_bar))
             if task.classification:
-                acc = evaluator.node_accuracies(params[alive])
+                rows = alive if eval_rows is None or not bool((alive & eval_rows).any()) else alive & eval_rows
+                acc = evaluator.node_accuracies(params[rows])
                 row.update(node_acc_mean=float(acc.mean()), node_acc_min=float(acc.min()), node_acc_max=float(acc.max()))
         if optimum is not None:
             theta_star, loss_star = optimum

@@ -167,3 +167,28 @@ def test_momentum_and_local_steps_and_schedules_run():
     lrs = [r["lr"] for r in res.history[1:]]
     assert lrs[0] == pytest.approx(0.5) and lrs[3] == pytest.approx(0.25)
     assert res.history[-1]["time"] == pytest.approx(10 * (2 * 0.01 + 0.005))
+
+
+def test_large_run_evaluation_uses_a_seeded_sample_of_nodes_and_test_points():
+    """node_acc_* on eval_nodes honest nodes and eval_points test points, checked by hand (argmax of
+    each sampled node's logits on the sampled points)."""
+    from p2probust.metrics import evaluation_sample
+
+    cfg = pr.RunConfig().replace(**{"eval_nodes": 5, "eval_points": 50, "train.rounds": 3, "eval_every": 3})
+    res = pr.simulate(cfg)
+    from p2probust import registry
+
+    ds = registry.tasks.create("digits").dataset
+    honest = ~res.is_byzantine
+    points, rows = evaluation_sample(cfg, honest, ds.x_test.shape[0])
+    assert points.numel() == 50 and int(rows.sum()) == 5 and not bool((rows & res.is_byzantine).any())
+    again = evaluation_sample(cfg, honest, ds.x_test.shape[0])
+    assert torch.equal(points, again[0]) and torch.equal(rows, again[1])  # seeded
+    x, y = ds.x_test[points], ds.y_test[points]
+    theta = res.params[rows]  # LogisticRegression(64, 10): weight [10, 64] then bias [10]
+    logits = x @ theta[:, :640].view(-1, 10, 64).transpose(1, 2) + theta[:, 640:].unsqueeze(1)  # [nodes, points, 10]
+    acc = (logits.argmax(-1) == y).double().mean(1)
+    final = res.summary["final"]
+    assert final["node_acc_mean"] == pytest.approx(float(acc.mean())) and final["node_acc_min"] == pytest.approx(float(acc.min()))
+    full = pr.simulate(cfg.replace(eval_nodes=0, eval_points=0))
+    assert full.summary["final"]["accuracy"] == final["accuracy"]  # the averaged model always uses every test point

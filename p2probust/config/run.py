@@ -31,6 +31,10 @@ class RunConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     seed: int = 0
     eval_every: int = 10
+    #: per-node accuracies on at most this many honest nodes (a seeded sample beyond it; 0: all)
+    eval_nodes: int = 1000
+    #: ... and on at most this many test points (a seeded sample beyond it; 0: all); the averaged model uses all
+    eval_points: int = 10_000
     out: str | None = None
     #: compiled, gather-fused kernel for median / trimmed-mean rules (numba): auto (large calls), on, off
     jit: str = "auto"
@@ -54,6 +58,8 @@ class RunConfig:
         except ValueError as err:
             raise ConfigError(f"max_memory: {err}") from None
         _require(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
+        _require(self.eval_nodes >= 0, "eval_nodes", self.eval_nodes, "an integer >= 0 (0: every honest node)")
+        _require(self.eval_points >= 0, "eval_points", self.eval_points, "an integer >= 0 (0: every test point)")
         _require(self.jit in ("auto", "on", "off"), "jit", self.jit, "auto, on or off")
 
     def to_dict(self) -> dict[str, Any]:
