@@ -90,7 +90,7 @@ class RunDir:
             self.release()
             shown = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
             raise RunDirError(
-                f"run folder {str(path)!r} is not empty ({shown}); pass --overwrite to replace it, or give another --out"
+                f"run folder {str(path)!r} is not empty ({shown}); pass --overwrite (Python: overwrite=True) to replace it, or give another --out"
             )
         if others:
             if not any(name in others for name in RUN_FILES):
