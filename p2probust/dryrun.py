@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import registry
 from .config import RunConfig
 from .memory import available_bytes, estimate_run, human, parse_size
 from .topology import NeighborTable
@@ -20,13 +19,11 @@ def describe_run(cfg: RunConfig) -> list[str]:
     import p2probust  # noqa: F401  (registers the built-ins)
 
     from .build import place
+    from .data.setup import build_task
 
     G, is_byz, report = place(cfg)
     table = NeighborTable.from_graph(G, weights=cfg.topology.weights)
-    task = registry.tasks.create(
-        cfg.data.task, data_dir=cfg.data.data_dir, test_fraction=cfg.data.test_fraction,
-        split_seed=cfg.data.split_seed, **dict(cfg.data.params),
-    )
+    task = build_task(cfg)
     memory = estimate_run(cfg, task, table)
     degrees = table.degree.float()
     lines = ["resolved configuration:"]

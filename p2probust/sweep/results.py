@@ -85,14 +85,12 @@ def summarize(df, metric: str, rows: Sequence[str], cols: Sequence[str] = (), *,
     agg = df.groupby(group, dropna=False)[metric].agg(mean="mean", std="std", runs="count").reset_index()
     agg["std"] = agg["std"].fillna(0.0)
     low = metric.startswith(LOWER_IS_BETTER)
-    if worst:
-        idx = agg.groupby([*rows, *cols, *tune], dropna=False)["mean"].idxmax() if low else \
-            agg.groupby([*rows, *cols, *tune], dropna=False)["mean"].idxmin()
+    worst_of, best_of = ("idxmax", "idxmin") if low else ("idxmin", "idxmax")
+    if worst:  # the worst attack per cell (and per tuned setting)
+        idx = getattr(agg.groupby([*rows, *cols, *tune], dropna=False)["mean"], worst_of)()
         agg = agg.loc[idx].rename(columns={worst: f"worst {worst}"})
-    if tune:
-        idx = agg.groupby([*rows, *cols], dropna=False)["mean"].idxmin() if low else \
-            agg.groupby([*rows, *cols], dropna=False)["mean"].idxmax()
-        agg = agg.loc[idx]
+    if tune:  # then the setting with the best worst case
+        agg = agg.loc[getattr(agg.groupby([*rows, *cols], dropna=False)["mean"], best_of)()]
     return agg.reset_index(drop=True), rows, cols
 
 

@@ -117,9 +117,9 @@ def _stored(point: Point) -> dict[str, Any]:
 def _largest_memory(points: list[Point]) -> float:
     """The memory estimate of the largest configuration (by nodes × batch) whose graph and data can
     be built; a point that cannot be built is left to fail (and be recorded) when it runs."""
-    from .. import registry
-    from ..memory import estimate_run
     from ..build import place
+    from ..data.setup import build_task
+    from ..memory import estimate_run
     from ..topology import NeighborTable
 
     def size(p: Point) -> float:
@@ -130,9 +130,7 @@ def _largest_memory(points: list[Point]) -> float:
         cfg = point.config
         try:
             G, _, _ = place(cfg)
-            task = registry.tasks.create(cfg.data.task, data_dir=cfg.data.data_dir, test_fraction=cfg.data.test_fraction,
-                                         split_seed=cfg.data.split_seed, **dict(cfg.data.params))
-            return estimate_run(cfg, task, NeighborTable.from_graph(G)).total
+            return estimate_run(cfg, build_task(cfg), NeighborTable.from_graph(G)).total
         except ValueError as err:
             first = first or err
     raise first  # type: ignore[misc]

@@ -48,11 +48,10 @@ import networkx as nx
 import numpy as np
 import torch
 
-from .. import registry
 from ..config import RunConfig, from_dict
 from ..data.partition import pad_partition
+from ..data.setup import build_partition, build_task
 from ..models import ParamSpec
-from ..rng import numpy_stream
 
 __all__ = ["gossip_envelope", "honest_mixing_matrix", "run_kappa", "theory_floor"]
 
@@ -149,13 +148,10 @@ def run_kappa(cfg: RunConfig, G: nx.Graph, byz: np.ndarray) -> float:
 def theory_floor(run_dir: str | Path, *, kappa: float | None = None) -> dict[str, float]:
     """``{"kappa", "G2", "mu", "floor"}`` with ``floor = κ G²(θ*) / μ²`` for a run on a task with a known optimum."""
     cfg, resolved, byz, G = _load(run_dir)
-    task = registry.tasks.create(cfg.data.task, data_dir=cfg.data.data_dir, test_fraction=cfg.data.test_fraction,
-                                 split_seed=cfg.data.split_seed, **dict(cfg.data.params))
-    n = len(byz)
-    part_params = {"alpha": cfg.data.dirichlet_alpha} if cfg.data.partition == "dirichlet" else {}
-    parts = registry.partitions.create(cfg.data.partition, labels=np.asarray(task.partition_labels), n=n,
-                                       seed=int(numpy_stream(cfg.seed, "partition").integers(2**31)), **part_params)
-    honest_parts = [parts[i] for i in np.flatnonzero(~byz)]
+    task = build_task(cfg)  # the run's own task and partition, as simulate() built them
+    honest = torch.from_numpy(~np.asarray(byz, dtype=bool))
+    parts, _, _ = build_partition(cfg, task, honest)
+    honest_parts = parts if cfg.data.split_among == "honest" else [parts[i] for i in np.flatnonzero(honest.numpy())]
     optimum = task.optimum(honest_parts)
     if optimum is None:
         raise ValueError(f"task {cfg.data.task!r} has no known optimum; --theory needs one (e.g. --task least-squares)")
