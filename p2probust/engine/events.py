@@ -2,9 +2,16 @@
 
 Each node runs a process: wake on its own clock, compute its local steps (a simulated duration),
 send its model to its neighbours through the links, and aggregate whatever its inbox holds at that
-moment (or, with the ``wait`` clock, once ``k`` neighbours sent fresh messages). A message lives in
-the network as one simpy timeout between send and arrival (simpy's ``latency.py`` cable pattern);
-a message to an offline node, or a dropped one, is lost.
+moment (or, with the ``wait`` clock, once ``k`` neighbours sent fresh messages). A message to an
+offline node, or a dropped one, is lost.
+
+Messages are not simpy events. Each has its own delay (latency, transfer time, timing attack) and
+drop draw, and its arrival time is the float sum ``sent + delay`` that a simpy timeout would have
+used; the engine keeps them in a vectorized queue (:class:`~p2probust.engine.inflight.InFlight`)
+and moves those that have arrived into the inboxes when something depends on them: before an
+aggregation, before a churn change, and (``wait`` clock) at the arrival instants of messages to a
+waiting node, with one simpy event per such instant. simpy stays the clock: node wake-ups,
+compute completions, churn changes and the batched flushes below are its events.
 
 The engine never touches tensors. It calls the kernels with integer arrays only:
 
@@ -16,14 +23,22 @@ The engine never touches tensors. It calls the kernels with integer arrays only:
   (return True to stop).
 
 Nodes whose compute finishes at the same simulated instant are handed over in one call: a
-"compute" flush (priority 2) runs after every ordinary event of that instant, and an "aggregate"
-flush (priority 3) after the zero-delay deliveries that the compute flush sent. With ``tick > 0``
-compute completions are rounded up to multiples of ``tick``, so that nearly simultaneous nodes
-share a batch.
+"compute" flush (priority 2) runs after every ordinary event of that instant and sends all their
+messages with one vectorized draw of delays (then one of drops), and an "aggregate" flush
+(priority 3) runs after it, reading every message arrived by then, zero-delay ones included.
+With ``tick > 0`` compute completions are rounded up to multiples of ``tick``, so that nearly
+simultaneous nodes share a batch.
+
+Order of the random draws (the ``engine`` stream): node clocks and compute times in simpy's
+event order, as before; at a compute flush, the senders in increasing node order: first every
+message's delay, then every message's drop draw (the per-message engine drew delay then drop
+per sender, so runs with random latency *and* drops draw in a new order; every other run draws
+the same numbers). Epidemic push draws a sender's peers, delays and drops sender by sender.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,25 +48,12 @@ import simpy
 
 from .churn import ChurnSchedule
 from .dynamics import EdgeSampler
+from .inflight import Deliveries, Handles, InFlight
 from .specs import ClockSpec, TimingAttackSpec
 from .timing import ComputeModel, LinkModel
 
-_COMPUTE, _AGGREGATE = 2, 3  # flush priorities: after every NORMAL (1) event of the same instant
-
-
-@dataclass(frozen=True)
-class Deliveries:
-    """Messages that arrived, in arrival order: ``dst, slot, src`` (int64), ``sent_at`` (float64),
-    ``handle`` (int64; -1: a Byzantine message, crafted when read)."""
-
-    dst: np.ndarray
-    slot: np.ndarray
-    src: np.ndarray
-    sent_at: np.ndarray
-    handle: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.dst.size)
+_NORMAL, _COMPUTE, _AGGREGATE = 1, 2, 3  # flush priorities: after every NORMAL event of the same instant
+__all__ = ["AsyncEngine", "AsyncSetup", "Deliveries", "reverse_slots"]
 
 
 @dataclass
@@ -93,17 +95,24 @@ class AsyncEngine:
         self.n = setup.idx.shape[0]
         self.online = np.ones(self.n, dtype=bool) if setup.churn is None else setup.churn.advance(0.0)
         self.deg = setup.mask.sum(1)
-        self._pending: tuple[list, list, list, list, list] = ([], [], [], [], [])
+        self._flight = InFlight()
+        self._handles = Handles()
+        self._pending: list[Deliveries] = []
         self._compute_batch: list[int] = []
-        self._agg_batch: list[int] = []
-        self._refs: dict[int, int] = {}
-        self._free: list[int] = []
-        self._next_handle = 0
+        self._agg_batch: list[np.ndarray] = []
         self._done_events: dict[int, simpy.Event] = {}
-        self._fresh = [set() for _ in range(self.n)] if setup.clock.kind == "wait" else None
+        self._wait = setup.clock.kind == "wait"
+        self._dynamic = setup.dynamics is not None
+        # wait clock: who sent a fresh message since the last aggregation (static: per slot)
+        self._fresh = np.zeros(setup.idx.shape, dtype=bool) if self._wait and not self._dynamic else None
+        self._fresh_sets = [set() for _ in range(self.n)] if self._wait and self._dynamic else []
         self._waiting = np.zeros(self.n, dtype=bool)
-        self._rev = reverse_slots(setup.idx, setup.mask) if setup.dynamics is None else None
-        self._dyn_slots: list[dict[int, int]] = [dict() for _ in range(self.n)] if setup.dynamics is not None else []
+        self._armed = math.inf  # time of the next delivery event (wait clock)
+        self._last_change = 0.0  # when the churn process last ran
+        self._rev = reverse_slots(setup.idx, setup.mask) if not self._dynamic else None
+        self._dyn_slots: list[dict[int, int]] = [dict() for _ in range(self.n)] if self._dynamic else []
+        # a constant compute time draws nothing: the same float64 products, computed once
+        self._const_compute = setup.compute.draw(setup.rng, np.arange(self.n)) if setup.compute.dist.constant else None
         self.activations = 0
         self.messages = 0
         self.round = 0
@@ -111,22 +120,10 @@ class AsyncEngine:
         self.kernel: Any = None
         self._counted_total = max(int(setup.counted.sum()), 1)
 
-    # --- handles ----------------------------------------------------------------------------
-    def _alloc(self, m: int) -> np.ndarray:
-        out = [self._free.pop() if self._free else self._new() for _ in range(m)]
-        return np.asarray(out, dtype=np.int64)
-
-    def _new(self) -> int:
-        self._next_handle += 1
-        return self._next_handle - 1
-
-    def _unref(self, h: int) -> None:
-        if h < 0:
-            return
-        self._refs[h] -= 1
-        if self._refs[h] == 0:
-            del self._refs[h]
-            self._free.append(h)
+    @property
+    def in_flight(self) -> int:
+        """Messages sent and not yet arrived."""
+        return len(self._flight)
 
     # --- processes --------------------------------------------------------------------------
     def _gap(self, first: bool) -> float:
@@ -139,10 +136,14 @@ class AsyncEngine:
             return c.period * (1 + c.jitter * (2 * self.s.rng.random() - 1)) if c.jitter else c.period
         return 0.0
 
+    def _compute_time(self, i: int) -> float:
+        if self._const_compute is not None:
+            return float(self._const_compute[i])
+        return float(self.s.compute.draw(self.s.rng, np.array([i]))[0])
+
     def _node(self, i: int):
         env, s = self.env, self.s
         wake = env.now + self._gap(True)
-        nodes = np.array([i])
         while True:
             if wake > env.now:
                 yield env.timeout(wake - env.now)
@@ -153,14 +154,14 @@ class AsyncEngine:
                 yield env.timeout(max(wait, 0.0))
                 wake = env.now
                 continue
-            c = float(s.compute.draw(s.rng, nodes)[0])
+            c = self._compute_time(i)
             if s.tick > 0:
                 c = math.ceil((env.now + c) / s.tick - 1e-9) * s.tick - env.now
             yield env.timeout(c)
             if not self.online[i]:
                 continue
             self._finish_compute(i)
-            if self._fresh is not None and s.trains[i]:
+            if self._wait and s.trains[i]:
                 done = self._done_events[i] = env.event()
                 yield done
             wake = wake + self._gap(False)
@@ -174,139 +175,179 @@ class AsyncEngine:
             if not math.isfinite(t):
                 return
             yield self.env.timeout(t - self.env.now)
+            # simpy's tie order: a message arriving exactly now was processed before this change
+            # if it was sent before the timeout of this change was scheduled
+            self._settle(self.env.now, strict=True, sent_before=self._last_change)
+            self._last_change = self.env.now
             self.online = churn.advance(self.env.now)
 
-    # --- compute, send, aggregate -----------------------------------------------------------
-    def _finish_compute(self, i: int) -> None:
-        if not self.s.trains[i]:
-            self._send(i, -1)
-            return
-        if not self._compute_batch:
-            self._flush_at(self._compute_flush, _COMPUTE)
-        self._compute_batch.append(i)
-
-    def _flush_at(self, fn, priority: int) -> None:
+    def _at(self, t: float, priority: int, fn) -> None:
+        """Call ``fn`` at simulated time ``t`` exactly (``now + (t − now)`` may round elsewhere)."""
         ev = simpy.Event(self.env)
         ev._ok, ev._value = True, None
         ev.callbacks.append(fn)
-        self.env.schedule(ev, priority, 0)
+        heapq.heappush(self.env._queue, (t, priority, next(self.env._eid), ev))
+
+    # --- compute, send ----------------------------------------------------------------------
+    def _finish_compute(self, i: int) -> None:
+        if not self.s.trains[i]:
+            self._send(np.array([i]), np.array([-1]))
+            return
+        if not self._compute_batch:
+            self._at(self.env.now, _COMPUTE, self._compute_flush)
+        self._compute_batch.append(i)
 
     def _compute_flush(self, _ev) -> None:
         nodes = np.asarray(sorted(self._compute_batch), dtype=np.int64)
         self._compute_batch = []
-        handles = self._alloc(nodes.size)
+        handles = self._handles.alloc(nodes.size)
         self.kernel.compute(nodes, handles, self.round)
-        for i, h in zip(nodes.tolist(), handles.tolist()):
-            self._refs[h] = 1  # held until this flush ends
-            self._send(i, h)
-            if self._fresh is None:
-                self._queue_aggregate(i)
-            else:
-                self._start_wait(i)
-            self._unref(h)
-
-    def _recipients(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        s = self.s
-        if s.dynamics is None:
-            row = s.mask[i]
-            return s.idx[i][row], self._rev[i][row]
-        peers = s.dynamics.peers(i, s.rng)
-        return peers, np.full(peers.size, -1)
-
-    def _send(self, i: int, handle: int) -> None:
-        s, env = self.s, self.env
-        dst, slots = self._recipients(i)
-        copies = int(s.timing_attack.value) if s.timing_attack.kind == "flood" and s.is_byzantine[i] else 1
-        if copies > 1:
-            dst, slots = np.repeat(dst, copies), np.repeat(slots, copies)
-        m = dst.size
-        self.messages += m
-        delay = s.links.delays(s.rng, m)
-        if copies > 1:  # the copies of a flood leave one after another
-            delay = delay + np.tile(np.arange(copies), m // copies) * 1e-6
-        if s.timing_attack.kind == "delay" and s.is_byzantine[i]:
-            delay = delay + s.timing_attack.value
-        kept = s.links.kept(s.rng, m)
-        dst, slots, delay = dst[kept], slots[kept], delay[kept]
-        if dst.size == 0:
-            return
-        if handle >= 0:
-            self._refs[handle] += int(dst.size)
-        now = env.now
-        arrive, timeout = self._arrive, env.timeout
-        if s.links.latency.constant and copies == 1 and not s.links.drop:  # one event: every copy arrives together
-            timeout(float(delay[0]), (dst.tolist(), slots.tolist(), i, now, handle)).callbacks.append(arrive)
-            return
-        for t, d_, s_ in zip(delay.tolist(), dst.tolist(), slots.tolist()):  # one event per message in flight
-            timeout(t, ((d_,), (s_,), i, now, handle)).callbacks.append(arrive)
-
-    def _arrive(self, ev) -> None:
-        dst, slots, src, sent_at, handle = ev.value
-        pend = self._pending
-        for j, d in enumerate(dst):
-            if not self.online[d]:
-                self._unref(handle)
-                continue
-            sl = int(slots[j]) if slots[j] >= 0 else self._dyn_slot(d, src)
-            pend[0].append(d), pend[1].append(sl), pend[2].append(src), pend[3].append(sent_at), pend[4].append(handle)
-            if self._fresh is not None:
-                fresh = self._fresh[d]
-                fresh.add(src)
-                if self._waiting[d] and len(fresh) >= min(self.s.clock.k, max(self.deg[d], 1)):
-                    self._waiting[d] = False
-                    self._queue_aggregate(d)
-
-    def _dyn_slot(self, d: int, src: int) -> int:
-        """Epidemic inboxes: one slot per sender, the least recently written evicted when full."""
-        slots = self._dyn_slots[d]
-        if src in slots:
-            sl = slots.pop(src)
-        elif len(slots) < self.s.idx.shape[1]:
-            sl = len(slots)
+        if self._wait:
+            self._settle(self.env.now)  # every message that arrived by now counts as fresh
+        self._handles.hold(handles, self._send(nodes, handles))
+        if self._wait:
+            self._start_wait(nodes)
         else:
-            sl = slots.pop(next(iter(slots)))
-        slots[src] = sl
-        return sl
+            self._queue_aggregate(nodes)
 
-    def _start_wait(self, i: int) -> None:
-        need = min(self.s.clock.k, max(int(self.deg[i]), 1)) if self.s.dynamics is None else self.s.clock.k
-        if len(self._fresh[i]) >= need:
-            self._queue_aggregate(i)
+    def _send(self, nodes: np.ndarray, handles: np.ndarray) -> np.ndarray:
+        """Send the models of ``nodes`` (in that order) to their recipients; return the handles
+        carried by the messages that were not dropped (one entry per message)."""
+        s = self.s
+        if self._dynamic:  # epidemic push: a sender's peers, then its delays and drops, sender by sender
+            out = []
+            for i, h in zip(nodes.tolist(), handles.tolist()):
+                peers = s.dynamics.peers(i, s.rng)
+                out.append(self._post(np.full(peers.size, i), np.full(peers.size, h), peers, np.full(peers.size, -1)))
+            return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+        rows = s.mask[nodes]
+        counts = rows.sum(1)
+        return self._post(np.repeat(nodes, counts), np.repeat(handles, counts), s.idx[nodes][rows], self._rev[nodes][rows])
+
+    def _post(self, src: np.ndarray, handle: np.ndarray, dst: np.ndarray, slot: np.ndarray) -> np.ndarray:
+        """Put one message per entry in flight: its delay and drop draws, the timing attacks."""
+        s, attack = self.s, self.s.timing_attack
+        byz = s.is_byzantine[src]
+        copy = None
+        if attack.kind == "flood" and int(attack.value) > 1 and byz.any():  # copies leave one after another
+            reps = np.where(byz, int(attack.value), 1)
+            copy = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
+            src, handle, dst, slot, byz = (np.repeat(x, reps) for x in (src, handle, dst, slot, byz))
+        self.messages += dst.size
+        delay = s.links.delays(s.rng, dst.size)
+        if copy is not None:
+            delay[byz] += copy[byz] * 1e-6
+        if attack.kind == "delay":
+            delay[byz] += attack.value
+        kept = s.links.kept(s.rng, dst.size)
+        if not kept.all():
+            src, handle, dst, slot, delay = src[kept], handle[kept], dst[kept], slot[kept], delay[kept]
+        now = self.env.now
+        self._flight.push(now + delay, Deliveries(dst, slot, src, np.full(dst.size, now), handle))
+        self._arm()
+        return handle
+
+    # --- deliveries -------------------------------------------------------------------------
+    def _settle(self, t: float, *, strict: bool = False, sent_before: float = -math.inf) -> None:
+        """Move the messages arrived by ``t`` (see :meth:`InFlight.pop`) to the pending deliveries;
+        those whose recipient is offline are lost."""
+        got = self._flight.pop(t, strict=strict, sent_before=sent_before)
+        if not len(got):
             return
-        self._waiting[i] = True
-        if self.s.clock.timeout > 0:
-            ev = self.env.timeout(self.s.clock.timeout, i)
-            ev.callbacks.append(self._wait_timeout)
+        on = self.online[got.dst]
+        if not on.all():
+            self._handles.release(got.handle[~on])
+            got = got.take(on)
+        if self._dynamic:
+            got = Deliveries(got.dst, self._dyn_slots_of(got), got.src, got.sent_at, got.handle)
+        elif self._fresh is not None:
+            self._fresh[got.dst, got.slot] = True
+        self._pending.append(got)
+        if self._wait:
+            self._wake_waiting(np.unique(got.dst))
+
+    def _dyn_slots_of(self, got: Deliveries) -> np.ndarray:
+        """Epidemic inboxes: one slot per sender, the least recently written evicted when full (in
+        arrival order, message by message: the eviction order is sequential)."""
+        cap, out = self.s.idx.shape[1], np.empty(len(got), dtype=np.int64)
+        for j, (d, src) in enumerate(zip(got.dst.tolist(), got.src.tolist())):
+            slots = self._dyn_slots[d]
+            if src in slots:
+                sl = slots.pop(src)
+            elif len(slots) < cap:
+                sl = len(slots)
+            else:
+                sl = slots.pop(next(iter(slots)))
+            slots[src] = out[j] = sl
+            if self._wait:
+                self._fresh_sets[d].add(src)
+        return out
+
+    def _fresh_count(self, nodes: np.ndarray) -> np.ndarray:
+        if self._fresh is not None:
+            return self._fresh[nodes].sum(1)
+        return np.array([len(self._fresh_sets[i]) for i in nodes.tolist()], dtype=np.int64)
+
+    def _wake_waiting(self, nodes: np.ndarray) -> None:
+        """``wait`` clock: waiting ``nodes`` with fresh messages from enough senders aggregate now."""
+        nodes = nodes[self._waiting[nodes]]
+        if nodes.size == 0:
+            return
+        ready = nodes[self._fresh_count(nodes) >= np.minimum(self.s.clock.k, np.maximum(self.deg[nodes], 1))]
+        self._waiting[ready] = False
+        self._queue_aggregate(ready)
+
+    def _arm(self) -> None:
+        """``wait`` clock: one simpy event at the next instant a message reaches a waiting node."""
+        if not self._wait:
+            return
+        t = self._flight.first(self._waiting)
+        if t < self._armed:
+            self._armed = t
+            self._at(t, _NORMAL, self._deliver_due)
+
+    def _deliver_due(self, _ev) -> None:
+        if self.env.now >= self._armed:
+            self._armed = math.inf
+        self._settle(self.env.now)
+        self._arm()
+
+    def _start_wait(self, nodes: np.ndarray) -> None:
+        need = np.minimum(self.s.clock.k, np.maximum(self.deg[nodes], 1)) if not self._dynamic else self.s.clock.k
+        ready = self._fresh_count(nodes) >= need
+        self._queue_aggregate(nodes[ready])
+        wait = nodes[~ready]
+        self._waiting[wait] = True
+        if wait.size and self.s.clock.timeout > 0:
+            self.env.timeout(self.s.clock.timeout, wait).callbacks.append(self._wait_timeout)
+        self._arm()
 
     def _wait_timeout(self, ev) -> None:
-        i = ev.value
-        if self._waiting[i]:
-            self._waiting[i] = False
-            self._queue_aggregate(i)
+        nodes = ev.value[self._waiting[ev.value]]
+        self._waiting[nodes] = False
+        self._queue_aggregate(nodes)
 
-    def _queue_aggregate(self, i: int) -> None:
+    # --- aggregate --------------------------------------------------------------------------
+    def _queue_aggregate(self, nodes: np.ndarray) -> None:
+        if nodes.size == 0:
+            return
         if not self._agg_batch:
-            self._flush_at(self._aggregate_flush, _AGGREGATE)
-        self._agg_batch.append(i)
+            self._at(self.env.now, _AGGREGATE, self._aggregate_flush)
+        self._agg_batch.append(nodes)
 
     def _aggregate_flush(self, _ev) -> None:
-        nodes = np.asarray(sorted(self._agg_batch), dtype=np.int64)
+        nodes = np.sort(np.concatenate(self._agg_batch))
         self._agg_batch = []
         if self.stopped:
             return
         nodes = nodes[self.online[nodes]]
-        pend = self._pending
-        deliveries = Deliveries(*(np.asarray(p, dtype=np.float64 if k == 3 else np.int64) for k, p in enumerate(pend)))
-        self._pending = ([], [], [], [], [])
+        self._settle(self.env.now)
+        deliveries = Deliveries.concat(self._pending)
+        self._pending = []
         self.kernel.aggregate(nodes, deliveries, self.env.now)
-        for h in deliveries.handle.tolist():
-            self._unref(h)
-        for i in nodes.tolist():
-            if self._fresh is not None:
-                self._fresh[i].clear()
-                done = self._done_events.pop(i, None)
-                if done is not None:
-                    done.succeed()
+        self._handles.release(deliveries.handle)
+        if self._wait:
+            self._fresh_clear(nodes)
         self.activations += int(self.s.counted[nodes].sum())
         r = self.activations // self._counted_total
         if r > self.round:
@@ -316,6 +357,16 @@ class AsyncEngine:
             self.messages = 0
             if stop or (not self.duration and r >= self.rounds):
                 self.stopped = True
+
+    def _fresh_clear(self, nodes: np.ndarray) -> None:
+        if self._fresh is not None:
+            self._fresh[nodes] = False
+        for i in nodes.tolist():  # each aggregated node's process resumes
+            if self._fresh is None:
+                self._fresh_sets[i].clear()
+            done = self._done_events.pop(i, None)
+            if done is not None:
+                done.succeed()
 
     # --- run --------------------------------------------------------------------------------
     def run(self, kernel: Any) -> float:
