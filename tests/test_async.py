@@ -98,6 +98,6 @@ def test_timing_attacks():
     fa = pr.simulate(base.replace(**{"engine.timing_attack": "flood:copies=5", "engine.mode": "async",
                                      "engine.latency": 0.0}))
     aa = pr.simulate(base.replace(**{"engine.mode": "async", "engine.latency": 0.0}))
-    assert torch.equal(fa.params, aa.params) and fa.summary["simpy_events"] > aa.summary["simpy_events"]
+    assert torch.equal(fa.params, aa.params) and fa.history[-1]["messages"] > aa.history[-1]["messages"]
     replay = pr.simulate(base.replace(**{"engine.timing_attack": "replay:lag=0.03", "engine.mode": "async"}))
     assert replay.final("accuracy") > 0.5 and not torch.equal(replay.params, aa.params)
