@@ -65,14 +65,16 @@ class AsyncKernel:
         self.buf.store(handles, self.k.params[t])
 
     def aggregate(self, nodes: np.ndarray, dl: Deliveries, now: float) -> None:
-        """Write the deliveries, then the rule over ``nodes`` on their buffered inboxes."""
+        """Write the deliveries, then the rule over ``nodes`` on their buffered inboxes (read in
+        place; Byzantine slots are crafted into the buffer, whose content there is never read
+        otherwise: a crafted slot is crafted again at every aggregation until an honest message
+        replaces it)."""
         buf, k = self.buf, self.k
         buf.deliver(dl.dst, dl.slot, dl.src, dl.sent_at, dl.handle)
         if nodes.size == 0:
             return
         a = torch.from_numpy(nodes)
         mask = buf.has[a] & ~buf.crafted[a] if k.silent else buf.has[a]  # silent: Byzantine slots absent
-        inbox = buf.inbox[a]
         senders = buf.sender[a]
         if self.dynamic:
             weights = mask.to(k.params.dtype) / (1 + mask.sum(1, keepdim=True)).to(k.params.dtype)
@@ -84,8 +86,10 @@ class AsyncKernel:
             all_w = k.table.weights if not self.dynamic else torch.zeros(buf.has.shape, dtype=k.params.dtype)
             crafted = k.craft(a[rows], senders[rows, slots], slots, self.round, buf.sender, buf.has, all_w, k.f,
                               buf.sent_at[nodes[rows.numpy()], slots.numpy()])
-            inbox = inbox.index_put((rows, slots), crafted)
-        k.mix(a, inbox, mask, weights, k.tolerance(a, mask, f))
+            buf.inbox.index_put_((a[rows], slots), crafted)
+        width = buf.inbox.shape[1]
+        slot_rows = a.unsqueeze(1) * width + torch.arange(width)
+        k.mix(a, buf.inbox.view(-1, buf.inbox.shape[2]), mask, weights, k.tolerance(a, mask, f), slot_rows)
 
     def progress(self, r: int, now: float, messages: int, online: np.ndarray | None) -> bool:
         """Log round ``r`` (evaluated every ``eval_every`` rounds and at the last one)."""

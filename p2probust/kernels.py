@@ -143,12 +143,16 @@ class Kernels:
             return f
         return torch.minimum(f, self._cap(present.sum(1) + 1).to(f.dtype))
 
-    def mix(self, nodes: Tensor, inbox: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> None:
-        """The gossip rule of ``nodes`` in one batched call, given their inboxes ``[a, k, d]``."""
+    def mix(self, nodes: Tensor, inbox: Tensor, mask: Tensor, weights: Tensor, f: Tensor,
+            slot_rows: Tensor | None = None) -> None:
+        """The gossip rule of ``nodes`` in one batched call, given their inboxes ``[a, k, d]`` (or,
+        with ``slot_rows [a, k]``, a flat store ``[R, d]`` of which slot ``s`` of the ``i``-th node
+        is row ``slot_rows[i, s]``: the compiled kernel reads it in place, the torch rule gathers)."""
         a, k = mask.shape
         if self._use_fused(a, k + 1, self.params.shape[1]):
-            new = jit_rank_mean.mix_inboxes(self.gossip, self.params, nodes, inbox, mask, f)
+            new = jit_rank_mean.mix_inboxes(self.gossip, self.params, nodes, inbox, mask, f, slot_rows)
         else:
+            inbox = inbox if slot_rows is None else inbox[slot_rows]
             new = self.gossip.for_nodes(nodes).batched(self.params[nodes], inbox, mask, weights, f)
         self.params = self.params.index_copy(0, nodes, new)
 

@@ -157,13 +157,17 @@ def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor
     return torch.from_numpy(out)
 
 
-def mix_inboxes(rule, params: Tensor, nodes: Tensor, inbox: Tensor, mask: Tensor, f: Tensor) -> Tensor:
+def mix_inboxes(rule, params: Tensor, nodes: Tensor, inbox: Tensor, mask: Tensor, f: Tensor,
+                slot_rows: Tensor | None = None) -> Tensor:
     """Aggregate-and-mix ``rule`` (a :class:`~p2probust.gossip.AggregateAndMix` over a
     :class:`~p2probust.aggregators.coordinatewise.RankMean`) for ``nodes [a]`` whose inboxes are
     given as ``inbox [a, k, d]``, ``mask [a, k]``: the slots are read in place as extra rows.
+    With ``slot_rows [a, k]``, ``inbox`` is a flat store ``[R, d]`` and slot ``s`` of the ``i``-th
+    node is its row ``slot_rows[i, s]`` (an asynchronous inbox buffer, read without a gather).
     Returns the new models ``[a, d]``, the bits of ``rule.batched(params[nodes], inbox, mask, ·, f)``."""
     a, k = mask.shape
-    slot_rows = torch.arange(a * k).view(a, k)
+    if slot_rows is None:
+        slot_rows, inbox = torch.arange(a * k).view(a, k), inbox.reshape(a * k, -1)
     source = torch.cat([nodes.unsqueeze(1), torch.where(mask, -2 - slot_rows, -1)], 1)
     keep = rule.aggregator.kept_ranks(torch.cat([torch.ones((a, 1), dtype=torch.bool), mask], 1), f)
-    return rank_mean(params, inbox.reshape(a * k, -1), source, keep, alpha=rule.alpha)
+    return rank_mean(params, inbox, source, keep, alpha=rule.alpha)
