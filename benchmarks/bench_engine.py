@@ -1,23 +1,27 @@
-"""Benchmark of the event-driven network: simpy events per second, the batched-kernel share of run
-time, and node-rounds per second of asynchronous vs synchronous gossip on a 10-regular graph.
+"""Benchmark of the event-driven network: simpy events per second and node-rounds per second of
+asynchronous vs synchronous gossip on a 10-regular graph.
 
-    python benchmarks/bench_engine.py [--nodes 1000] [--rounds 5]
+    python benchmarks/bench_engine.py [--nodes 1000] [--rounds 5] [--split]
 
 Prints a markdown table. Target: async reaches at least a third of sync's node-rounds per second.
 Node-rounds per second count the rounds themselves (``wall_s`` of ``timing.csv`` between logged rounds), not the
-set-up or the final evaluation, which would flatter the slower mode.
+set-up or the final evaluation, which would flatter the slower mode. ``--split`` runs each
+asynchronous variant once more under cProfile and prints where a round's time goes (cumulative
+times of the kernels' entry points; the engine is the rest of the event loop; cProfile's overhead
+inflates Python-heavy parts, the engine most).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import time
 
 import networkx as nx
 import numpy as np
 
 import p2probust as pr
-from p2probust import async_kernel
 from p2probust.engine import ComputeModel, LinkModel
 from p2probust.engine import specs as sp
 from p2probust.engine.events import AsyncEngine, AsyncSetup
@@ -57,35 +61,42 @@ def per_round(res) -> float:
     return (wall[-2] - wall[1]) / (len(wall) - 3)
 
 
-def timed_kernel_share(cfg):
-    spent = [0.0]
-    orig = {name: getattr(async_kernel.AsyncKernel, name) for name in ("compute", "aggregate")}
+#: (label, file, function): cumulative times read from the profile
+SPLIT = [
+    ("local steps", "kernels.py", "local_step"),
+    ("snapshots of sent models", "network_state.py", "store"),
+    ("deliveries into the inbox buffer", "network_state.py", "deliver"),
+    ("attack (crafted messages)", "kernels.py", "craft"),
+    ("rule (aggregate and mix)", "kernels.py", "mix"),
+    ("metrics and logging", "async_kernel.py", "progress"),
+]
+_KERNEL_CALLS = [("async_kernel.py", name) for name in ("compute", "aggregate", "progress")]
 
-    def wrap(fn):
-        def inner(*a, **k):
-            t = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                spent[0] += time.perf_counter() - t
-        return inner
 
-    for name, fn in orig.items():
-        setattr(async_kernel.AsyncKernel, name, wrap(fn))
-    try:
-        t = time.perf_counter()
-        res = pr.simulate(cfg)
-        wall = time.perf_counter() - t
-    finally:
-        for name, fn in orig.items():
-            setattr(async_kernel.AsyncKernel, name, fn)
-    return res, wall, spent[0]
+def _cumulative(stats: dict, file: str, name: str) -> float:
+    return sum(v[3] for (path, _, fn), v in stats.items() if fn == name and path.endswith(file))
+
+
+def split(cfg) -> tuple[int, list[tuple[str, float]]]:
+    """Run ``cfg`` under cProfile; return its rounds and (component, seconds) of the event loop."""
+    prof = cProfile.Profile()
+    prof.enable()
+    res = pr.simulate(cfg)
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    loop = _cumulative(stats, "engine/events.py", "run")
+    kernels = sum(_cumulative(stats, f, n) for f, n in _KERNEL_CALLS)
+    parts = [(label, _cumulative(stats, f, n)) for label, f, n in SPLIT]
+    parts.append(("engine (simpy events, sends, delivery queue)", loop - kernels))
+    parts.append(("kernel glue (masks, tolerances, buffer reads)", kernels - sum(t for _, t in parts[:-1])))
+    return max(res.summary["rounds_done"], 1), parts
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--split", action="store_true", help="profile the async runs and print where a round's time goes")
     args = ap.parse_args()
     n, R = args.nodes, args.rounds
     base = pr.RunConfig().replace(**{
@@ -93,7 +104,7 @@ def main() -> None:
         "train.rounds": R, "eval_every": 10**6, "attack.name": "gaussian",
     })
     rows = []
-    pr.simulate(pr.RunConfig().replace(**{"train.rounds": 1}))  # warm-up: imports and data loading
+    pr.simulate(base.replace(**{"train.rounds": 1, "engine.mode": "async"}))  # warm-up: imports, data, compiled kernel
     events, wall = engine_only(n, R, "lognormal:mean=0.005,sigma=0.5")
     rows.append(("engine only, async, lognormal latency", f"{events / R:,.0f} events/round",
                  f"{events / wall:,.0f} simpy events/s", "—"))
@@ -107,18 +118,27 @@ def main() -> None:
         ("async, poisson clock (tick 2 ms), lognormal latency",
          {"engine.latency": "lognormal:mean=0.005,sigma=0.5", "engine.clock": "poisson:rate=100", "engine.tick": 0.002}),
     ]
+    splits = []
     for label, extra in variants:
-        res, wall, kernel_s = timed_kernel_share(base.replace(**{"engine.mode": "async", **extra}))
+        cfg = base.replace(**{"engine.mode": "async", **extra})
+        res = pr.simulate(cfg)
         rate = honest / per_round(res)
-        rows.append((label, f"{res.summary['simpy_events'] / max(res.summary['rounds_done'], 1):,.0f} events/round, "
-                     f"kernels {100 * kernel_s / wall:.0f}% of run time",
-                     f"{res.summary['simpy_events'] / wall:,.0f} simpy events/s; {rate:,.0f} node-rounds/s",
-                     f"{rate / sync_rate:.2f}"))
+        rows.append((label, f"{res.summary['simpy_events'] / max(res.summary['rounds_done'], 1):,.0f} events/round",
+                     f"{rate:,.0f} node-rounds/s", f"{rate / sync_rate:.2f}"))
+        if args.split:
+            splits.append((label, *split(cfg)))
     print(f"n = {n}, 10-regular, {n // 20} Byzantine (gaussian), trimmed mean, digits, {R} rounds\n")
     print("| run | per round | throughput | async / sync |")
     print("|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
+    for label, rounds, parts in splits:
+        total = sum(t for _, t in parts)
+        print(f"\n{label}: {1000 * total / rounds:.0f} ms per round under cProfile\n")
+        print("| part | ms per round | share |")
+        print("|---|---|---|")
+        for name, t in parts:
+            print(f"| {name} | {1000 * t / rounds:.1f} | {100 * t / total:.0f}% |")
 
 
 if __name__ == "__main__":
