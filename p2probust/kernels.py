@@ -147,14 +147,20 @@ class Kernels:
             slot_rows: Tensor | None = None) -> None:
         """The gossip rule of ``nodes`` in one batched call, given their inboxes ``[a, k, d]`` (or,
         with ``slot_rows [a, k]``, a flat store ``[R, d]`` of which slot ``s`` of the ``i``-th node
-        is row ``slot_rows[i, s]``: the compiled kernel reads it in place, the torch rule gathers)."""
+        is row ``slot_rows[i, s]``: the compiled kernel reads it in place, the torch rule gathers).
+
+        The one exception to "replaced, never mutated": the new rows are written into ``params``
+        in place. The asynchronous kernel calls this once per batch of a few nodes, right after
+        their local step replaced ``params``; a copy of ``[n, d]`` per batch would cost more than
+        the batch (nothing holds the tensor in between: metrics, snapshots and the replay history
+        copy what they keep)."""
         a, k = mask.shape
         if self._use_fused(a, k + 1, self.params.shape[1]):
             new = jit_rank_mean.mix_inboxes(self.gossip, self.params, nodes, inbox, mask, f, slot_rows)
         else:
             inbox = inbox if slot_rows is None else inbox[slot_rows]
             new = self.gossip.for_nodes(nodes).batched(self.params[nodes], inbox, mask, weights, f)
-        self.params = self.params.index_copy(0, nodes, new)
+        self.params.index_copy_(0, nodes, new)
 
     # --- one synchronous round --------------------------------------------------------------
     def sync_round(self, plan: RoundPlan, lr: float) -> int:
