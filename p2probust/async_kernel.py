@@ -65,10 +65,8 @@ class AsyncKernel:
         self.buf.store(handles, self.k.params[t])
 
     def aggregate(self, nodes: np.ndarray, dl: Deliveries, now: float) -> None:
-        """Write the deliveries, then the rule over ``nodes`` on their buffered inboxes (read in
-        place; Byzantine slots are crafted into the buffer, whose content there is never read
-        otherwise: a crafted slot is crafted again at every aggregation until an honest message
-        replaces it)."""
+        """Write the deliveries, then the rule over ``nodes`` on their buffered inboxes (read from
+        the snapshot pool in place; Byzantine slots are crafted into its scratch rows)."""
         buf, k = self.buf, self.k
         buf.deliver(dl.dst, dl.slot, dl.src, dl.sent_at, dl.handle)
         if nodes.size == 0:
@@ -82,14 +80,13 @@ class AsyncKernel:
         else:
             weights, f = k.table.weights[a], k.f[a]
         rows, slots = torch.nonzero(mask & buf.crafted[a], as_tuple=True)
+        crafted = None
         if rows.numel():
             all_w = k.table.weights if not self.dynamic else torch.zeros(buf.has.shape, dtype=k.params.dtype)
             crafted = k.craft(a[rows], senders[rows, slots], slots, self.round, buf.sender, buf.has, all_w, k.f,
                               buf.sent_at[nodes[rows.numpy()], slots.numpy()])
-            buf.inbox.index_put_((a[rows], slots), crafted)
-        width = buf.inbox.shape[1]
-        slot_rows = a.unsqueeze(1) * width + torch.arange(width)
-        k.mix(a, buf.inbox.view(-1, buf.inbox.shape[2]), mask, weights, k.tolerance(a, mask, f), slot_rows)
+        slot_rows = buf.slot_rows(nodes, rows, slots, crafted)  # may grow the pool: before reading it
+        k.mix(a, buf.pool, mask, weights, k.tolerance(a, mask, f), slot_rows)
 
     def progress(self, r: int, now: float, messages: int, online: np.ndarray | None) -> bool:
         """Log round ``r`` (evaluated every ``eval_every`` rounds and at the last one)."""

@@ -6,8 +6,8 @@ handle``. This module keeps *what* they hold:
 * :class:`EdgeTable` — a padded ``idx[n, k]`` / ``mask[n, k]`` / ``weights[n, k]`` table with the
   order of its edges, built from the static neighbour table or from a round's edge list;
 * :class:`InboxBuffer` — the latest delivered message per ``(recipient, slot)`` with its sender and
-  send time (so its age), plus a snapshot store of models in flight, indexed by integer handles
-  that the engine allocates and frees.
+  send time (so its age), as a reference into a store of snapshots of sent models, indexed by
+  integer handles that the engine allocates and frees.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
+
+from .engine.inflight import latest_per_slot
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,10 +80,16 @@ def edge_table(table=None, *, n: int = 0, src: np.ndarray | None = None, dst: np
 class InboxBuffer:
     """The latest message per ``(recipient, slot)``, for asynchronous gossip.
 
+    A slot does not hold a copy of its message: it names the snapshot (the engine's integer
+    handle) of the model that was sent, and the engine keeps a handle alive while a message in
+    flight carries it or while it is the latest message of a slot. The compiled rank-mean kernel
+    reads the inboxes straight from the snapshot pool; the torch rules gather ``[a, k, d]``.
+
     Attributes
     ----------
-    inbox : Tensor [n, k, d]
-        Content of the latest honest message of each slot (Byzantine slots are crafted when read).
+    handle : ndarray [n, k] (int64)
+        Snapshot of the latest honest message of each slot (-1: none, or a Byzantine message,
+        crafted when read).
     has : BoolTensor [n, k]
         The slot received at least one message.
     crafted : BoolTensor [n, k]
@@ -90,50 +98,64 @@ class InboxBuffer:
         Sender of the latest message (the static table's neighbour, or a dynamic peer).
     sent_at : ndarray [n, k] (float64)
         Send time of the latest message (its age is ``now - sent_at``).
-    pool : Tensor [P, d]
-        Snapshots of models in flight, row ``h`` for handle ``h`` (grows by doubling).
+    pool : Tensor [P + 1 + C, d]
+        Row ``h < P`` for handle ``h`` (``P`` grows by doubling), row ``P`` zeros (the content of
+        a slot without an honest message), then scratch rows for the crafted messages of one
+        aggregation.
 
     Notes
     -----
-    A mutable buffer (like a replay buffer): :meth:`deliver` writes in place, one batched
-    indexed copy per call.
+    A mutable buffer (like a replay buffer): :meth:`deliver` writes integers in place through
+    numpy views of the tensors (same memory).
     """
 
     def __init__(self, idx: Tensor, d: int, dtype: torch.dtype):
         n, k = idx.shape
-        self.inbox = torch.zeros(n, k, d, dtype=dtype)
         self.has = torch.zeros(n, k, dtype=torch.bool)
         self.crafted = torch.zeros(n, k, dtype=torch.bool)
         self.sender = idx.clone()
         self.sent_at = np.full((n, k), -np.inf)
-        self.pool = torch.zeros(max(n, 1), d, dtype=dtype)
+        self.handle = np.full((n, k), -1, dtype=np.int64)
+        self.cap = max(n, 1)
+        self.pool = torch.zeros(self.cap + 1, d, dtype=dtype)
+
+    def _resize(self, cap: int, rows: int) -> None:
+        """Handle capacity ``cap`` and at least ``rows`` rows in all (handles' rows kept)."""
+        if cap == self.cap and rows <= self.pool.shape[0]:
+            return
+        grown = torch.zeros(max(rows, cap + 1), self.pool.shape[1], dtype=self.pool.dtype)
+        grown[: self.cap] = self.pool[: self.cap]
+        self.pool, self.cap = grown, cap
 
     def store(self, handles: np.ndarray, models: Tensor) -> None:
         """Snapshot ``models [m, d]`` under integer ``handles [m]``."""
         if handles.size == 0:
             return
         need = int(handles.max()) + 1
-        if need > self.pool.shape[0]:
-            grown = torch.zeros(max(need, 2 * self.pool.shape[0]), self.pool.shape[1], dtype=self.pool.dtype)
-            grown[: self.pool.shape[0]] = self.pool
-            self.pool = grown
+        if need > self.cap:
+            self._resize(max(need, 2 * self.cap), 0)
         self.pool[torch.from_numpy(handles)] = models
 
     def deliver(self, dst: np.ndarray, slot: np.ndarray, src: np.ndarray, sent_at: np.ndarray, handle: np.ndarray) -> None:
         """Write delivered messages (in arrival order: the last one per slot wins); ``handle < 0``
-        marks a Byzantine message, crafted when the recipient aggregates. The writes go through
-        numpy views of the tensors (same memory; numpy's fancy indexing costs less per call)."""
-        if dst.size == 0:
-            return
-        key = dst * self.has.shape[1] + slot
-        _, first = np.unique(key[::-1], return_index=True)
-        keep = np.sort(key.size - 1 - first)
-        dst, slot, src, sent_at, handle, key = dst[keep], slot[keep], src[keep], sent_at[keep], handle[keep], key[keep]
+        marks a Byzantine message, crafted when the recipient aggregates."""
+        keep = latest_per_slot(dst, slot, self.handle.shape[1])
+        dst, slot = dst[keep], slot[keep]
         self.has.numpy()[dst, slot] = True
-        self.crafted.numpy()[dst, slot] = handle < 0
-        self.sender.numpy()[dst, slot] = src
-        self.sent_at[dst, slot] = sent_at
-        real = handle >= 0
-        if real.any():
-            inbox = self.inbox.numpy().reshape(-1, self.inbox.shape[2])
-            inbox[key[real]] = self.pool.numpy()[handle[real]]
+        self.crafted.numpy()[dst, slot] = handle[keep] < 0
+        self.sender.numpy()[dst, slot] = src[keep]
+        self.sent_at[dst, slot] = sent_at[keep]
+        self.handle[dst, slot] = handle[keep]
+
+    def slot_rows(self, nodes: np.ndarray, rows: Tensor, slots: Tensor, crafted: Tensor | None) -> Tensor:
+        """``[a, k]`` pool row of each slot of ``nodes``: the snapshot of its latest honest message,
+        the zero row for a slot without one, and for the slots ``(rows, slots)`` their crafted
+        messages ``crafted [E, d]``, written to the scratch rows."""
+        out = self.handle[nodes]
+        out = np.where(out >= 0, out, self.cap)
+        if crafted is not None and crafted.shape[0]:
+            e = crafted.shape[0]
+            self._resize(self.cap, self.cap + 1 + e)
+            self.pool[self.cap + 1 : self.cap + 1 + e] = crafted
+            out[rows.numpy(), slots.numpy()] = self.cap + 1 + np.arange(e)
+        return torch.from_numpy(out)

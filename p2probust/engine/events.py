@@ -48,7 +48,7 @@ import simpy
 
 from .churn import ChurnSchedule
 from .dynamics import EdgeSampler
-from .inflight import Deliveries, Handles, InFlight
+from .inflight import Deliveries, Handles, InFlight, latest_per_slot
 from .specs import ClockSpec, TimingAttackSpec
 from .timing import ComputeModel, LinkModel
 
@@ -98,6 +98,7 @@ class AsyncEngine:
         self._flight = InFlight()
         self._handles = Handles()
         self._pending: list[Deliveries] = []
+        self._slot_handle = np.full(setup.idx.shape, -1, dtype=np.int64)  # snapshot of each slot's latest message
         self._compute_batch: list[int] = []
         self._agg_batch: list[np.ndarray] = []
         self._done_events: dict[int, simpy.Event] = {}
@@ -345,7 +346,11 @@ class AsyncEngine:
         deliveries = Deliveries.concat(self._pending)
         self._pending = []
         self.kernel.aggregate(nodes, deliveries, self.env.now)
-        self._handles.release(deliveries.handle)
+        last = deliveries.take(latest_per_slot(deliveries.dst, deliveries.slot, self.s.idx.shape[1]))
+        self._handles.retain(last.handle)  # a snapshot lives on while it is the latest message of a slot
+        self._handles.release(self._slot_handle[last.dst, last.slot])
+        self._slot_handle[last.dst, last.slot] = last.handle
+        self._handles.release(deliveries.handle)  # ... and no longer for being in flight
         if self._wait:
             self._fresh_clear(nodes)
         self.activations += int(self.s.counted[nodes].sum())

@@ -8,8 +8,9 @@ inboxes only when something reads them or depends on them: an aggregation, a chu
 order, the tie order of simpy's event queue, so the latest message per inbox slot is the one
 that one simpy event per message would have left there.
 
-Snapshots of the models in flight are referred to by integer handles; :class:`Handles` counts
-the messages still holding each one (vectorized) and recycles a handle when its count is 0.
+Snapshots of sent models are referred to by integer handles; :class:`Handles` counts what holds
+each one (vectorized: the messages in flight that carry it, and the inbox slots whose latest
+message it is) and recycles a handle when its count is 0.
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ class Deliveries:
             z = np.zeros(0, dtype=np.int64)
             return cls(z, z, z, np.zeros(0), z)
         return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
+
+
+def latest_per_slot(dst: np.ndarray, slot: np.ndarray, k: int) -> np.ndarray:
+    """Positions (ascending) of the last message per inbox slot ``(dst, slot)`` of a list in
+    arrival order: the messages that stay in the inbox ``[n, k]``."""
+    key = dst * k + slot
+    _, first = np.unique(key[::-1], return_index=True)
+    return np.sort(key.size - 1 - first)
 
 
 class InFlight:
@@ -118,8 +127,12 @@ class Handles:
     def hold(self, handles: np.ndarray, carried: np.ndarray) -> None:
         """``handles`` (fresh from :meth:`alloc`) are carried by the messages listed in
         ``carried`` (one entry per message); a handle carried by none is free again."""
-        self.refs += self._count(carried)
+        self.retain(carried)
         self._live[handles] = self.refs[handles] > 0
+
+    def retain(self, carried: np.ndarray) -> None:
+        """One more reference to each live handle listed (-1 entries are ignored)."""
+        self.refs += self._count(carried)
 
     def release(self, carried: np.ndarray) -> None:
         """The messages ``carried`` (their handles; -1 entries are ignored) no longer need their snapshot."""
