@@ -135,3 +135,18 @@ def test_inflight_pop_and_handles():
     assert h.in_use == 2 and h.alloc(1).tolist() == [a[1]]
     h.release(np.array([a[0], -1]))
     assert h.in_use == 3 and h.refs[a[0]] == 1
+
+
+def test_a_slot_keeps_its_latest_snapshot_alive_and_nothing_else_leaks():
+    """A snapshot handle lives while a message in flight carries it or it is a slot's latest message;
+    at the end, the live handles are exactly those, each counted once per holder."""
+    eng, rec = _engine(np.random.default_rng(5), drop=0.2, factor=(1, 3, 1, 1), rounds=6), Recorder()
+    eng.run(rec)
+    in_flight = eng._flight.pop(np.inf).handle
+    holders = np.concatenate([eng._slot_handle.ravel(), in_flight])
+    holders = holders[holders >= 0]
+    refs = np.bincount(holders, minlength=eng._handles.refs.size)
+    assert np.array_equal(eng._handles.refs, refs)
+    assert eng._handles.in_use == np.count_nonzero(refs)
+    dst, slot = np.nonzero(eng._slot_handle >= 0)  # a live handle is never reallocated: it names the slot's sender
+    assert dst.size > 0 and all(rec.handles[int(eng._slot_handle[d, s])] == IDX[d, s] for d, s in zip(dst, slot))

@@ -16,7 +16,8 @@ compute completions, churn changes and the batched flushes below are its events.
 The engine never touches tensors. It calls the kernels with integer arrays only:
 
 * ``compute(nodes, handles, round)`` — the listed nodes finished their local steps now; snapshot
-  their models under the given integer handles (the engine allocates and frees handles);
+  their models under the given integer handles (the engine allocates and frees handles; a handle
+  stays valid while a message in flight carries it or it is the latest message of an inbox slot);
 * ``aggregate(nodes, deliveries, now)`` — first write ``deliveries`` (a :class:`Deliveries` of every
   message that arrived since the last call), then run the rule for ``nodes``;
 * ``progress(round, now, messages, online)`` — ``round`` node-rounds per actor are complete
@@ -48,7 +49,7 @@ import simpy
 
 from .churn import ChurnSchedule
 from .dynamics import EdgeSampler
-from .inflight import Deliveries, Handles, InFlight, latest_per_slot
+from .inflight import Deliveries, Handles, InFlight, latest_per_slot, reverse_slots
 from .specs import ClockSpec, TimingAttackSpec
 from .timing import ComputeModel, LinkModel
 
@@ -388,18 +389,3 @@ class AsyncEngine:
         if self.duration and not self.stopped and self.env.now < self.duration:
             self.env.run(until=self.duration)  # advance the clock to the limit (no event there is processed)
         return float(self.env.now)
-
-
-def reverse_slots(idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``rev[i, s]``: the slot of sender ``i`` in the inbox of its neighbour ``idx[i, s]`` (-1 on padding)."""
-    n = idx.shape[0]
-    rows, slots = np.nonzero(mask)
-    keys = idx[rows, slots] * n + rows  # (sender, recipient) of every real slot
-    order = np.argsort(keys, kind="stable")
-    want = rows * n + idx[rows, slots]  # (i, its neighbour)
-    pos = np.searchsorted(keys[order], want)
-    if not np.array_equal(keys[order][np.minimum(pos, keys.size - 1)], want):
-        raise ValueError("the neighbour table is not symmetric: every link must be listed by both ends")
-    rev = np.full(idx.shape, -1, dtype=np.int64)
-    rev[rows, slots] = slots[order][pos]
-    return rev

@@ -147,3 +147,18 @@ class Handles:
     @property
     def in_use(self) -> int:
         return int(self._live.sum())
+
+
+def reverse_slots(idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``rev[i, s]``: the slot of sender ``i`` in the inbox of its neighbour ``idx[i, s]`` (-1 on padding)."""
+    n = idx.shape[0]
+    rows, slots = np.nonzero(mask)
+    keys = idx[rows, slots] * n + rows  # (sender, recipient) of every real slot
+    order = np.argsort(keys, kind="stable")
+    want = rows * n + idx[rows, slots]  # (i, its neighbour)
+    pos = np.searchsorted(keys[order], want)
+    if not np.array_equal(keys[order][np.minimum(pos, keys.size - 1)], want):
+        raise ValueError("the neighbour table is not symmetric: every link must be listed by both ends")
+    rev = np.full(idx.shape, -1, dtype=np.int64)
+    rev[rows, slots] = slots[order][pos]
+    return rev
