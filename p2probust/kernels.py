@@ -237,7 +237,7 @@ class Kernels:
     def _use_fused(self, a: int, m: int, d: int) -> bool:
         if not self._fusable or not jit_rank_mean.supports(m, self.params.dtype):
             return False
-        return self.jit == "on" or a * m * d >= jit_rank_mean.AUTO_MIN_VALUES
+        return self.jit == "on" or jit_rank_mean.worth_compiling(a, m, d)
 
     def _fused_gather_and_mix(self, nodes: Tensor, idx: Tensor, mask: Tensor, f: Tensor, rows: Tensor,
                               slots: Tensor, crafted: Tensor | None, wiring_cache: dict | None) -> None:

@@ -87,7 +87,8 @@ class InboxGroups:
         if self.rows.numel():
             crafted = kern.craft(actors[reps][self.rows], idx[self.rows, self.slots], self.slots, r, kern.table.idx,
                                  kern.table.mask, kern.table.weights, kern.f, wiring_cache=cache)
-        agg = aggregate(kern, actors[reps], idx, mask, f, self.rows, self.slots, crafted, cache)[self.inverse]
+        agg = aggregate(kern, actors[reps], idx, mask, f, self.rows, self.slots, crafted, cache)
+        agg = agg.expand(actors.numel(), -1) if reps.numel() == 1 else agg[self.inverse]
         if not self.server:
             alpha = kern.gossip.alpha
             agg = (1 - alpha) * kern.params[actors] + alpha * agg  # AggregateAndMix's arithmetic, row for row

@@ -49,6 +49,13 @@ from . import private_cache_dir, rank_wide, split_rows
 AUTO_MIN_VALUES = 1 << 19
 
 
+def worth_compiling(a: int, m: int, d: int) -> bool:
+    """``jit="auto"``'s choice for a call of ``a`` recipients, ``m`` wires, ``d`` coordinates: at least
+    :data:`AUTO_MIN_VALUES` inbox values, or more than :data:`MAX_NETWORK_WIRES` wires (there the
+    torch path is ``torch.sort``, about 10× slower, and one compiled kernel serves every ``m``)."""
+    return m > MAX_NETWORK_WIRES or a * m * d >= AUTO_MIN_VALUES
+
+
 def supports(m: int, dtype: torch.dtype) -> bool:
     """True if :func:`rank_mean` handles ``m`` wires of ``dtype`` (any ``m >= 2``: beyond
     :data:`MAX_NETWORK_WIRES` through :mod:`p2probust.jit.rank_wide`)."""
