@@ -95,7 +95,6 @@ def import_byzfl():
 
 def byzfl_setting(task: str, n: int, rounds: int, data_dir: str | None):
     """The data, split, start model and test set of the p2probust run, as ByzFL objects."""
-    import torch
     from torch.utils.data import DataLoader, Subset, TensorDataset
 
     from p2probust.build import place
@@ -118,7 +117,7 @@ def byzfl_setting(task: str, n: int, rounds: int, data_dir: str | None):
 
 
 def bench_byzfl(task: str, n: int, rounds: int, data_dir: str | None) -> dict:
-    import p2probust  # noqa: F401  (first, as in the p2probust children: the same OMP_WAIT_POLICY for torch)
+    importlib.import_module("p2probust")  # first, as in the p2probust children: the same OMP_WAIT_POLICY for torch
 
     byzfl = import_byzfl()
     if byzfl is None:

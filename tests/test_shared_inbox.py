@@ -43,6 +43,16 @@ def test_one_aggregate_per_inbox_is_bit_identical(rule, attack, reference, jit, 
     assert not torch.equal(plain.params[0], plain.params[1])  # per-node starts, alpha < 1: rows differ
 
 
+@pytest.mark.parametrize("change", [
+    {"attack.name": "silent", "attack.params": {}},  # crashed senders: their slots are absent
+    {"train.order": "gossip-then-step", "train.momentum": 0.9},
+])
+def test_grouping_with_silent_senders_and_the_other_order(change, monkeypatch):
+    grouped, plain, found = _with_and_without_groups(_cfg(**change), monkeypatch)
+    assert found[0] is not None and found[0].reps.numel() == 1
+    assert torch.equal(grouped.params, plain.params) and grouped.history == plain.history
+
+
 def test_protocol_following_byzantine_nodes_form_their_own_group(monkeypatch):
     """Label flipping: Byzantine nodes act too, with a smaller tolerance (one fewer Byzantine
     neighbour), so two groups; the messages are the senders' own models."""
