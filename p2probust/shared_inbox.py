@@ -103,10 +103,11 @@ class InboxGroups:
 def aggregate(kern: Any, nodes: Tensor, idx: Tensor, mask: Tensor, f: Tensor, rows: Tensor, slots: Tensor,
               crafted: Tensor | None, cache: dict) -> Tensor:
     """``[G, d]``: the aggregator over each representative's own model and inbox (Byzantine slots
-    ``(rows, slots)`` replaced by ``crafted``), through the compiled kernel when it applies."""
+    ``(rows, slots)`` replaced by ``crafted``), through the compiled table-driven kernel whenever
+    ``jit`` allows it (compiled once per machine for every size, so ``auto`` uses it at any size)."""
     g, k = idx.shape
     agg = kern.gossip.aggregator
-    if isinstance(agg, RankMean) and kern._use_fused(g, k + 1, kern.params.shape[1]):
+    if isinstance(agg, RankMean) and kern._fusable and jit_rank_mean.supports(k + 1, kern.params.dtype):
         if "sources" not in cache:
             source = torch.where(mask, idx, -1)
             if rows.numel():
@@ -114,7 +115,7 @@ def aggregate(kern: Any, nodes: Tensor, idx: Tensor, mask: Tensor, f: Tensor, ro
             present = torch.cat([torch.ones((g, 1), dtype=torch.bool), mask], 1)
             cache["sources"] = torch.cat([nodes.unsqueeze(1), source], 1), agg.kept_ranks(present, f)
         source, keep = cache["sources"]
-        return jit_rank_mean.rank_mean(kern.params, crafted, source, keep)
+        return jit_rank_mean.rank_mean(kern.params, crafted, source, keep, table=True)
     inbox = kern.params[idx]
     if crafted is not None:
         inbox = inbox.index_put((rows, slots), crafted)

@@ -53,6 +53,8 @@ def test_trimmed_mean_same_bits_as_torch(m, dtype):
     assert got.dtype == dtype
     assert torch.equal(got.isnan(), want.isnan())
     assert torch.equal(torch.nan_to_num(got), torch.nan_to_num(want))
+    table = jit_rank_mean.rank_mean(params, extra, rows, agg.kept_ranks(present, f), table=True)  # any m
+    assert torch.equal(torch.nan_to_num(table), torch.nan_to_num(want)) and torch.equal(table.isnan(), want.isnan())
 
 
 @pytest.mark.parametrize("m", [3, 11, 40, 129])

@@ -144,7 +144,8 @@ def _compile_in_memory(source: str, stem: str, func: str):
     return namespace[func]
 
 
-def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor, *, alpha: float | None = None) -> Tensor:
+def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor, *, alpha: float | None = None,
+              table: bool = False) -> Tensor:
     r"""Mean of the kept ranks of each recipient's gathered values, coordinate-wise.
 
     ``params [n, d]``, ``crafted [E, d]`` or None, ``rows [a, m]`` (see the module docstring),
@@ -153,6 +154,8 @@ def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor
     aggregate-and-mix step :math:`(1-\alpha)\,\theta_{own} + \alpha\,\mathrm{Agg}` instead, the own
     model being row ``rows[:, 0]`` of ``params`` (the arithmetic of
     :class:`~p2probust.gossip.AggregateAndMix`: weights rounded to the dtype, no fused multiply-add).
+    ``table``: use the table-driven kernel of :mod:`~p2probust.jit.rank_wide` at any ``m`` (same
+    bits; compiled once for all ``m``, so small calls do not compile a kernel per ``m``).
     """
     a, m = rows.shape
     d = params.shape[1]
@@ -173,8 +176,8 @@ def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor
     mix = alpha is not None
     consts = np.array([np.inf, 0.0, 1 - alpha if mix else 0.0, alpha if mix else 1.0], dtype=src.dtype)
     with _lock:  # write and import the kernel's module once (numba compiles, or loads its disk cache,
-        kernel = _kernel(m)  # at the first call, under numba's own compiler lock)
-    if m > MAX_NETWORK_WIRES:
+        kernel = _wide_kernel() if table else _kernel(m)  # at the first call, under numba's own compiler lock)
+    if table or m > MAX_NETWORK_WIRES:
         pairs = rank_wide.comparators(m)
         split_rows(a, lambda s, e: kernel(src, extra, rows_np[s:e], keep_np[s:e], count[s:e], consts, mix, pairs, out[s:e]),
                    min_rows=1)
