@@ -189,7 +189,8 @@ class Kernels:
         return tab.byzantine_counts(self.is_byzantine) if plan.src is not None and self.oracle else self.f
 
     def _plain_round(self, r: int, lr: float) -> int:
-        """The foundation's round, unchanged: every actor, every message, the static table."""
+        """The foundation's round: every actor, every message, the static table (actors that share an
+        inbox aggregate it once, same bits: :mod:`p2probust.shared_inbox`)."""
         update = self._step_phase(self.actors, lr)
         if self._groups is None:
             self._groups = shared_inbox.detect(self) or False
