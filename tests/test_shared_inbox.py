@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -114,6 +111,10 @@ def test_server_rejects_what_it_cannot_run(change, message):
 
 
 def test_cli_server_bad_alpha_is_one_line_exit_2(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "p2probust.cli", "run", "--topology", "server", "--alpha", "0.5",
-                          "--rounds", "1", "--out", str(tmp_path / "r")], capture_output=True, text=True)
-    assert out.returncode == 2 and "rule.alpha = 0.5 must be 1" in out.stderr and "Traceback" not in out.stderr
+    from click.testing import CliRunner
+
+    from p2probust.cli import main
+
+    res = CliRunner().invoke(main, ["run", "--topology", "server", "--alpha", "0.5", "--rounds", "1", "-q",
+                                    "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "rule.alpha = 0.5 must be 1" in res.output and "Traceback" not in res.output
