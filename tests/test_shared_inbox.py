@@ -89,6 +89,12 @@ def test_server_equals_complete_graph_alpha_one_with_a_broadcast_attack():
     assert complete.history[-1]["messages"] == 40 * 39
 
 
+def test_server_counts_no_upload_from_crashed_clients():
+    res = pr.simulate(_cfg(**{"topology.name": "server", "rule.alpha": 1.0, "attack.name": "silent", "attack.params": {},
+                              "train.rounds": 1}))
+    assert res.history[-1]["messages"] == 35 + 35  # 35 honest uploads, 35 broadcasts
+
+
 def test_server_crafts_once_per_byzantine_client_and_all_clients_adopt_one_model():
     """A recipient-relative attack at the server: the representative client sees all n models,
     as the server does; every honest client ends with the same model."""
