@@ -19,7 +19,7 @@ _D = RunConfig()
 
 # (flag, dotted config key, click type, help); defaults come from RunConfig
 RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
-    ("--topology", "topology.name", str, "graph: ring, torus, random-regular, erdos-renyi, small-world, complete, or a path to a .py/.json/.graphml/edge-list file"),
+    ("--topology", "topology.name", str, "graph: ring, torus, random-regular, erdos-renyi, small-world, complete, server (parameter server), or a path to a .py/.json/.graphml/edge-list file"),
     ("--nodes", "topology.nodes", int, "number of nodes n (a graph file has its own; giving another n is an error)"),
     ("--degree", "topology.degree", int, "degree of random-regular graphs"),
     ("--p", "topology.p", float, "edge probability of Erdős–Rényi graphs"),

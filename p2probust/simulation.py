@@ -44,6 +44,7 @@ from .recorder import Recorder
 from .result import Result
 from .rng import numpy_stream, torch_stream
 from .rundir import RunDir
+from .shared_inbox import check_server
 from .signals import stop_on_signals
 from .status import Diverged, close_run_dir, failure_fields, honest_models_finite
 from .topology import NeighborTable
@@ -165,13 +166,15 @@ def simulate(
     objective = honest_objective(model, spec, task.loss, ds.x_train, ds.y_train, part_table[honest], lengths[honest])
     schedule = LRSchedule(t.lr, t.lr_schedule, t.lr_decay, t.lr_step, t.lr_offset, t.lr_milestones)
     specs = cfg.engine.specs()
+    if cfg.topology.name == "server" and graph is None:
+        check_server(gossip, cfg.engine.mode, specs, cfg.engine.drop)
     history = StaleModels() if specs["timing_attack"].kind == "replay" else None
     kern = Kernels(
         params, momentum, table, is_byz, f, actors, trainer, gossip, adversary, cfg.train.local_steps,
         cfg.train.momentum, torch_stream(seed, "batches"), torch_stream(seed, "attack"), ds.num_classes,
         oracle=cfg.rule.tolerance == "oracle",
         replay=history.replay_fn(specs["timing_attack"].value) if history is not None else None,
-        jit=cfg.jit, order=t.order,
+        jit=cfg.jit, order=t.order, server=cfg.topology.name == "server" and graph is None,
     )
 
     # --- recorder ---------------------------------------------------------------------------

@@ -232,6 +232,10 @@ class AbstractAttack:
     sends: bool = True
     #: per-round values the attack reports (metrics.csv columns, e.g. the line-searched factor)
     report_columns: tuple[str, ...] = ()
+    #: True if a Byzantine sender's message does not depend on the recipient and crafting any subset
+    #: of the edges returns those rows of the full call (no random draws, no per-recipient state):
+    #: recipients that share an inbox then aggregate once (:mod:`p2probust.shared_inbox`)
+    broadcast: bool = False
 
     def craft(self, ctx: AttackContext) -> Tensor:  # pragma: no cover
         """``[E, d]`` messages, row e for edge ``senders[e] → recipients[e]``."""

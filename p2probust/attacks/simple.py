@@ -39,6 +39,11 @@ class _ReferenceKnowledge:
     def knowledge(self) -> str:
         return "local" if self.reference == "sender" else "omniscient"
 
+    @property
+    def broadcast(self) -> bool:
+        """The global honest mean and the sender's own view do not depend on the recipient."""
+        return self.reference != "recipient"
+
 
 @register_attack("sign-flip", "send −scale × the honest mean (of the recipient's neighbourhood, global, or the sender's inbox)")
 class SignFlip(_ReferenceKnowledge, AbstractAttack):
@@ -125,6 +130,8 @@ class GaussianNoise(_ReferenceKnowledge, AbstractAttack):
         self.reference = reference
         self.centre = centre
 
+    broadcast = False  # a fresh draw per edge
+
     @property
     def knowledge(self) -> str:
         if self.centre == "zero":
@@ -154,6 +161,8 @@ class LabelFlip(AbstractAttack):
     follows_protocol = True
     flips_labels = True
 
+    broadcast = True  # the sender's own model, to every recipient
+
     def craft(self, ctx: AttackContext) -> Tensor:
         return ctx.params[ctx.senders]
 
@@ -171,6 +180,8 @@ class Honest(AbstractAttack):
 
     knowledge = "local"
     follows_protocol = True
+
+    broadcast = True  # the sender's own model, to every recipient
 
     def craft(self, ctx: AttackContext) -> Tensor:
         return ctx.params[ctx.senders]
@@ -205,6 +216,8 @@ class Stale(AbstractAttack):
     it *is* an attack — a fixed point that every neighbour keeps being pulled towards."""
 
     knowledge = "local"
+
+    broadcast = True  # the sender's own model, to every recipient
 
     def craft(self, ctx: AttackContext) -> Tensor:
         return ctx.params[ctx.senders]
