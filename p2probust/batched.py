@@ -268,7 +268,7 @@ class _Replica:
                                         run.d, run.report)
         self.outcome: dict[str, Any] = {"status": "interrupted"}
         self.live = True
-        self.stopped_at: tuple[float, int] | None = None  # (simulated time, simpy events) when it stopped
+        self.stopped_at: tuple | None = None  # (simulated time, simpy events, its models) when it stopped
 
     def start(self, params: Tensor, engine: SyncEngine, overwrite: bool) -> None:
         """Claim the run folder, write config.json and the round-0 row."""
@@ -286,7 +286,7 @@ class _Replica:
             self.observer.observe(params, rnd, now, lr, evaluate, self.messages if messages is None else messages)
         except Diverged:  # on_diverge = "stop": this replica's separate run ends here
             self.live, self.outcome = False, {"status": "diverged"}
-            self.stopped_at = (float(engine.env.now), engine.events)
+            self.stopped_at = (float(engine.env.now), engine.events, params.clone())
 
     def ended(self) -> None:
         if self.live:
@@ -299,8 +299,8 @@ class _Replica:
 
     def finish(self, params: Tensor, engine: SyncEngine) -> Result:
         """Close the records; the replica's :class:`~p2probust.result.Result`."""
-        now, events = self.stopped_at or (float(engine.env.now), engine.events)
-        final = params.clone()  # its own storage: params.pt holds this replica only
+        # a clone (its own storage: params.pt holds this replica only), taken when the replica stopped
+        now, events, final = self.stopped_at or (float(engine.env.now), engine.events, params.clone())
         summary = self.observer.finish(self.outcome, now, events, final, self.run_dir)
         recorder, run = self.observer.recorder, self.run
         history = recorder.history if recorder is not None else []
