@@ -65,8 +65,10 @@ class Plan:
         lines = []
         if batches:
             runs = sum(len(job) for job in batches)
-            lines.append(f"batched seeds: {runs} runs as {len(batches)} batched simulation(s) "
-                         f"(one per point, {min(map(len, batches))}-{max(map(len, batches))} seeds each)")
+            low, high = min(map(len, batches)), max(map(len, batches))
+            seeds = f"{low}" if low == high else f"{low}-{high}"
+            lines.append(f"batched seeds: {runs} runs as {len(batches)} batched simulation(s) (one per point, "
+                         f"{seeds} seeds each; memory: about that many times the estimate per run)")
         lines += [f"runs separately: {count} point(s): {reason}" for reason, count in self.separate.items()]
         return lines
 
