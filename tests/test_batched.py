@@ -52,7 +52,7 @@ def _identical(tmp_path: Path, seeds=(0, 1), **over) -> list:
     {"topology.name": "random-regular", "topology.nodes": 12, "topology.degree": 4},
     {"train.momentum": 0.9, "topology.nodes": 9},
     {"data.partition": "dirichlet", "data.dirichlet_alpha": 0.3, "topology.nodes": 9},
-    {"train.sampling": "epoch", "train.batch_size": 50, "topology.nodes": 9},  # epoch shuffles over unequal tables
+    {"train.sampling": "epoch", "train.batch_size": 50, "topology.nodes": 9},  # per-replica epoch state and shuffles
     {"train.order": "gossip-then-step", "train.local_steps": 2, "topology.nodes": 9},
     pytest.param({"data.task": "digits-mlp", "rule.tolerance": 1}, marks=pytest.mark.slow),
     {"data.task": "least-squares"},  # dist_to_opt, loss_gap: per-replica optimum
