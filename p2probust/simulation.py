@@ -123,15 +123,7 @@ def simulate(
     def measure(rnd: int, now: float, lr: float | None, evaluate: bool, messages: int, online=None) -> None:
         observer.observe(kern.params, rnd, now, lr, evaluate, messages, online)
 
-    rng_engine = numpy_stream(seed, "engine")
-    timing = RoundTiming(
-        compute_time=specs["compute_time"].mean, latency=specs["latency"].mean, local_steps=cfg.train.local_steps,
-        message_bytes=msg_bytes, bandwidth=cfg.engine.bandwidth,
-    )
-    compute = ComputeModel.build(specs["compute_time"], cfg.train.local_steps, specs["stragglers"], n, rng_engine)
-    links = LinkModel(specs["latency"], cfg.engine.bandwidth, cfg.engine.drop, msg_bytes)
-    churn = ChurnSchedule(specs["churn"], n, rng_engine) if churning else None
-    dynamics = EdgeSampler(specs["dynamics"], n) if specs["dynamics"].kind != "static" else None
+    engine, churn = _make_engine(cfg, specs, kern, msg_bytes, honest)
     flood = int(specs["timing_attack"].value) if specs["timing_attack"].kind == "flood" else 1
     byz_np = is_byz.numpy()
 
@@ -144,12 +136,6 @@ def simulate(
         measure(done, plan.end, lr, done % cfg.eval_every == 0 or done == rounds or plan.last, sent, plan.online)
         bar.update(1)
 
-    if cfg.engine.mode == "async":
-        engine = make_async_engine(cfg, specs, kern, compute, links, churn, dynamics, rng_engine, honest)
-    else:
-        src, dst = kern.static_edges.edges()
-        network = SyncNetwork(compute, links, src, dst, byz_np, rng_engine, churn, dynamics, specs["timing_attack"])
-        engine = SyncEngine(rounds, timing, network=network, duration=cfg.engine.duration)
     run_dir = RunDir(out_dir, overwrite=overwrite) if out_dir is not None else None
     outcome: dict[str, Any] = {"status": "interrupted"}
     with stop_on_signals() as signals:
@@ -174,6 +160,26 @@ def simulate(
             summary = observer.finish(outcome, engine.env.now, engine.events, kern.params, run_dir)
     recorder = observer.recorder
     return Result(resolved, recorder.history, summary, kern.params, is_byz, G, out_dir, timing=recorder.timing)
+
+
+def _make_engine(cfg: RunConfig, specs: dict, kern: Kernels, msg_bytes: int, honest):
+    """The run's engine (synchronous rounds or the event engine) and its churn schedule (or None);
+    every random time comes from the ``engine`` stream."""
+    n, rng_engine = kern.table.n, numpy_stream(cfg.seed, "engine")
+    timing = RoundTiming(
+        compute_time=specs["compute_time"].mean, latency=specs["latency"].mean, local_steps=cfg.train.local_steps,
+        message_bytes=msg_bytes, bandwidth=cfg.engine.bandwidth,
+    )
+    compute = ComputeModel.build(specs["compute_time"], cfg.train.local_steps, specs["stragglers"], n, rng_engine)
+    links = LinkModel(specs["latency"], cfg.engine.bandwidth, cfg.engine.drop, msg_bytes)
+    churn = ChurnSchedule(specs["churn"], n, rng_engine) if specs["churn"].active else None
+    dynamics = EdgeSampler(specs["dynamics"], n) if specs["dynamics"].kind != "static" else None
+    if cfg.engine.mode == "async":
+        return make_async_engine(cfg, specs, kern, compute, links, churn, dynamics, rng_engine, honest), churn
+    src, dst = kern.static_edges.edges()
+    network = SyncNetwork(compute, links, src, dst, kern.is_byzantine.numpy(), rng_engine, churn, dynamics,
+                          specs["timing_attack"])
+    return SyncEngine(cfg.train.rounds, timing, network=network, duration=cfg.engine.duration), churn
 
 
 def _byzantine_sends(kern: Kernels, plan: RoundPlan, byz_np: np.ndarray) -> int:
