@@ -224,6 +224,9 @@ class AbstractAttack:
 
     #: "omniscient" or "local"
     knowledge: str = "omniscient"
+    #: True once tests/test_batched.py shows that a batched simulation gives byte-identical
+    #: per-seed metrics with it (see :mod:`p2probust.batched`); unverified components run separately
+    replica_safe: bool = False
     #: True for data poisoning: the Byzantine node trains and gossips like an honest node
     follows_protocol: bool = False
     #: True if the Byzantine node's training labels are flipped y → C−1−y

@@ -71,6 +71,8 @@ class SignFlip(_ReferenceKnowledge, AbstractAttack):
     C. Allen-Zhu et al., "Byzantine-resilient non-convex SGD", ICLR 2021.
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     def __init__(self, scale: float = 4.0, reference: str = "recipient"):
         _check_reference(reference)
         self.scale = float(scale)
@@ -120,6 +122,8 @@ class GaussianNoise(_ReferenceKnowledge, AbstractAttack):
     .. [3] ByzFL (LPD-EPFL/byzfl), ``byzfl.attacks.Gaussian``.
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     def __init__(self, sigma: float = 1.0, reference: str = "recipient", centre: str = "mean"):
         if not sigma >= 0:
             raise ValueError(f"sigma = {sigma} must be >= 0")
@@ -157,6 +161,8 @@ class LabelFlip(AbstractAttack):
     Reference: Allen-Zhu et al., ICLR 2021; Guerraoui, Gupta, Pinot, *Robust Machine Learning*, 2024.
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     knowledge = "local"
     follows_protocol = True
     flips_labels = True
@@ -177,6 +183,8 @@ class Honest(AbstractAttack):
     nodes: the graph, placement, tolerances and data split stay those of the attacked runs, and
     only the behaviour changes. Metrics are still taken over the honest nodes only.
     """
+
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
 
     knowledge = "local"
     follows_protocol = True
@@ -201,6 +209,8 @@ class Silent(AbstractAttack):
     stays defined on the smaller set). Weighted gossip drops the absent slots' weights (they
     go to the node's own model). No message is counted for them.
     """
+
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
 
     knowledge = "local"
     sends = False
