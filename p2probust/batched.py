@@ -80,6 +80,8 @@ def batch_blocker(cfg: RunConfig) -> str | None:
         return "a time-varying graph or a timing attack"
     if cfg.privacy.enabled:
         return "differential privacy"
+    if cfg.topology.name == "server":
+        return "the server topology (one aggregation per round, not one per node)"
     if cfg.record.every:
         return "per-node recording ([record] every)"
     rule = make_rule(cfg.rule.name, alpha=cfg.rule.alpha, **dict(cfg.rule.params))
