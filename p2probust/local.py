@@ -8,7 +8,12 @@ For every acting node ``i`` at once:
     m_i \leftarrow \beta m_i + (1-\beta) g_i,\qquad \theta_i \leftarrow \theta_i - \eta_t m_i
 
 (local Polyak momentum in its dampened form, as in Karimireddy, He, Jaggi, "Learning from history
-for Byzantine robust optimization", ICML 2021; β = 0 is plain SGD). Weight decay λ (ℓ2,
+for Byzantine robust optimization", ICML 2021; β = 0 is plain SGD). ``momentum_form="heavy-ball"``
+(``[train] momentum_form``) drops the dampening: :math:`m_i \leftarrow \beta m_i + g_i`, the form of
+``torch.optim.SGD(momentum=β)`` with ``dampening=0`` and of He, Karimireddy, Jaggi's ClippedGossip
+code (epfml/byzantine-robust-decentralized-optimizer, ``SGDMWorker``: ``buf.mul_(β).add_(grad)``,
+the first buffer being the first gradient, which is the same as starting from :math:`m = 0`); its
+steps are :math:`1/(1-\beta)` times longer at equilibrium. Weight decay λ (ℓ2,
 ``[train] weight_decay``) is added to the gradient *before* momentum, as ``torch.optim.SGD`` does;
 with β = 0 the step is :math:`\theta \leftarrow (1-\eta\lambda)\theta - \eta\nabla f`, the IOS
 code's ``param.mul_(1 - weight_decay*lr); param.sub_(grad, alpha=lr)``. Batches come from each
@@ -116,6 +121,9 @@ def closed_form_gradients(model: nn.Module, loss: str):
     return None
 
 
+#: forms of local momentum: m ← βm + (1−β)g, or m ← βm + g (heavy ball without dampening)
+MOMENTUM_FORMS = ("dampened", "heavy-ball")
+
 #: the local step computes gradients over blocks of nodes whose batches take about this many bytes
 BATCH_BYTES = 64 << 20
 
@@ -142,6 +150,8 @@ class LocalTrainer:
         no data, so it costs no privacy).
     sampling : str
         ``uniform`` | ``epoch`` | ``slice`` (:mod:`p2probust.sampling`).
+    momentum_form : str
+        ``"dampened"`` (m ← βm + (1−β)g, default) or ``"heavy-ball"`` (m ← βm + g).
     privacy : object or None
         A DP mechanism (:class:`p2probust.privacy.GaussianDP`): when given, it draws the batches and
         turns per-example gradients into the noisy clipped mean, ``privacy.gradients(trainer, theta,
@@ -163,7 +173,11 @@ class LocalTrainer:
         weight_decay: float = 0.0,
         sampling: str = "uniform",
         privacy: Any = None,
+        momentum_form: str = "dampened",
     ):
+        if momentum_form not in MOMENTUM_FORMS:
+            raise ValueError(f"momentum_form = {momentum_form!r} must be one of: {', '.join(MOMENTUM_FORMS)}")
+        self.heavy_ball = momentum_form == "heavy-ball"
         self.model = model
         self.spec = ParamSpec.from_module(model)
         self.x, self.y = x, y
@@ -233,6 +247,9 @@ class LocalTrainer:
             g = self._chunked_gradients(theta, nodes, self.sampler(nodes, generator))
         if self.weight_decay:
             g = torch.add(g, theta, alpha=self.weight_decay)  # g ← ∇f + λθ, before momentum
-        m = torch.lerp(g, momentum.index_select(0, nodes), beta) if beta > 0 else g  # βm + (1−β)g, one pass
+        if beta > 0 and self.heavy_ball:
+            m = torch.add(g, momentum.index_select(0, nodes), alpha=beta)  # βm + g (no dampening)
+        else:
+            m = torch.lerp(g, momentum.index_select(0, nodes), beta) if beta > 0 else g  # βm + (1−β)g, one pass
         new = torch.add(theta, m, alpha=-lr)
         return params.index_copy(0, nodes, new), momentum.index_copy(0, nodes, m)

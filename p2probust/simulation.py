@@ -155,7 +155,7 @@ def simulate(
     trainer = LocalTrainer(
         model, ds.x_train, ds.y_train, part_table, lengths, loss=task.loss, batch_size=cfg.train.batch_size,
         flipped=is_byz if adversary.flips_labels else None, num_classes=ds.num_classes,
-        weight_decay=t.weight_decay, sampling=t.sampling, privacy=privacy,
+        weight_decay=t.weight_decay, sampling=t.sampling, privacy=privacy, momentum_form=t.momentum_form,
     )
     node_points, eval_rows = evaluation_sample(cfg, honest, ds.x_test.shape[0])
     evaluator = Evaluator(model, ds.x_test, ds.y_test, loss=task.loss, classification=task.classification,
