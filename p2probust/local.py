@@ -196,6 +196,17 @@ class LocalTrainer:
             return criterion(out, yb)
 
         self._grads = closed_form_gradients(model, loss) or torch.func.vmap(torch.func.grad(node_loss))
+        # a model with dropout (DropoutCNN) takes its masks as inputs, drawn here from the batches stream
+        self._draw_masks = getattr(model, "draw_masks", None)
+        if self._draw_masks is not None:
+            if privacy is not None:
+                raise ValueError(f"{type(model).__name__} (dropout) does not support [privacy]: per-example DP gradients take no dropout masks")
+
+            def masked_loss(theta: Tensor, xb: Tensor, yb: Tensor, *masks: Tensor) -> Tensor:
+                out = torch.func.functional_call(model_, self.spec.unflatten(theta), (xb,), {"masks": masks})
+                return criterion(out, yb)
+
+            self._grads = torch.func.vmap(torch.func.grad(masked_loss))
         self.privacy = privacy.bind(self) if privacy is not None else None
 
     def sample(self, nodes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -217,23 +228,24 @@ class LocalTrainer:
         if self.privacy is not None:
             g = self.privacy.gradients(self, theta, nodes, generator)
         else:
-            xb, yb = self.sample(nodes, generator)
-            g = self._grads(theta, xb, yb)
+            g = self._chunked_gradients(theta, nodes, self.sampler(nodes, generator), generator)
         return torch.add(g, theta, alpha=self.weight_decay) if self.weight_decay else g
 
-    def _chunked_gradients(self, theta: Tensor, nodes: Tensor, samples: Tensor) -> Tensor:
+    def _chunked_gradients(self, theta: Tensor, nodes: Tensor, samples: Tensor, generator: torch.Generator) -> Tensor:
         """Gradients of ``nodes`` at ``theta [a, d]`` on their batches ``samples [a, B]``, computed
-        over blocks of nodes whose batches take about :data:`BATCH_BYTES` (the batches are drawn
-        once, before, so the draws do not depend on the blocks). At n = 100,000 this keeps the
-        ``[a, B, ...]`` batch tensor (0.8 GB for digits-sized inputs) from existing all at once."""
+        over blocks of nodes whose batches take about :data:`BATCH_BYTES` (the batches, and the
+        dropout masks of a dropout model, are drawn once, before, from ``generator``, so the draws
+        do not depend on the blocks). At n = 100,000 this keeps the ``[a, B, ...]`` batch tensor
+        (0.8 GB for digits-sized inputs) from existing all at once."""
+        masks = self._draw_masks(nodes.numel(), samples.shape[1], generator) if self._draw_masks is not None else ()
         per_node = max(1, samples.shape[1] * self.x[0].numel() * self.x.element_size())
         block = max(1, BATCH_BYTES // per_node)
         if block >= nodes.numel():
-            return self._grads(theta, *self._batch(nodes, samples))
+            return self._grads(theta, *self._batch(nodes, samples), *masks)
         g = theta.new_empty(theta.shape)
         for s in range(0, nodes.numel(), block):
             e = s + block
-            g[s:e] = self._grads(theta[s:e], *self._batch(nodes[s:e], samples[s:e]))
+            g[s:e] = self._grads(theta[s:e], *self._batch(nodes[s:e], samples[s:e]), *(m[s:e] for m in masks))
         return g
 
     def step(
@@ -244,7 +256,7 @@ class LocalTrainer:
         if self.privacy is not None:  # noisy clipped mean, before momentum
             g = self.privacy.gradients(self, theta, nodes, generator)
         else:
-            g = self._chunked_gradients(theta, nodes, self.sampler(nodes, generator))
+            g = self._chunked_gradients(theta, nodes, self.sampler(nodes, generator), generator)
         if self.weight_decay:
             g = torch.add(g, theta, alpha=self.weight_decay)  # g ← ∇f + λθ, before momentum
         if beta > 0 and self.heavy_ball:
