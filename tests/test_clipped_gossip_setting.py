@@ -251,3 +251,18 @@ def test_group_accuracy_is_the_clique_average_model(tmp_path):
     assert row["accuracy"] == pytest.approx(res.final("accuracy")) and (tmp_path / "runs" / "a.json").is_file()
     assert cached_run(cfg, tmp_path, "a")["wall_seconds"] == row["wall_seconds"]  # read back, not rerun
     assert math.isfinite(row["accuracy"]) and nx.is_connected(two_cliques_graph(6))
+
+
+def test_cli_flags_reach_the_config():
+    import json
+
+    res = CliRunner().invoke(main, ["run", "--dry-run", "--topology", "two-cliques", "--nodes", "20", "--byzantine", "0",
+                                    "--weights", "max-degree", "--partition", "class-groups", "--groups", "2",
+                                    "--momentum", "0.9", "--momentum-form", "heavy-ball", "--rule", "rfa"])
+    assert res.exit_code == 0, res.output
+    text = res.output.split("resolved configuration:")[1]
+    conf = json.loads(text[: text.index("\n  }\n") + 4])  # the indented JSON block
+    assert conf["topology"]["weights"] == "max-degree" and conf["data"]["groups"] == 2
+    assert (conf["data"]["partition"], conf["train"]["momentum_form"], conf["rule"]["name"]) == ("class-groups", "heavy-ball", "rfa")
+    bad = CliRunner().invoke(main, ["run", "--weights", "max", "--rounds", "1"])
+    assert bad.exit_code == 2 and "max-degree" in bad.output
