@@ -266,3 +266,15 @@ def test_cli_flags_reach_the_config():
     assert (conf["data"]["partition"], conf["train"]["momentum_form"], conf["rule"]["name"]) == ("class-groups", "heavy-ball", "rfa")
     bad = CliRunner().invoke(main, ["run", "--weights", "max", "--rounds", "1"])
     assert bad.exit_code == 2 and "max-degree" in bad.output
+
+
+def test_paper_curves_end_at_the_published_table():
+    from p2probust.reproduce import REPRODUCTIONS
+    from p2probust.reproduce.clipped_gossip import paper_curves
+
+    curves = paper_curves()
+    for rule in REPRODUCTIONS["clipped-gossip"].settings("full")["dumbbell"]["rules"]:
+        for key, non_iid, group in (("iid", False, "global"), ("non-iid", True, "global"),
+                                    ("clique1", True, "clique 1"), ("clique2", True, "clique 2")):
+            xs, ys = curves[rule["curve"], non_iid, group]
+            assert xs[-1] == 900 and len(xs) == 30 and ys[-1] == pytest.approx(rule["paper"][key], abs=0.006)

@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .base import markdown_table, mean_std  # noqa: E402
+from .base import PAPERS_DIR, markdown_table, mean_std  # noqa: E402
 from .training import cached_run, cell_config, group_accuracy  # noqa: E402
 
 COLUMNS = (("iid", "IID"), ("non-iid", "non-IID"))
@@ -96,15 +96,37 @@ def claims(cfg: dict, res: dict) -> list[str]:
     ]
 
 
+def paper_curves() -> dict:
+    """``{(rule, non_iid, group): (iterations, accuracy %)}`` of the authors' ``acc.csv`` (their label
+    ``(E − 1)·30`` moved to the iteration after which they evaluate, ``E·30``); empty if absent."""
+    path = PAPERS_DIR / "clipped-gossip" / "paper_acc.csv"
+    if not path.is_file():
+        return {}
+    out: dict = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("#") or line.startswith("iteration"):
+            continue
+        it, acc, rule, non_iid, group = line.split(",")
+        xs, ys = out.setdefault((rule, non_iid == "True", group), ([], []))
+        xs.append(int(it) + 30)
+        ys.append(float(acc))
+    return out
+
+
 def figure(cfg: dict, res: dict, path: Path) -> None:
+    """Accuracy of the averaged model against iterations, ours (solid) and the paper's (dashed)."""
+    paper = paper_curves()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
     for ax, (part, name) in zip(axes, COLUMNS):
         for rule in cfg["rules"]:
             rows = res[part, rule["label"]]
             x = [t for t, _ in rows[0]["curve"]]
             y = 100 * np.mean([[v for _, v in r["curve"]] for r in rows], axis=0)
-            ax.plot(x, y, label=rule["label"])
-        ax.set_title(f"{name}: average honest model")
+            line, = ax.plot(x, y, label=rule["label"])
+            published = paper.get((rule.get("curve"), part == "non-iid", "global"))
+            if published:
+                ax.plot(*published, ls="--", lw=0.9, color=line.get_color())
+        ax.set_title(f"{name}: average honest model (dashed: paper)")
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
