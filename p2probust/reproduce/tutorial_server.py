@@ -7,7 +7,8 @@ with α = 1 (each honest node aggregates all ``n`` models: robust D-SGD with a p
   under 1 point at β = 0 leaves nothing to close).
 * **NNM** (n = 17, f = 4, Dirichlet α = 10 vs 0.1, CWTM with and without nearest-neighbour
   mixing, no attack / ALIE / sign flipping): "NNM recovers most of the accuracy lost at α = 0.1".
-  Checked per attack: NNM's gain at α = 0.1 is at least half of CWTM's loss from α = 10 to 0.1.
+  Checked per attack (and without attack): NNM's gain at α = 0.1 is at least half of CWTM's loss
+  from α = 10 to 0.1.
 
 Both are the *qualitative* claims of the tutorial, which prints no numeric table for them.
 
@@ -45,6 +46,14 @@ def _acc(rows: list[dict]) -> float:
     return 100 * float(np.mean([r["accuracy"] for r in rows]))
 
 
+def _verdict(claim: str, lines: list[str], failed: str) -> str:
+    """The claim line: holds when no case above is marked ``failed``."""
+    bad = sum(f"**{failed}**" in line for line in lines)
+    if not bad:
+        return f"- Claim \"{claim}\": **holds** in every case above."
+    return f"- Claim \"{claim}\": **does not hold** in {bad} of the {len(lines)} cases above."
+
+
 def momentum_part(cfg: dict, seeds: list[int], out: Path) -> tuple[list[str], dict]:
     part = cfg["momentum"]
     res, lines = {}, []
@@ -59,17 +68,15 @@ def momentum_part(cfg: dict, seeds: list[int], out: Path) -> tuple[list[str], di
                 res[label, beta, name] = r = _runs(cfg, part, k, seeds, out, tag)
                 row.append(mean_std([100 * x["accuracy"] for x in r]))
             rows.append(row)
-    ok_all = True
     for label, _ in part["rules"]:
         for name, _ in part["attacks"][1:]:
             b0, b1 = part["betas"][0], part["betas"][-1]
             none0, none1 = _acc(res[label, b0, part["attacks"][0][0]]), _acc(res[label, b1, part["attacks"][0][0]])
             gap0, gap1 = none0 - _acc(res[label, b0, name]), none1 - _acc(res[label, b1, name])
             ok = gap0 < 1.0 or gap1 <= 0.5 * gap0
-            ok_all &= ok
             verdict = "no gap to close at β = 0" if gap0 < 1.0 else ("closed" if ok else "**not closed**")
             lines.append(f"- {label}, {name}: gap to no attack {gap0:.1f} points at β = {b0:g}, {gap1:.1f} at β = {b1:g}: {verdict}.")
-    lines.append(f"- Claim \"momentum closes most of the gap to no attack\": **{'holds' if ok_all else 'does not hold'}** in every case above.")
+    lines.append(_verdict("momentum closes most of the gap to no attack", lines, "not closed"))
     return [markdown_table(head, rows), "", *lines], res
 
 
@@ -89,15 +96,14 @@ def nnm_part(cfg: dict, seeds: list[int], out: Path) -> tuple[list[str], dict]:
             rows.append(row)
     (plain, _), (mixed, _) = part["rules"]
     hi, lo = part["alphas"]
-    lines, ok_all = [], True
-    for name, _ in part["attacks"][1:]:
+    lines = []
+    for name, _ in part["attacks"]:  # the cost of heterogeneity without attack too
         lost = _acc(res[hi, plain, name]) - _acc(res[lo, plain, name])
         gain = _acc(res[lo, mixed, name]) - _acc(res[lo, plain, name])
         ok = lost < 1.0 or gain >= 0.5 * lost
-        ok_all &= ok
         verdict = "nothing lost" if lost < 1.0 else ("recovered" if ok else "**not recovered**")
         lines.append(f"- {name}: {plain} loses {lost:.1f} points from α = {hi:g} to α = {lo:g}; {mixed} gains {gain:.1f} at α = {lo:g}: {verdict}.")
-    lines.append(f"- Claim \"NNM recovers most of the accuracy lost at α = {lo:g}\": **{'holds' if ok_all else 'does not hold'}** under every attack above.")
+    lines.append(_verdict(f"NNM recovers most of the accuracy lost at α = {lo:g}", lines, "not recovered"))
     return [markdown_table(head, rows), "", *lines], res
 
 
