@@ -20,7 +20,7 @@ class TopologyConfig:
     p: float = 0.3  #: Erdős–Rényi edge probability
     k: int = 4  #: Watts–Strogatz nearest neighbours
     beta: float = 0.1  #: Watts–Strogatz rewiring probability
-    weights: str = "metropolis"  #: mixing weights of the neighbour table: metropolis | uniform
+    weights: str = "metropolis"  #: mixing weights of the neighbour table: metropolis | uniform | max-degree
     params: Params = ()  #: other builder parameters, e.g. two-worlds ``h``, ring-of-cliques ``size``
 
     def __post_init__(self) -> None:
@@ -31,7 +31,8 @@ class TopologyConfig:
         _require(0 < self.p <= 1, "topology.p", self.p, "a probability in (0, 1]")
         _require(self.k >= 2, "topology.k", self.k, "an integer >= 2")
         _require(0 <= self.beta <= 1, "topology.beta", self.beta, "a probability in [0, 1]")
-        _require(self.weights in ("metropolis", "uniform"), "topology.weights", self.weights, "metropolis or uniform")
+        _require(self.weights in ("metropolis", "uniform", "max-degree"), "topology.weights", self.weights,
+                 "metropolis, uniform or max-degree")
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class DataConfig:
     test_fraction: float = 0.2
     split_seed: int = 0  #: fixed train/test split, independent of the run seed
     shards_per_node: int = 2  #: k of the ``shards`` partition
+    groups: int = 2  #: G of the ``class-groups`` partition (G blocks of nodes, each with its block of classes)
     split_among: str = "all"  #: all | honest (Byzantine nodes hold no data, as in the IOS code)
     normalize: str = "auto"  #: pixel inputs: auto | mnist | unit | symmetric | none
     params: Params = ()  #: task parameters, e.g. digits-mlp ``hidden``, least-squares ``dim``
@@ -115,6 +117,7 @@ class DataConfig:
         _require(self.dirichlet_alpha > 0, "data.dirichlet_alpha", self.dirichlet_alpha, "a concentration > 0")
         _require(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "a fraction in (0, 1)")
         _require(self.shards_per_node >= 1, "data.shards_per_node", self.shards_per_node, "an integer >= 1")
+        _require(self.groups >= 1, "data.groups", self.groups, "an integer >= 1")
         _require(self.split_among in ("all", "honest"), "data.split_among", self.split_among, "all or honest")
         _require(self.normalize in NORMALIZATIONS, "data.normalize", self.normalize, " | ".join(NORMALIZATIONS))
 
@@ -132,6 +135,7 @@ class TrainConfig:
     lr_offset: float = 1.0  #: b of inv-sqrt: lr / √(t + b), t the round from 0
     lr_milestones: tuple[int, ...] = ()  #: rounds where multistep multiplies the lr by γ
     momentum: float = 0.0  #: β of m ← βm + (1−β)g
+    momentum_form: str = "dampened"  #: dampened (m ← βm + (1−β)g) | heavy-ball (m ← βm + g, no dampening)
     weight_decay: float = 0.0  #: λ of g ← ∇f + λθ (before momentum, as torch.optim.SGD)
     batch_size: int = 32
     sampling: str = "uniform"  #: uniform (with replacement) | epoch (without, reshuffled per node) | slice
@@ -165,5 +169,7 @@ class TrainConfig:
         _require(0 < self.lr_decay <= 1, "train.lr_decay", self.lr_decay, "a factor in (0, 1]")
         _require(self.lr_step >= 1, "train.lr_step", self.lr_step, "an integer >= 1")
         _require(0 <= self.momentum < 1, "train.momentum", self.momentum, "β in [0, 1)")
+        _require(self.momentum_form in ("dampened", "heavy-ball"), "train.momentum_form", self.momentum_form,
+                 "dampened or heavy-ball")
         _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
         _require(self.local_steps >= 1, "train.local_steps", self.local_steps, "an integer >= 1")
