@@ -97,3 +97,9 @@ def test_alie_rejects_an_unknown_reference_and_z():
         ALIE(reference="self")
     with pytest.raises(ValueError, match="z = 'ios' must be one of: paper, variant, wu"):
         ALIE(z="ios")
+
+
+def test_wu_alie_passes_the_attack_conformance_check():
+    from p2probust.testing import check_attack
+
+    check_attack(ALIE(z="wu", reference="neighbours", sign=1))
