@@ -150,26 +150,38 @@ class AttackContext:
 
     def honest_stats(self, reference: str) -> tuple[Tensor, Tensor]:
         """Mean and std ``([E, d], [E, d])`` of the honest models seen from ``reference``:
-        ``"recipient"`` (what the recipient aggregates), ``"global"`` (every honest model) or
-        ``"sender"`` (what the Byzantine sender received; the only local one)."""
+        ``"recipient"`` (what the recipient aggregates), ``"global"`` (every honest model),
+        ``"sender"`` (what the Byzantine sender received; the only local one) or ``"neighbours"``
+        (the recipient's honest neighbours, itself excluded)."""
         if reference == "recipient":
             return self.recipient_honest_stats()
         if reference == "global":
             return self.global_honest_stats()
         if reference == "sender":
             return self.sender_honest_stats()
-        raise ValueError(f"reference = {reference!r} must be one of: recipient, global, sender")
+        if reference == "neighbours":
+            return self.recipient_neighbour_stats()
+        raise ValueError(f"reference = {reference!r} must be one of: recipient, global, sender, neighbours")
 
     def recipient_neighbour_mean(self) -> Tensor:
         """``[E, d]``: mean of the honest *neighbours'* messages at each edge's recipient, the
         recipient itself excluded (Wu et al.'s centre); the recipient's own model when it has
         no honest neighbour."""
+        return self.recipient_neighbour_stats()[0]
+
+    def recipient_neighbour_stats(self) -> tuple[Tensor, Tensor]:
+        """``([E, d], [E, d])``: mean and unbiased std (divisor ``count − 1``; 0 for one model) of
+        the honest *neighbours'* messages at each edge's recipient, the recipient itself excluded,
+        as Wu et al.'s code (ByrdLab/IOS ``D_gaussian``, ``D_alie``: ``local_models[honest_neighbors]``);
+        the recipient's own model and std 0 when it has no honest neighbour."""
         uniq, inv = self.recipient_groups
         w = self.honest_slots[uniq].unsqueeze(-1).to(self.params.dtype)  # [R, k, 1]
-        msgs = torch.where(w > 0, self.params[self.idx[uniq]], torch.zeros((), dtype=self.params.dtype))
+        zero = torch.zeros((), dtype=self.params.dtype)
+        msgs = torch.where(w > 0, self.params[self.idx[uniq]], zero)
         count = w.sum(1)
         mean = torch.where(count > 0, msgs.sum(1) / count.clamp_min(1), self.params[uniq])
-        return mean[inv]
+        var = (w * (msgs - mean.unsqueeze(1)) ** 2).sum(1) / (count - 1).clamp_min(1)
+        return mean[inv], var.sqrt()[inv]
 
     def byzantine_counts(self) -> Tensor:
         """``LongTensor [n]``: number of Byzantine neighbours of every node."""

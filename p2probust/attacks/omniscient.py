@@ -18,7 +18,7 @@ from ..registry import register_attack
 from .base import AbstractAttack, AttackContext
 from .simple import _check_reference, _ReferenceKnowledge
 
-_Z_FORMULAS = ("paper", "variant")
+_Z_FORMULAS = ("paper", "variant", "wu")
 #: the normal quantile is taken at a probability clamped to [1e-7, 1 - 1e-7] so z stays finite
 _CDF_EPS = 1e-7
 
@@ -29,7 +29,10 @@ def alie_z(n: Tensor, f: Tensor, formula: str = "paper") -> Tensor:
     With :math:`s = \lfloor n/2 + 1\rfloor - f` "supporters" needed for a majority,
 
     - ``"paper"`` (Baruch et al. 2019): :math:`z = \Phi^{-1}\big((n - s)/n\big)`;
-    - ``"variant"`` (He et al. 2022, Karimireddy et al. 2022): :math:`z = \Phi^{-1}\big((n - f - s)/(n - f)\big)`.
+    - ``"variant"`` (He et al. 2022, Karimireddy et al. 2022): :math:`z = \Phi^{-1}\big((n - f - s)/(n - f)\big)`;
+    - ``"wu"`` (Wu, Chen, Ling 2023, their code ByrdLab/IOS ``D_alie``): :math:`s = \lfloor (n+1)/2\rfloor - f`,
+      :math:`z = \Phi^{-1}\big((n - s)/n\big)`, with ``n`` the recipient's neighbours (itself
+      excluded) and ``f`` its Byzantine neighbours (:class:`ALIE` passes those counts).
 
     Parameters
     ----------
@@ -49,12 +52,16 @@ def alie_z(n: Tensor, f: Tensor, formula: str = "paper") -> Tensor:
     if formula not in _Z_FORMULAS:
         raise ValueError(f"z formula {formula!r} must be one of: {', '.join(_Z_FORMULAS)}, or a number")
     n, f = n.double(), f.double()
+    if formula == "wu":
+        s = torch.floor((n + 1) / 2) - f
+        return torch.special.ndtri(((n - s) / n.clamp_min(1)).clamp(_CDF_EPS, 1 - _CDF_EPS))
     s = torch.floor(n / 2 + 1) - f
     cdf = (n - s) / n if formula == "paper" else (n - f - s) / (n - f).clamp_min(1)
     return torch.special.ndtri(cdf.clamp(_CDF_EPS, 1 - _CDF_EPS))
 
 
 _COUNTS = ("global", "local")
+_ALIE_REFERENCES = ("recipient", "global", "sender", "neighbours")
 _SIGNS = (-1, 1)
 
 
@@ -83,7 +90,11 @@ def _check_z(z: float | str) -> float | str:
 
 
 def alie_factor(ctx: AttackContext, z: float | str, reference: str, counts: str = "global") -> Tensor:
-    """``[E]``: ALIE's ``z`` on every edge (a number, or the formula at the ``n, f`` of ``counts``)."""
+    """``[E]``: ALIE's ``z`` on every edge (a number, or the formula at the ``n, f`` of ``counts``;
+    ``z="wu"`` counts the recipient's neighbours and Byzantine neighbours, as Wu et al.'s code)."""
+    if z == "wu":
+        r = ctx.recipients
+        return alie_z(ctx.mask.sum(1)[r], ctx.byzantine_counts()[r], formula="wu").to(ctx.params.dtype)
     if isinstance(z, str):
         return alie_z(*_scope_counts(ctx, reference, counts), formula=z).to(ctx.params.dtype)
     return torch.full((ctx.num_edges,), float(z), dtype=ctx.params.dtype, device=ctx.params.device)
@@ -100,21 +111,28 @@ class ALIE(_ReferenceKnowledge, AbstractAttack):
 
     - ``"global"`` (default, the paper): :math:`n` = all nodes, :math:`f` = all Byzantine nodes.
       With :math:`n = 12, f = 2`: :math:`s = 5`, :math:`z = \Phi^{-1}(7/12) = 0.2104`;
-    - ``"local"`` (the decentralized per-node variant of Wu et al.'s code, ByrdLab/IOS): counted
-      where the statistics are taken (the recipient and its neighbours, or the sender and its
-      neighbours). With one Byzantine neighbour among an even number of inputs this gives
-      :math:`z = 0` (the message is the honest mean); use it with ``sign=+1`` to follow that code.
+    - ``"local"``: counted where the statistics are taken (the recipient and its neighbours, or
+      the sender and its neighbours). With one Byzantine neighbour among an even number of inputs
+      this gives :math:`z = 0` (the message is the honest mean).
+
+    Wu et al.'s code (ByrdLab/IOS ``D_alie``) is ``z="wu", reference="neighbours", sign=+1``: the
+    honest neighbours' mean and std, the recipient excluded, and its own per-recipient
+    :math:`z` (:func:`alie_z`), e.g. :math:`z = \Phi^{-1}(5/8) = 0.319` for 8 neighbours of
+    which 1 is Byzantine, where ``counts="local"`` gives 0.139 and its statistics include the
+    recipient.
 
     The message stays within a few standard deviations of the honest ones, so coordinate-wise and
     distance-based rules cannot tell it apart, yet every Byzantine node pushes the same way.
 
     Parameters
     ----------
-    z : {"paper", "variant"} or float, default "paper"
+    z : {"paper", "variant", "wu"} or float, default "paper"
         ``"paper"``: :math:`\Phi^{-1}((n-s)/n)`; ``"variant"``: :math:`\Phi^{-1}((n-f-s)/(n-f))`
-        with :math:`s = \lfloor n/2+1\rfloor - f` (He et al. 2022, Karimireddy et al. 2022); or a fixed ``z``.
-    reference : {"recipient", "global", "sender"}, default "recipient"
-        Where the honest statistics are taken; ``"sender"`` is local knowledge.
+        with :math:`s = \lfloor n/2+1\rfloor - f` (He et al. 2022, Karimireddy et al. 2022);
+        ``"wu"``: Wu et al.'s per-recipient formula (:func:`alie_z`; ignores ``counts``); or a fixed ``z``.
+    reference : {"recipient", "global", "sender", "neighbours"}, default "recipient"
+        Where the honest statistics are taken; ``"sender"`` is local knowledge; ``"neighbours"``
+        is the recipient's honest neighbours without the recipient (Wu et al.'s code).
     counts : {"global", "local"}, default "global"
         Where :math:`n, f` of the formula are counted (ignored for a fixed ``z``).
     sign : {-1, 1}, default -1
@@ -138,7 +156,8 @@ class ALIE(_ReferenceKnowledge, AbstractAttack):
     replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
 
     def __init__(self, z: float | str = "paper", reference: str = "recipient", counts: str = "global", sign: int = -1):
-        _check_reference(reference)
+        if reference not in _ALIE_REFERENCES:
+            raise ValueError(f"reference = {reference!r} must be one of: {', '.join(_ALIE_REFERENCES)}")
         if counts not in _COUNTS:
             raise ValueError(f"counts = {counts!r} must be one of: {', '.join(_COUNTS)}")
         if sign not in _SIGNS or isinstance(sign, bool):

@@ -32,6 +32,12 @@ def _tutorial_server(settings, size, seeds, out):
     return run(settings, size, seeds, out)
 
 
+def _ios(settings, size, seeds, out):
+    from .ios import run
+
+    return run(settings, size, seeds, out)
+
+
 def _tutorial_kappa(settings, size, seeds, out):
     from .tutorial_kappa import run
 
@@ -42,6 +48,12 @@ def _tutorial_kappa(settings, size, seeds, out):
 REPRODUCTIONS: dict[str, Reproduction] = {
     rep.name: rep
     for rep in (
+        Reproduction(
+            "ios", "The IOS paper's table: nine rules × six attacks on ER(12, 0.7) (result 1)",
+            "Z. Wu, T. Chen, Q. Ling, \"Byzantine-resilient decentralized stochastic optimization with robust "
+            "aggregation rules\", IEEE TSP 71, 2023 (arXiv:2206.04568); code Zhaoxian-Wu/IOS (ByrdLab/IOS)",
+            _ios, default_seeds=1,
+        ),
         Reproduction(
             "gossip-breakdown", "Robust gossip breakdown on averaging (result 3)",
             "R. Gaucher, A. Dieuleveut, H. Hendrikx, \"Unified breakdown analysis for Byzantine robust gossip\", "
