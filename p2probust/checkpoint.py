@@ -214,6 +214,14 @@ def load(run_dir: str | Path) -> tuple[Any, dict[str, Any]]:
                               f"(format {FORMAT}); resume it with that version")
     if meta["config_json"] != _config_hash(path):
         raise CheckpointError(f"{where}: config.json changed since the checkpoint was written; restore it or start a new run")
+    rows = len(meta["rows"])
+    try:
+        with open(path / "metrics.csv", "rb") as fh:
+            present = sum(1 for _ in fh) - 1
+    except OSError:
+        present = -1
+    if present < rows:
+        raise CheckpointError(f"{where}: metrics.csv holds {max(present, 0)} rows, fewer than the checkpoint's {rows}; it cannot be resumed")
     try:
         cfg = from_dict(meta["config"])
     except ConfigError as err:
