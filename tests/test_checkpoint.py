@@ -165,3 +165,8 @@ def test_resume_refuses_other_flags_and_async_checkpoints(checkpointed, tmp_path
     _fails(["--resume", str(checkpointed), "--rounds", "3"], "no other run flags")
     _fails(["--checkpoint-every", "2", "--mode", "async", "--out", str(tmp_path / "x")], "checkpoint_every", "async")
     _fails(["--checkpoint-every", "-1", "--out", str(tmp_path / "y")], "checkpoint_every", ">= 0")
+
+
+def test_checkpointed_runs_are_not_batched_over_seeds():
+    cfg = pr.RunConfig().replace(checkpoint_every=2)
+    assert "checkpoint" in pr.batch_blocker(cfg) and pr.batch_blocker(pr.RunConfig()) is None
