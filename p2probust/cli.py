@@ -211,18 +211,16 @@ def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tu
     Exit codes: 0 completed, 2 bad input, 3 diverged, 4 failed (e.g. disk full), 128 + signal
     when interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
     """
+    from .checkpoint import resume as pr_resume
     from .config import from_overrides, load_config
     from .simulation import default_out_dir, simulate
 
-    if resume_dir is not None:
-        given = any(v is not None for v in flags.values())
-        if config_path or topology_param or task_param or attack_param or rule_param or record_nodes or overwrite or dry_run or given:
+    if resume_dir is not None:  # the config is the run's own; any other flag would change it
+        if any((config_path, topology_param, task_param, attack_param, rule_param, record_nodes, overwrite, dry_run,
+                *(v is not None for v in flags.values()))):
             raise ValueError("--resume RUN_DIR continues a run with the config in its config.json; give no other run flags (only --quiet)")
         _setup_logging(quiet)
-        from .checkpoint import resume
-
-        _finish(resume(resume_dir, progress=not quiet and sys.stderr.isatty()), Path(resume_dir))
-        return
+        return _finish(pr_resume(resume_dir, progress=not quiet and sys.stderr.isatty()), Path(resume_dir))
     overrides: dict[str, Any] = {}
     for name, value in flags.items():
         if value is None:
@@ -270,8 +268,7 @@ def _finish(result, out: Path) -> None:
 
     click.echo(final_line(result.summary))
     click.echo(f"results written to {out}")
-    status = result.summary["status"]
-    if status != "completed":
+    if (status := result.summary["status"]) != "completed":
         click.echo(f"{describe(result.summary)} (status {status!r} in summary.json)", err=True)
         sys.exit(EXIT_CODES.get(status, 1))
 
