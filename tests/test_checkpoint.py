@@ -170,3 +170,15 @@ def test_resume_refuses_other_flags_and_async_checkpoints(checkpointed, tmp_path
 def test_checkpointed_runs_are_not_batched_over_seeds():
     cfg = pr.RunConfig().replace(checkpoint_every=2)
     assert "checkpoint" in pr.batch_blocker(cfg) and pr.batch_blocker(pr.RunConfig()) is None
+
+
+def test_toml_key_and_cli_flag_write_the_checkpoint(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text("checkpoint_every = 3\n[train]\nrounds = 5\n")
+    assert pr.load_config(toml).checkpoint_every == 3
+    res = CliRunner().invoke(main, ["run", "--config", str(toml), "-q", "--out", str(tmp_path / "t")])
+    assert res.exit_code == 0, res.output
+    assert json.loads(torch.load(tmp_path / "t" / FILE, weights_only=True)["meta"])["round"] == 3
+    res = CliRunner().invoke(main, ["run", "--rounds", "5", "--checkpoint-every", "2", "-q", "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0 and json.loads(torch.load(tmp_path / "c" / FILE, weights_only=True)["meta"])["round"] == 4
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["checkpoint_every"] == 2
