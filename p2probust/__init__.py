@@ -86,6 +86,7 @@ from .gossip import (  # noqa: E402
 )
 from .robustness import empirical_kappa  # noqa: E402
 from .simulation import Result, simulate  # noqa: E402
+from .checkpoint import resume  # noqa: E402
 from .batched import batch_blocker, simulate_seeds  # noqa: E402
 
 __all__ = [
@@ -159,6 +160,7 @@ __all__ = [
     "load_config",
     "make_rule",
     "registry",
+    "resume",
     "simulate",
     "simulate_seeds",
     "topology",

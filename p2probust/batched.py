@@ -86,6 +86,8 @@ def batch_blocker(cfg: RunConfig) -> str | None:
         return "the server topology (one aggregation per round, not one per node)"
     if cfg.record.every:
         return "per-node recording ([record] every)"
+    if cfg.checkpoint_every:
+        return "checkpoints (checkpoint_every; each run checkpoints its own folder)"
     rule = make_rule(cfg.rule.name, alpha=cfg.rule.alpha, **dict(cfg.rule.params))
     if not replica_safe(rule):
         return f"rule {cfg.rule.name!r} is not marked replica_safe"

@@ -81,6 +81,7 @@ RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--eval-points", "eval_points", int, "per-node accuracy on a seeded sample of this many test points when there are more (0: all)"),
     ("--seed", "seed", int, "run seed"),
     ("--jit", "jit", click.Choice(["auto", "on", "off"]), "compiled kernel for median/trimmed-mean gossip (numba; same results): auto uses it on large rounds"),
+    ("--checkpoint-every", "checkpoint_every", int, "write the run's state to checkpoint.pt every this many rounds (0: never; sync runs), for --resume"),
     ("--on-diverge", "on_diverge", click.Choice(["stop", "continue"]), "when an honest model becomes NaN/inf: stop the run (status diverged, exit 3) or continue"),
     ("--max-memory", "max_memory", str, "refuse runs estimated above this: auto (available memory), a size (8GB) or inf"),
     ("--out", "out", str, "run folder, must be new or empty [default: runs/<time.ms>-<topology>-<rule>-<attack>-s<seed>-<hash>]"),
@@ -195,23 +196,33 @@ def _run_options(func: Callable) -> Callable:
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no placement report")
 @click.option("--overwrite", is_flag=True, help="clear an existing run folder at --out first")
 @click.option("--dry-run", is_flag=True, help="print the resolved config, the graph and the memory estimate; run nothing")
+@click.option("--resume", "resume_dir", metavar="RUN_DIR", default=None,
+              help="continue the run in RUN_DIR from its last checkpoint (see --checkpoint-every); no other run flags")
 @user_errors
 def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tuple[str, ...],
         attack_param: tuple[str, ...], rule_param: tuple[str, ...], record_nodes: str | None, quiet: bool,
-        overwrite: bool, dry_run: bool, **flags: Any) -> None:
+        overwrite: bool, dry_run: bool, resume_dir: str | None, **flags: Any) -> None:
     """Run one simulation and write its run folder (config.json, metrics.csv, timing.csv,
     summary.json, params.pt; nodes.npz and graph.json with --record-nodes).
 
     With no flags: 16 nodes on a 4×4 torus learning the bundled digits with logistic regression,
     2 Byzantine nodes sending sign-flipped models, trimmed-mean gossip, 100 rounds.
 
+    With --resume RUN_DIR: continue a run started with --checkpoint-every from its last checkpoint.
+
     Exit codes: 0 completed, 2 bad input, 3 diverged, 4 failed (e.g. disk full), 128 + signal
     when interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
     """
+    from .checkpoint import resume as pr_resume
     from .config import from_overrides, load_config
     from .simulation import default_out_dir, simulate
-    from .status import EXIT_CODES, describe
 
+    if resume_dir is not None:  # the config is the run's own; any other flag would change it
+        if any((config_path, topology_param, task_param, attack_param, rule_param, record_nodes, overwrite, dry_run,
+                *(v is not None for v in flags.values()))):
+            raise ValueError("--resume RUN_DIR continues a run with the config in its config.json; give no other run flags (only --quiet)")
+        _setup_logging(quiet)
+        return _finish(pr_resume(resume_dir, progress=not quiet and sys.stderr.isatty()), Path(resume_dir))
     overrides: dict[str, Any] = {}
     for name, value in flags.items():
         if value is None:
@@ -250,10 +261,16 @@ def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tu
         if not cfg.out and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # the default folder made for a run that never started
         raise
+    _finish(result, out)
+
+
+def _finish(result, out: Path) -> None:
+    """The console's closing lines of a run, and its exit code."""
+    from .status import EXIT_CODES, describe
+
     click.echo(final_line(result.summary))
     click.echo(f"results written to {out}")
-    status = result.summary["status"]
-    if status != "completed":
+    if (status := result.summary["status"]) != "completed":
         click.echo(f"{describe(result.summary)} (status {status!r} in summary.json)", err=True)
         sys.exit(EXIT_CODES.get(status, 1))
 

@@ -55,6 +55,7 @@ class RunObserver:
         self.nodes: Any = None
         self.shown: dict[str, str] = {}
         self.diverged: list[int] = []
+        self.restored: tuple[list, list] | None = None  #: rows and timings before a checkpoint (resume)
         self.start = time.perf_counter()
 
     def observe(self, params: Tensor, rnd: int, now: float, lr: float | None, evaluate: bool, messages: int,
@@ -121,9 +122,9 @@ class RunObserver:
         from .node_recorder import NodeRecorder
         from .recorder import Recorder
 
-        if run_dir is not None:
+        if run_dir is not None and self.restored is None:
             run_dir.write_json("config.json", resolved)
-        self.recorder = Recorder(out_dir, self.columns)
+        self.recorder = Recorder(out_dir, self.columns, self.restored)
         self.nodes = NodeRecorder.build(self.run.cfg, out_dir, self.run.G, self.run.is_byz, self.run.evaluator)
 
     def finish(self, outcome: dict[str, Any], simulated_s: float, events: int, params: Tensor, run_dir) -> dict[str, Any]:

@@ -31,12 +31,28 @@ class RecordError(OSError):
 class _RowFile:
     """A CSV file written one whole, flushed row at a time (``os.write`` on an unbuffered fd)."""
 
-    def __init__(self, path: Path, columns: Sequence[str]):
+    def __init__(self, path: Path, columns: Sequence[str], keep: int | None = None):
         self.path = path
         self.columns = list(columns)
+        if keep is not None:  # resume: keep the header and the first `keep` rows, cut the rest
+            self._fd = os.open(path, os.O_RDWR)
+            self._size = self._cut(keep)
+            return
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self._size = 0
         self.write({c: c for c in self.columns})
+
+    def _cut(self, keep: int) -> int:
+        """Truncate the file after its header and ``keep`` rows; return its new size."""
+        data = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
+        lines = data.split(b"\n")
+        if lines[0].decode() != ",".join(self.columns) or len(lines) < keep + 2:
+            os.close(self._fd)
+            raise RecordError(0, f"{self.path} does not hold the {keep} rows of the checkpoint; it cannot be resumed")
+        size = sum(len(line) + 1 for line in lines[: keep + 1])
+        os.ftruncate(self._fd, size)
+        os.lseek(self._fd, size, os.SEEK_SET)
+        return size
 
     def write(self, row: dict[str, Any]) -> None:
         buf = io.StringIO()
@@ -64,15 +80,17 @@ class Recorder:
     """Rows go straight to ``metrics.csv`` (and their wall time to ``timing.csv``); the history is
     also kept in memory. Without a folder, nothing is written."""
 
-    def __init__(self, out_dir: str | os.PathLike | None, columns: Sequence[str]):
+    def __init__(self, out_dir: str | os.PathLike | None, columns: Sequence[str],
+                 restored: tuple[list, list] | None = None):
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.columns = list(columns)
-        self.history: list[dict[str, Any]] = []
-        self.timing: list[dict[str, Any]] = []
+        #: resume (:mod:`p2probust.checkpoint`): the rows and timings written before the checkpoint
+        self.history, self.timing = (list(restored[0]), list(restored[1])) if restored else ([], [])
         self._metrics = self._timing = None
         if self.out_dir is not None:
-            self._metrics = _RowFile(self.out_dir / "metrics.csv", self.columns)
-            self._timing = _RowFile(self.out_dir / "timing.csv", ["round", "wall_s"])
+            keep = (len(self.history), len(self.timing)) if restored else (None, None)
+            self._metrics = _RowFile(self.out_dir / "metrics.csv", self.columns, keep[0])
+            self._timing = _RowFile(self.out_dir / "timing.csv", ["round", "wall_s"], keep[1])
 
     def log(self, row: dict[str, Any], wall_s: float | None = None) -> None:
         """Append ``row`` (keys: ``columns``; missing ones are empty) and its wall-clock time."""

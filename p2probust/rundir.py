@@ -60,12 +60,12 @@ def default_run_dir(name_parts: list[str], config: dict[str, Any], root: str | o
 class RunDir:
     """A claimed run folder: locked for this process until :meth:`release`."""
 
-    def __init__(self, path: str | os.PathLike, *, overwrite: bool = False):
+    def __init__(self, path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False):
         self.path = Path(path).expanduser()
         self._lock_fd: int | None = None
-        self._claim(overwrite)
+        self._claim(overwrite, resume)
 
-    def _claim(self, overwrite: bool) -> None:
+    def _claim(self, overwrite: bool, resume: bool = False) -> None:
         path = self.path
         if path.exists() and not path.is_dir():
             raise RunDirError(f"--out {str(path)!r} is an existing file, not a folder; give a folder path")
@@ -91,6 +91,8 @@ class RunDir:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         others = sorted(p.name for p in path.iterdir() if p.name != LOCK)
+        if resume:  # a resumed run continues its own files (p2probust.checkpoint)
+            return
         if others and not overwrite:
             self.release()
             shown = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .assembly import assemble, make_trainer
 from .attacks.base import AbstractAttack
+from .checkpoint import Checkpointer
 from .build import default_out_dir, resolved_config  # noqa: F401  (default_out_dir: public here too)
 from .config import RunConfig
 from .async_kernel import StaleModels, make_async_engine, run_async
@@ -49,6 +50,7 @@ def simulate(
     out: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    _resume: dict | None = None,
     **overrides: Any,
 ) -> Result:
     """Run one simulation.
@@ -72,6 +74,8 @@ def simulate(
         Clear an existing run folder at ``out`` first.
     progress : bool
         Show a progress bar of rounds (tqdm; hidden when stderr is not a terminal).
+    _resume : dict, optional
+        A checkpoint to continue from (use :func:`p2probust.resume`, which checks it).
     **overrides
         Dotted config keys, e.g. ``simulate(**{"train.rounds": 20})`` or ``rounds=20`` for the
         common ones (``rounds``, ``seed``, ``nodes``, ``byzantine``, ``alpha``, ``lr``).
@@ -95,6 +99,8 @@ def simulate(
         cfg = cfg.replace(**{_SHORT.get(k, k): v for k, v in overrides.items()})
     out_dir = Path(out).expanduser() if out is not None else (Path(cfg.out) if cfg.out else None)
     seed = cfg.seed
+    if cfg.checkpoint_every and any(obj is not None for obj in (graph, rule, attack)):
+        raise ValueError("checkpoint_every needs a run built from its config alone (no graph, rule or attack objects), so that it can be rebuilt to resume")
     run = assemble(cfg, graph, rule, attack)
     G, is_byz, n, d, params, adversary = run.G, run.is_byz, run.n, run.d, run.params, run.adversary
     honest, privacy, t = run.honest, run.privacy, cfg.train
@@ -137,14 +143,21 @@ def simulate(
             sent += (flood - 1) * _byzantine_sends(kern, plan, byz_np)
         done = plan.round + 1
         measure(done, plan.end, lr, done % cfg.eval_every == 0 or done == rounds or plan.last, sent, plan.online)
+        if ckpt is not None:
+            ckpt.after_round(done, plan.last)
         bar.update(1)
 
-    run_dir = RunDir(out_dir, overwrite=overwrite) if out_dir is not None else None
+    run_dir = RunDir(out_dir, overwrite=overwrite, resume=_resume is not None) if out_dir is not None else None
+    ckpt = Checkpointer(cfg, run, kern, engine, churn, observer, history, out_dir) if cfg.checkpoint_every else None
+    if _resume is not None:
+        ckpt.restore(_resume)
+        bar.update(observer.restored[0][-1]["round"])
     outcome: dict[str, Any] = {"status": "interrupted"}
     with stop_on_signals() as signals:
         try:
             observer.open(out_dir, run_dir, resolved)
-            measure(0, 0.0, None, True, 0, churn.online(0.0) if churn is not None else None)
+            if _resume is None:
+                measure(0, 0.0, None, True, 0, churn.online(0.0) if churn is not None else None)
             if cfg.engine.mode == "async":
                 run_async(engine, kern, schedule, measure, cfg, bar)
             else:

@@ -205,3 +205,9 @@ def test_local_step_in_blocks_of_nodes_gives_the_same_bits(task, monkeypatch):
     monkeypatch.setattr(local, "BATCH_BYTES", 3 * 32 * 64 * 4)  # blocks of 3 nodes
     blocks = pr.simulate(cfg)
     assert torch.equal(whole.params, blocks.params) and whole.history == blocks.history
+
+
+def test_server_topology_runs_from_its_config():
+    """Regression: ``simulate`` checked the server's rule through an undefined name (NameError)."""
+    res = pr.simulate(pr.RunConfig(), topology="server", rounds=2)
+    assert res.summary["status"] == "completed" and res.summary["rounds_done"] == 2

@@ -42,6 +42,8 @@ class RunConfig:
     on_diverge: str = "stop"
     #: memory the run may use: "auto" (what the machine has available), a size ("8GB") or "inf"
     max_memory: str = "auto"
+    #: write the run's state to checkpoint.pt in its folder every this many rounds (0: never; sync runs)
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.out, os.PathLike):
@@ -61,6 +63,11 @@ class RunConfig:
         _require(self.eval_nodes >= 0, "eval_nodes", self.eval_nodes, "an integer >= 0 (0: every honest node)")
         _require(self.eval_points >= 0, "eval_points", self.eval_points, "an integer >= 0 (0: every test point)")
         _require(self.jit in ("auto", "on", "off"), "jit", self.jit, "auto, on or off")
+        _require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "an integer >= 0 (0: no checkpoints)")
+        _require(not (self.checkpoint_every and self.engine.mode == "async"), "checkpoint_every", self.checkpoint_every,
+                 "0 with engine.mode 'async' (the event engine's state is not checkpointed; use engine.mode 'sync')")
+        _require(not (self.checkpoint_every and self.record.every), "checkpoint_every", self.checkpoint_every,
+                 "0 with per-node recording ([record] nodes; nodes.npz is not checkpointed)")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (params as tables)."""
@@ -71,6 +78,8 @@ class RunConfig:
         out["train"]["lr_milestones"] = list(self.train.lr_milestones)
         if not self.privacy.enabled:  # non-DP runs keep the config (and its hash) they had before [privacy]
             del out["privacy"]
+        if not self.checkpoint_every:  # runs without checkpoints keep the config (and its hash) they had before
+            del out["checkpoint_every"]
         return out
 
     def replace(self, **changes: Any) -> "RunConfig":

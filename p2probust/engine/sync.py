@@ -165,6 +165,13 @@ class SyncEngine:
         self.duration = duration
         self.env = simpy.Environment()
         self.events = 0
+        self.next_plan: RoundPlan | None = None  #: the round after the current one, drawn as it ends (checkpoints)
+        self._first: RoundPlan | None = None
+
+    def resume_at(self, plan: RoundPlan, now: float, events: int) -> None:
+        """Start at ``plan`` (a checkpoint's :attr:`next_plan`) at simulated time ``now``."""
+        self.env = simpy.Environment(initial_time=now)
+        self._first, self.events = plan, events
 
     def _plan(self, r: int) -> RoundPlan:
         start = float(self.env.now)
@@ -173,8 +180,8 @@ class SyncEngine:
         return self.network.plan(r, start, self.timing.duration)
 
     def _clock(self, on_plan: Callable[[RoundPlan], bool | None]):
-        r = 0
-        plan = self._plan(0)
+        plan = self._first if self._first is not None else self._plan(0)
+        r = plan.round
         while True:
             if self.duration and plan.end > self.duration:
                 return
@@ -183,6 +190,7 @@ class SyncEngine:
             nxt = None
             if r + 1 < self.rounds or self.duration:
                 nxt = self._plan(r + 1)
+            self.next_plan = nxt
             last = nxt is None or bool(self.duration and nxt.end > self.duration)
             if last:
                 plan = RoundPlan(plan.round, plan.start, plan.end, plan.online, plan.src, plan.dst, plan.delivered, True)
