@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config.parts import LRScheduleKind
 from .models import ParamSpec
 from .sampling import BatchSampler
 
@@ -54,7 +56,7 @@ class LRSchedule:
     offset: float = 1.0
     milestones: tuple[int, ...] = ()
 
-    KINDS = ("constant", "inv-sqrt", "step", "multistep")
+    KINDS = typing.get_args(LRScheduleKind)  # the one list: p2probust.config.parts
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
