@@ -14,6 +14,7 @@ from typing import Any, Callable
 import click
 
 from .cli_options import RUN_OPTIONS, overrides_from_flags, run_options
+from .viz import LAYOUTS
 
 __all__ = ["RUN_OPTIONS", "main"]
 
@@ -193,7 +194,7 @@ def _setup_logging(quiet: bool) -> None:
 @click.option("--graph", "graph", is_flag=True,
               help="draw the graph of one run coloured per node at --round (metric distance, loss or accuracy; needs --record-nodes)")
 @click.option("--round", "round_", type=int, default=None, help="with --graph: the recorded round [default: the last]")
-@click.option("--layout", type=click.Choice(["auto", "spring", "kamada", "circular", "grid", "file"]), default="auto",
+@click.option("--layout", type=click.Choice(LAYOUTS), default="auto",
               show_default=True, help="with --graph: node positions (auto: grid for a torus, circular for a ring, else spring)")
 @click.option("--positions", type=click.Path(exists=True, dir_okay=False), default=None,
               help="with --layout file: JSON [[x, y], ...] or {\"id\": [x, y]}")
