@@ -96,9 +96,7 @@ class _ConfigOption(click.Option):
 
 
 def registry_names(family: str) -> list[str]:
-    """The names registered in ``family`` (built-ins and plugins)."""
-    import p2probust  # noqa: F401  (registers the built-ins)
-
+    """The names registered in ``family`` (built-ins, registered on importing p2probust, and plugins)."""
     from . import registry
 
     return getattr(registry, family).names()

@@ -111,8 +111,6 @@ def test_registry_backed_options():
 def test_names_in_help_are_the_registered_names(opt):
     """The names ``--help`` lists are the registry's, which is what a run accepts: an unknown name is
     rejected with a message that lists the same names."""
-    import p2probust  # noqa: F401  (registers the built-ins)
-
     _, text = _help(opt.flag)
     reg = getattr(registry, opt.names)
     names = reg.names()
