@@ -49,6 +49,8 @@ def config_leaves() -> list[tuple[str, type, dataclasses.Field]]:
 
 
 def _click_type(hint: Any, flag: Flag) -> tuple[Any, bool]:
+    """The click type of a field annotated ``hint``, and whether it is a list (``tuple[int, ...]``,
+    given as comma-separated integers): a ``Literal`` is a choice; a union of types is text."""
     allowed = choices(hint)
     if allowed is not None:
         return click.Choice(list(allowed)), False
