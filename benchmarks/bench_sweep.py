@@ -1,9 +1,14 @@
-"""Runs per hour of a seed sweep of the default 16-node setting, three ways, in one run:
+"""Runs per hour of a seed sweep of the default 16-node setting, four ways, in one run:
 
 * one process per run: ``p2probust run --seed S`` started once per seed (what a shell loop does);
-* ``p2probust sweep --workers 1``: every run in one process (imports, data and compiled kernels
-  paid once);
-* ``p2probust sweep --workers N``: a process pool.
+* ``p2probust sweep --workers 1 --no-batch``: every run in one process (imports, data and compiled
+  kernels paid once);
+* ``p2probust sweep --workers N --no-batch``: a process pool;
+* ``p2probust sweep --workers 1`` (batched seeds, the default): the 32 seeds as one simulation on
+  the disjoint union of their graphs (:mod:`p2probust.batched`).
+
+It also checks that the batched sweep's metrics.csv of every seed run once per process is byte for
+byte that run's.
 
     python benchmarks/bench_sweep.py --seeds 32 --workers 2
 """
@@ -11,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import filecmp
 import os
 import subprocess
 import sys
@@ -40,13 +46,26 @@ def main() -> None:
         per_run = sum(per) / len(per)
         rows = [("one process per run", per_run)]
         for workers in sorted({1, args.workers}):
-            wall = timed([*exe, "sweep", "grid.toml", "--workers", str(workers), "--out", f"sweep{workers}"], root)
-            rows.append((f"p2probust sweep --workers {workers}", wall / args.seeds))
+            wall = timed([*exe, "sweep", "grid.toml", "--workers", str(workers), "--no-batch", "--out", f"sweep{workers}"], root)
+            rows.append((f"p2probust sweep --workers {workers} --no-batch", wall / args.seeds))
+        wall = timed([*exe, "sweep", "grid.toml", "--workers", "1", "--out", "batched"], root)
+        rows.append((f"p2probust sweep --workers 1 (batched: {args.seeds} seeds, one simulation)", wall / args.seeds))
+        same = _same_metrics(root, args.per_process)
     print(f"default setting (16-node torus, digits, 100 rounds), {args.seeds}-seed sweep, {os.cpu_count()} cores\n")
     print("| how | seconds per run | runs per hour | × one process per run |")
     print("|---|---:|---:|---:|")
     for name, seconds in rows:
         print(f"| {name} | {seconds:.2f} | {3600 / seconds:,.0f} | {per_run / seconds:.1f}× |")
+    print(f"\nbatched metrics.csv byte-identical to the one-process runs: {same}/{args.per_process} seeds")
+
+
+def _same_metrics(root: Path, seeds: int) -> int:
+    """How many of the seeds run once per process have a byte-identical metrics.csv in the batched sweep."""
+    from p2probust.sweep import load_grid
+
+    ids = {p.values["seed"]: p.run_id for p in load_grid(root / "grid.toml").points()}
+    return sum(filecmp.cmp(root / "single" / str(s) / "metrics.csv", root / "batched" / "runs" / ids[s] / "metrics.csv",
+                           shallow=False) for s in range(seeds))
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ from .gossip import (  # noqa: E402
 )
 from .robustness import empirical_kappa  # noqa: E402
 from .simulation import Result, simulate  # noqa: E402
+from .batched import batch_blocker, simulate_seeds  # noqa: E402
 
 __all__ = [
     "ALIE",
@@ -150,6 +151,7 @@ __all__ = [
     "__version__",
     "aggregators",
     "attacks",
+    "batch_blocker",
     "chain",
     "data",
     "empirical_kappa",
@@ -158,5 +160,6 @@ __all__ = [
     "make_rule",
     "registry",
     "simulate",
+    "simulate_seeds",
     "topology",
 ]

@@ -173,10 +173,23 @@ def final_line(summary: dict[str, Any]) -> str:
     return f"round {summary['rounds_done']}: " + ", ".join(parts)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (not the stream of the first
+    command: under click's test runner, or a caller that swaps ``sys.stderr``, that one is gone)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property decides
+        pass
+
+
 def _setup_logging(quiet: bool) -> None:
     logger = logging.getLogger("p2probust")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)

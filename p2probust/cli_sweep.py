@@ -22,16 +22,18 @@ def register(main: click.Group, user_errors) -> None:
     @click.option("--retry-failed", is_flag=True, help="run again the runs indexed as failed")
     @click.option("--max-runs", type=click.IntRange(min=1), default=10_000, show_default=True,
                   help="refuse grids that expand to more runs")
+    @click.option("--no-batch", is_flag=True,
+                  help="run every seed as its own simulation [default: the seeds of a point run as one batched simulation]")
     @click.option("--dry-run", is_flag=True, help="print the number of runs, the memory per run and the plan; run nothing")
     @user_errors
-    def sweep(grid_file, out, workers, executor, address, retry_failed, max_runs, dry_run):
+    def sweep(grid_file, out, workers, executor, address, retry_failed, max_runs, no_batch, dry_run):
         """Run a grid of simulations: GRID_FILE is a run TOML plus [grid] lists, seeds, [[include]]
         and [[exclude]]. Each run gets runs/<config hash>/ in the sweep folder and a row in its
         index.sqlite; rerunning the same command skips finished runs."""
         from .sweep import plan_sweep, run_sweep
 
         out = out or str(Path("sweeps") / Path(grid_file).stem)
-        plan = plan_sweep(grid_file, out, workers=workers, retry_failed=retry_failed, max_runs=max_runs)
+        plan = plan_sweep(grid_file, out, workers=workers, retry_failed=retry_failed, max_runs=max_runs, batch=not no_batch)
         if executor == "ray" and not dry_run:
             from .sweep.executors import connect_ray
 
@@ -41,7 +43,7 @@ def register(main: click.Group, user_errors) -> None:
         if dry_run:
             return
         counts = run_sweep(grid_file, out, workers=workers, executor=executor, address=address,
-                           retry_failed=retry_failed, max_runs=max_runs, progress=sys.stderr.isatty())
+                           retry_failed=retry_failed, max_runs=max_runs, progress=sys.stderr.isatty(), batch=not no_batch)
         done = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing to run"
         click.echo(f"sweep {out}: {done}; index in {Path(out) / 'index.sqlite'}")
 

@@ -38,6 +38,7 @@ from .gossip.mixing import AggregateAndMix
 from .jit import check_mode
 from .jit import rank_mean as jit_rank_mean
 from .network_state import EdgeTable, edge_table
+from . import shared_inbox
 
 
 #: bytes of inbox per block of recipients in :meth:`Kernels.gather_and_mix`: small enough for the
@@ -80,6 +81,7 @@ class Kernels:
     replay: Callable[[np.ndarray], Tensor] | None = None  #: send times → stale models [E, d] (replay attack)
     jit: str = "auto"  #: compiled gather-fused rank-mean kernel: auto | on | off (see :mod:`p2probust.jit`)
     order: str = "step-then-gossip"  #: or gossip-then-step (see the module docstring)
+    server: bool = False  #: one server aggregates once and broadcasts (see :mod:`p2probust.shared_inbox`)
 
     def __post_init__(self) -> None:
         t, a = self.table, self.actors
@@ -94,6 +96,7 @@ class Kernels:
         rank_rule = isinstance(self.gossip, AggregateAndMix) and isinstance(self.gossip.aggregator, RankMean)
         self._fusable = rank_rule and check_mode(self.jit, rank_rule)
         self._static_wiring: dict = {}  # per-wiring values of plain rounds (static table): attack helpers, fused kernel
+        self._groups: Any = None  # actors sharing one inbox (shared_inbox.detect), found at the first plain round
 
     # --- the pieces -------------------------------------------------------------------------
     def local_step(self, nodes: Tensor, lr: float) -> None:
@@ -196,16 +199,24 @@ class Kernels:
         return tab.byzantine_counts(self.is_byzantine) if plan.src is not None and self.oracle else self.f
 
     def _plain_round(self, r: int, lr: float) -> int:
-        """The foundation's round, unchanged: every actor, every message, the static table."""
+        """The foundation's round: every actor, every message, the static table (actors that share an
+        inbox aggregate it once, same bits: :mod:`p2probust.shared_inbox`)."""
         update = self._step_phase(self.actors, lr)
-        crafted = None
-        if self.rows.numel():
-            crafted = self.craft(self.actors[self.rows], self.act_idx[self.rows, self.slots], self.slots, r,
-                                 self.table.idx, self.table.mask, self.table.weights, self.f,
-                                 wiring_cache=self._static_wiring)
-        self.gather_and_mix(self.actors, self.act_idx, self.act_mask, self.act_w, self.act_f, self.rows, self.slots, crafted,
-                            wiring_cache=self._static_wiring)
+        if self._groups is None:
+            self._groups = shared_inbox.detect(self) or False
+        if self._groups:  # aggregate once per distinct inbox (same bits), or the server's one aggregation
+            self._groups.mix(self, r, self._static_wiring.setdefault("inbox_groups", {}))
+        else:
+            crafted = None
+            if self.rows.numel():
+                crafted = self.craft(self.actors[self.rows], self.act_idx[self.rows, self.slots], self.slots, r,
+                                     self.table.idx, self.table.mask, self.table.weights, self.f,
+                                     wiring_cache=self._static_wiring)
+            self.gather_and_mix(self.actors, self.act_idx, self.act_mask, self.act_w, self.act_f, self.rows, self.slots,
+                                crafted, wiring_cache=self._static_wiring)
         self._finish_step(self.actors, update)
+        if self.server:
+            return self._groups.messages(self)
         sent = self.table.mask & ~self.is_byzantine[self.table.idx] if self.silent else self.table.mask
         return int(sent.sum())
 
@@ -237,7 +248,7 @@ class Kernels:
     def _use_fused(self, a: int, m: int, d: int) -> bool:
         if not self._fusable or not jit_rank_mean.supports(m, self.params.dtype):
             return False
-        return self.jit == "on" or a * m * d >= jit_rank_mean.AUTO_MIN_VALUES
+        return self.jit == "on" or jit_rank_mean.worth_compiling(a, m, d)
 
     def _fused_gather_and_mix(self, nodes: Tensor, idx: Tensor, mask: Tensor, f: Tensor, rows: Tensor,
                               slots: Tensor, crafted: Tensor | None, wiring_cache: dict | None) -> None:

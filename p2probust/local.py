@@ -148,6 +148,10 @@ class LocalTrainer:
         A DP mechanism (:class:`p2probust.privacy.GaussianDP`): when given, it draws the batches and
         turns per-example gradients into the noisy clipped mean, ``privacy.gradients(trainer, theta,
         nodes, generator) -> [a, d]``, before momentum.
+    sampler : callable or None
+        ``sampler(nodes, generator) -> [a, B]`` sample indices instead of a
+        :class:`~p2probust.sampling.BatchSampler` over ``table`` (a batched simulation passes one
+        that draws per replica, :class:`~p2probust.batched.ReplicaSampler`).
     """
 
     def __init__(
@@ -165,6 +169,7 @@ class LocalTrainer:
         weight_decay: float = 0.0,
         sampling: str = "uniform",
         privacy: Any = None,
+        sampler: Any = None,
     ):
         self.model = model
         self.spec = ParamSpec.from_module(model)
@@ -174,7 +179,7 @@ class LocalTrainer:
         self.flipped = flipped
         self.num_classes = num_classes
         self.weight_decay = float(weight_decay)
-        self.sampler = BatchSampler(table, lengths, batch_size, sampling)
+        self.sampler = sampler if sampler is not None else BatchSampler(table, lengths, batch_size, sampling)
         criterion = _loss_fn(loss)
         self.loss, self.criterion = loss, criterion
         model_ = model

@@ -37,3 +37,33 @@ def torch_stream(seed: int, name: str) -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed(stream_seed(seed, name))
     return gen
+
+
+class ReplicaGenerators:
+    """The generators of one named stream in a batched simulation: one per replica (one per seed).
+
+    Replica ``r`` owns the nodes ``offsets[r] .. offsets[r+1] - 1`` of the joined graph. A draw for
+    a set of nodes is made block by block, each replica's block with that replica's own generator
+    and the shape its separate run would draw, then concatenated — so every replica draws the same
+    bits as its separate run (a loop over replicas, never over nodes).
+
+    Parameters
+    ----------
+    generators : list of torch.Generator
+        ``torch_stream(seed_r, name)`` of each replica.
+    offsets : list of int
+        ``R + 1`` node offsets, ``offsets[0] = 0``, ``offsets[R]`` the joined node count.
+    """
+
+    def __init__(self, generators: list[torch.Generator], offsets: list[int]):
+        if len(offsets) != len(generators) + 1:
+            raise ValueError(f"{len(generators)} generators need {len(generators) + 1} offsets, got {len(offsets)}")
+        self.generators, self.offsets = list(generators), list(offsets)
+
+    def split(self, nodes: torch.Tensor) -> list[tuple[int, slice]]:
+        """``(replica, positions)`` of each replica's block of ``nodes`` (global ids in ascending order;
+        repeats allowed, e.g. the recipient of several attacked edges)."""
+        if nodes.numel() > 1 and not bool((nodes[1:] >= nodes[:-1]).all()):
+            raise ValueError("ReplicaGenerators.split needs node ids in ascending order")
+        cuts = torch.searchsorted(nodes, torch.tensor(self.offsets, dtype=nodes.dtype)).tolist()
+        return [(r, slice(cuts[r], cuts[r + 1])) for r in range(len(self.generators)) if cuts[r + 1] > cuts[r]]

@@ -27,6 +27,11 @@ RUN_FILES = ("config.json", "metrics.csv", "summary.json")
 LOCK = ".lock"
 
 
+def _run_file(name: str) -> bool:
+    """A run file, or the temporary of one left by a process killed inside :func:`write_atomic`."""
+    return name in RUN_FILES or any(name.startswith(f".{run}.tmp-") for run in RUN_FILES)
+
+
 class RunDirError(ValueError):
     """A run folder that cannot be used (one line: the path, why, and what to do)."""
 
@@ -93,7 +98,7 @@ class RunDir:
                 f"run folder {str(path)!r} is not empty ({shown}); pass --overwrite (Python: overwrite=True) to replace it, or give another --out"
             )
         if others:
-            if not any(name in others for name in RUN_FILES):
+            if not any(_run_file(name) for name in others):
                 self.release()
                 raise RunDirError(
                     f"--overwrite replaces run folders only, and {str(path)!r} holds no {RUN_FILES[0]} "

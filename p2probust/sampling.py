@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .config.parts import Sampling
 
-__all__ = ["SAMPLINGS", "BatchSampler"]
+__all__ = ["SAMPLINGS", "BatchSampler", "ReplicaSampler"]
 
 SAMPLINGS = typing.get_args(Sampling)  # the one list: p2probust.config.parts
 
@@ -96,3 +96,18 @@ class BatchSampler:
         keys = torch.rand((nodes.numel(), width), generator=generator, dtype=torch.float64)
         keys = torch.where(torch.arange(width) < self.lengths[nodes].unsqueeze(1), keys, 2.0)
         return torch.gather(self.table[nodes], 1, torch.argsort(keys, dim=1))
+
+
+class ReplicaSampler:
+    """The batch sampler of a batched simulation: one :class:`BatchSampler` per replica (over its
+    own partition table, so ``epoch`` shuffles draw the widths its separate run draws), called per
+    replica block with that replica's generator (:class:`~p2probust.rng.ReplicaGenerators`)."""
+
+    def __init__(self, samplers: list[BatchSampler], offsets: list[int]):
+        self.samplers, self.offsets = list(samplers), list(offsets)
+
+    def __call__(self, nodes: Tensor, generator) -> Tensor:
+        """``[a, B]`` sample indices (into the shared training set) of the acting ``nodes``."""
+        blocks = [self.samplers[r](nodes[pos] - self.offsets[r], generator.generators[r])
+                  for r, pos in generator.split(nodes)]
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks)

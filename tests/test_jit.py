@@ -42,7 +42,7 @@ def _inboxes(a, n, k, d, dtype, seed, *, padding=True, crafted=0, nonfinite=True
     return params, extra, rows, present, gathered
 
 
-@pytest.mark.parametrize("m", [2, 3, 5, 11])
+@pytest.mark.parametrize("m", [2, 3, 5, 11, 33, 70])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_trimmed_mean_same_bits_as_torch(m, dtype):
     params, extra, rows, present, x = _inboxes(300, 40, m - 1, 37, dtype, seed=m, crafted=50)
@@ -53,9 +53,11 @@ def test_trimmed_mean_same_bits_as_torch(m, dtype):
     assert got.dtype == dtype
     assert torch.equal(got.isnan(), want.isnan())
     assert torch.equal(torch.nan_to_num(got), torch.nan_to_num(want))
+    table = jit_rank_mean.rank_mean(params, extra, rows, agg.kept_ranks(present, f), table=True)  # any m
+    assert torch.equal(torch.nan_to_num(table), torch.nan_to_num(want)) and torch.equal(table.isnan(), want.isnan())
 
 
-@pytest.mark.parametrize("m", [3, 11])
+@pytest.mark.parametrize("m", [3, 11, 40, 129])
 def test_median_same_bits_as_torch(m):
     params, extra, rows, present, x = _inboxes(200, 30, m - 1, 19, torch.float32, seed=7 * m, crafted=20)
     agg = CoordinateWiseMedian()
@@ -90,7 +92,7 @@ def test_rows_out_of_bounds_are_rejected():
     with pytest.raises(IndexError, match="rows must lie in"):
         jit_rank_mean.rank_mean(params, torch.zeros(1, 3), torch.tensor([[0, 1, -3]]), keep)
     with pytest.raises(ValueError, match="wires"):
-        jit_rank_mean.rank_mean(params, None, torch.zeros(1, 40, dtype=torch.long), torch.ones(1, 40, dtype=torch.bool))
+        jit_rank_mean.rank_mean(params, None, torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool))
 
 
 def test_split_rows_covers_every_row_once():
@@ -249,3 +251,29 @@ def test_cache_folder_is_private_and_a_shared_one_is_refused(tmp_path):
     assert out.stdout.strip() == "2.0"  # compiled in memory instead
     assert "others can write to it" in out.stderr and "compiling in memory" in out.stderr
     assert list((shared / "kernels").iterdir()) == []  # nothing written to, or imported from, the shared folder
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.3])
+@pytest.mark.parametrize("rule", [TrimmedMean(), CoordinateWiseMedian(), CoordinateWiseMedian(even="lower")])
+def test_wide_kernel_same_bits_as_torch_over_several_tiles(rule, alpha):
+    """More than 32 inputs (table-driven network), d spanning three tiles, ties, ±0, NaN, ±inf,
+    padding and crafted rows: the aggregate-and-mix step equals the torch path's bits."""
+    params, extra, rows, present, x = _inboxes(23, 90, 47, 150, torch.float32, seed=11, crafted=60)
+    f = torch.minimum(torch.randint(0, 15, (23,), generator=torch.Generator().manual_seed(1)),
+                      rule.max_tolerance(present.sum(1)))
+    want = pr.AggregateAndMix(rule, alpha=alpha).batched(x[:, 0], x[:, 1:], present[:, 1:], torch.ones(23, 47), f)
+    got = jit_rank_mean.rank_mean(params, extra, rows, rule.kept_ranks(present, f), alpha=alpha)
+    assert torch.equal(got.isnan(), want.isnan())
+    assert torch.equal(torch.nan_to_num(got), torch.nan_to_num(want))
+
+
+def test_wide_kernel_matches_an_independent_sort():
+    """Against numpy's sort (not the sorting network): trimmed mean of 200 inputs with f = 30."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(4)
+    params = torch.randn(200, 70, generator=g, dtype=torch.float64)
+    keep = TrimmedMean().kept_ranks(torch.ones(1, 200, dtype=torch.bool), torch.tensor([30]))
+    got = jit_rank_mean.rank_mean(params, None, torch.arange(200).unsqueeze(0), keep)
+    want = np.sort(params.numpy(), axis=0)[30:170].mean(0)
+    assert np.allclose(got[0].numpy(), want, rtol=0, atol=1e-12)

@@ -110,6 +110,17 @@ def test_overwrite_never_clears_a_folder_that_is_not_a_run(tmp_path):
     assert (tmp_path / "thesis.tex").read_text() == "precious"
 
 
+def test_overwrite_clears_a_run_killed_while_writing_its_config(tmp_path):
+    """A process killed inside the atomic write of config.json leaves only its temporary: still a run folder."""
+    (tmp_path / ".config.json.tmp-4242").write_text("{half")
+    (tmp_path / "notes.txt").write_text("x")  # a run folder may hold other files; overwrite clears them with it
+    assert invoke("run", *SMALL, "--out", tmp_path, "--overwrite").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "metrics.csv", "params.pt", "summary.json", "timing.csv"]
+    (tmp_path.parent / "other").mkdir()
+    (tmp_path.parent / "other" / ".thesis.tex.tmp-1").write_text("not ours")
+    assert invoke("run", *SMALL, "--out", tmp_path.parent / "other", "--overwrite").exit_code == 2
+
+
 def test_a_second_writer_fails_with_one_line(tmp_path):
     held = RunDir(tmp_path / "r")  # another run holds the folder
     try:

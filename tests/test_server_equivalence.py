@@ -23,9 +23,9 @@ from p2probust.rng import numpy_stream, torch_stream
 N, ROUNDS, LR, BATCH = 8, 4, 0.3, 16
 
 
-def _config(rule: str, local_steps: int, tolerance: int | str) -> pr.RunConfig:
+def _config(rule: str, local_steps: int, tolerance: int | str, topology: str = "complete") -> pr.RunConfig:
     return pr.RunConfig().replace(**{
-        "topology.name": "complete", "topology.nodes": N, "byzantine.count": 0, "rule.name": rule, "rule.alpha": 1.0,
+        "topology.name": topology, "topology.nodes": N, "byzantine.count": 0, "rule.name": rule, "rule.alpha": 1.0,
         "rule.tolerance": tolerance, "train.lr": LR, "train.batch_size": BATCH, "train.local_steps": local_steps,
         "train.rounds": ROUNDS, "eval_every": 1000,
     })
@@ -67,13 +67,15 @@ def _trimmed(f: int):
     return lambda x: torch.sort(x, dim=0).values[f: x.shape[0] - f].mean(0)
 
 
+@pytest.mark.parametrize("topology", ["complete", "server"])
 @pytest.mark.parametrize("name, rule, steps, tolerance, aggregate", [
     ("D-SGD, mean", "mean", 1, "oracle", lambda x: x.mean(0)),
     ("robust D-SGD, trimmed mean f=1", "trimmed-mean", 1, 1, _trimmed(1)),
     ("FedAvg, 3 local steps", "mean", 3, "oracle", lambda x: x.mean(0)),
 ])
-def test_complete_graph_alpha_one_is_the_server_loop(name, rule, steps, tolerance, aggregate):
-    cfg = _config(rule, steps, tolerance)
+def test_complete_graph_alpha_one_is_the_server_loop(name, rule, steps, tolerance, aggregate, topology):
+    """The complete graph with alpha = 1, and the ``server`` topology (one aggregation, broadcast)."""
+    cfg = _config(rule, steps, tolerance, topology)
     reference = _server_loop(cfg, aggregate)
     assert not torch.allclose(reference[0], reference[-1], atol=1e-3)  # the model moves: the test can fail
     for rounds in (1, ROUNDS):

@@ -39,6 +39,9 @@ class AbstractAggregator:
     #: False only for rules that offer no robustness (the plain mean); the conformance suite
     #: then skips the malformed-input checks.
     robust: bool = True
+    #: True once tests/test_batched.py shows that a batched simulation gives byte-identical
+    #: per-seed metrics with it (see :mod:`p2probust.batched`); unverified components run separately
+    replica_safe: bool = False
     #: True when the output is coordinate-wise inside the honest inputs' bounding box whenever at
     #: most f inputs are malformed (checked by the conformance suite).
     coordinatewise: bool = False
@@ -83,6 +86,8 @@ class AbstractPreAggregator:
     anchored: bool = False
     randomized: bool = False
     fixed_point: bool = True
+    #: as :attr:`AbstractAggregator.replica_safe`
+    replica_safe: bool = False
 
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError

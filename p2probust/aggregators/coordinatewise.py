@@ -26,6 +26,8 @@ class Mean(AbstractAggregator):
     The one rule allowed to let a malformed (NaN/inf) input through: it has no robustness.
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     robust = False
 
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
@@ -82,6 +84,8 @@ class CoordinateWiseMedian(RankMean):
     (2023), code ByrdLab/IOS.
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     def __init__(self, even: str = "mean"):
         if even not in _EVEN:
             raise ValueError(f"median even = {even!r} must be one of: {', '.join(_EVEN)}")
@@ -113,6 +117,8 @@ class TrimmedMean(RankMean):
 
     Reference: D. Yin, Y. Chen, K. Ramchandran, P. Bartlett, ICML 2018.
     """
+
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
 
     def kept_ranks(self, mask: Tensor, f: Tensor) -> Tensor:
         """``[..., m]`` bool: ranks ``f .. m - f - 1`` of each row's ``m`` real inputs."""

@@ -67,6 +67,8 @@ class GeometricMedian(AbstractAggregator):
     ``geometric_median``: start at the mean).
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     def __init__(self, nu: float = 1e-10, tol: float = 1e-8, max_iter: int = 1000, start: str = "median"):
         for name, v in (("nu", nu), ("tol", tol)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):

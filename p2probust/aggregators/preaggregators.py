@@ -39,6 +39,8 @@ class NNM(AbstractPreAggregator):
     >>> rule = chain(NNM(), CoordinateWiseMedian())
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     in_hull = True
 
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:

@@ -224,6 +224,9 @@ class AbstractAttack:
 
     #: "omniscient" or "local"
     knowledge: str = "omniscient"
+    #: True once tests/test_batched.py shows that a batched simulation gives byte-identical
+    #: per-seed metrics with it (see :mod:`p2probust.batched`); unverified components run separately
+    replica_safe: bool = False
     #: True for data poisoning: the Byzantine node trains and gossips like an honest node
     follows_protocol: bool = False
     #: True if the Byzantine node's training labels are flipped y → C−1−y
@@ -232,6 +235,10 @@ class AbstractAttack:
     sends: bool = True
     #: per-round values the attack reports (metrics.csv columns, e.g. the line-searched factor)
     report_columns: tuple[str, ...] = ()
+    #: True if a Byzantine sender's message does not depend on the recipient and crafting any subset
+    #: of the edges returns those rows of the full call (no random draws, no per-recipient state):
+    #: recipients that share an inbox then aggregate once (:mod:`p2probust.shared_inbox`)
+    broadcast: bool = False
 
     def craft(self, ctx: AttackContext) -> Tensor:  # pragma: no cover
         """``[E, d]`` messages, row e for edge ``senders[e] → recipients[e]``."""

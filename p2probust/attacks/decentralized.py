@@ -131,6 +131,8 @@ class Dissensus(AbstractAttack):
        gossip", ICML 2025 (code: renaudgaucher/Byzantine-Robust-Gossip).
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     knowledge = "omniscient"
 
     def __init__(self, epsilon: float = 1.5, weights: str = "rule", search: bool = False, evals: int = 16):

@@ -174,6 +174,8 @@ class OptimalALIE(AbstractLineSearch):
        ``LineMaximize`` (the search).
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     def __init__(self, evals: int = 16, start: float = 0.0, delta: float = 1.0, ratio: float = 0.8,
                  reference: str = "recipient", target: str = "recipient"):
         self._init_search(evals, start, delta, ratio, reference, target)

@@ -135,6 +135,8 @@ class ALIE(_ReferenceKnowledge, AbstractAttack):
        robust aggregation rules", IEEE TSP 71, 2023 (code: ByrdLab/IOS; per-node z, + sign).
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     def __init__(self, z: float | str = "paper", reference: str = "recipient", counts: str = "global", sign: int = -1):
         _check_reference(reference)
         if counts not in _COUNTS:
@@ -177,6 +179,8 @@ class IPM(_ReferenceKnowledge, AbstractAttack):
     :math:`(\theta + \varepsilon\mu)/\gamma = (1+\varepsilon)\theta/\gamma - \varepsilon\bar g`: the paper's
     attack plus a term along the current model, so the two are **not** equivalent.
     """
+
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
 
     def __init__(self, epsilon: float = 0.1, reference: str = "recipient"):
         if not math.isfinite(epsilon):

@@ -39,6 +39,11 @@ class _ReferenceKnowledge:
     def knowledge(self) -> str:
         return "local" if self.reference == "sender" else "omniscient"
 
+    @property
+    def broadcast(self) -> bool:
+        """The global honest mean and the sender's own view do not depend on the recipient."""
+        return self.reference != "recipient"
+
 
 @register_attack("sign-flip", "send −scale × the honest mean (of the recipient's neighbourhood, global, or the sender's inbox)")
 class SignFlip(_ReferenceKnowledge, AbstractAttack):
@@ -65,6 +70,8 @@ class SignFlip(_ReferenceKnowledge, AbstractAttack):
     aggregation methods for distributed learning from heterogeneous datasets", AAAI 2019;
     C. Allen-Zhu et al., "Byzantine-resilient non-convex SGD", ICLR 2021.
     """
+
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
 
     def __init__(self, scale: float = 4.0, reference: str = "recipient"):
         _check_reference(reference)
@@ -115,6 +122,8 @@ class GaussianNoise(_ReferenceKnowledge, AbstractAttack):
     .. [3] ByzFL (LPD-EPFL/byzfl), ``byzfl.attacks.Gaussian``.
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     def __init__(self, sigma: float = 1.0, reference: str = "recipient", centre: str = "mean"):
         if not sigma >= 0:
             raise ValueError(f"sigma = {sigma} must be >= 0")
@@ -124,6 +133,8 @@ class GaussianNoise(_ReferenceKnowledge, AbstractAttack):
         self.sigma = float(sigma)
         self.reference = reference
         self.centre = centre
+
+    broadcast = False  # a fresh draw per edge
 
     @property
     def knowledge(self) -> str:
@@ -150,9 +161,13 @@ class LabelFlip(AbstractAttack):
     Reference: Allen-Zhu et al., ICLR 2021; Guerraoui, Gupta, Pinot, *Robust Machine Learning*, 2024.
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     knowledge = "local"
     follows_protocol = True
     flips_labels = True
+
+    broadcast = True  # the sender's own model, to every recipient
 
     def craft(self, ctx: AttackContext) -> Tensor:
         return ctx.params[ctx.senders]
@@ -169,8 +184,12 @@ class Honest(AbstractAttack):
     only the behaviour changes. Metrics are still taken over the honest nodes only.
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     knowledge = "local"
     follows_protocol = True
+
+    broadcast = True  # the sender's own model, to every recipient
 
     def craft(self, ctx: AttackContext) -> Tensor:
         return ctx.params[ctx.senders]
@@ -191,6 +210,8 @@ class Silent(AbstractAttack):
     go to the node's own model). No message is counted for them.
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     knowledge = "local"
     sends = False
 
@@ -205,6 +226,8 @@ class Stale(AbstractAttack):
     it *is* an attack — a fixed point that every neighbour keeps being pulled towards."""
 
     knowledge = "local"
+
+    broadcast = True  # the sender's own model, to every recipient
 
     def craft(self, ctx: AttackContext) -> Tensor:
         return ctx.params[ctx.senders]

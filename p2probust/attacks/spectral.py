@@ -96,6 +96,8 @@ class SpectralHeterogeneity(AbstractAttack):
        gossip", ICML 2025 (arXiv:2410.10418); code: renaudgaucher/Byzantine-Robust-Gossip.
     """
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     knowledge = "omniscient"
     report_columns = ("attack_factor",)
 

@@ -35,6 +35,9 @@ class AbstractGossipRule:
     #: call it on blocks of nodes (for cache locality and bounded memory). Rules that identify
     #: nodes by row position (e.g. oracle ClippedGossip after ``bind``) set it False.
     row_independent: bool = True
+    #: True once tests/test_batched.py shows that a batched simulation gives byte-identical
+    #: per-seed metrics with it (see :mod:`p2probust.batched`); unverified components run separately
+    replica_safe: bool = False
     #: name of the gossip rate attribute, for logs
     alpha: float = 1.0
 

@@ -28,6 +28,8 @@ from .base import AbstractGossipRule
 class Gossip(AbstractGossipRule):
     r"""Weighted gossip :math:`\theta_i + \alpha \sum_j w_{ij} (\theta_j - \theta_i)` (not robust)."""
 
+    replica_safe = True  #: batched seeds give byte-identical metrics (tests/test_batched.py)
+
     robust = False
 
     def __init__(self, alpha: float = 1.0, *, weighted: bool = True):

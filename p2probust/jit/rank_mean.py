@@ -42,16 +42,24 @@ import torch
 from torch import Tensor
 
 from ..aggregators.sorting import MAX_NETWORK_WIRES, batcher_network
-from . import private_cache_dir, split_rows
+from . import private_cache_dir, rank_wide, split_rows
 
 #: calls with fewer than this many inbox values (a · m · d) stay on the torch path in ``jit="auto"``:
 #: for them the one-off compilation costs more than it saves
 AUTO_MIN_VALUES = 1 << 19
 
 
+def worth_compiling(a: int, m: int, d: int) -> bool:
+    """``jit="auto"``'s choice for a call of ``a`` recipients, ``m`` wires, ``d`` coordinates: at least
+    :data:`AUTO_MIN_VALUES` inbox values, or more than :data:`MAX_NETWORK_WIRES` wires (there the
+    torch path is ``torch.sort``, about 10× slower, and one compiled kernel serves every ``m``)."""
+    return m > MAX_NETWORK_WIRES or a * m * d >= AUTO_MIN_VALUES
+
+
 def supports(m: int, dtype: torch.dtype) -> bool:
-    """True if :func:`rank_mean` handles ``m`` wires of ``dtype``."""
-    return 2 <= m <= MAX_NETWORK_WIRES and dtype in (torch.float32, torch.float64)
+    """True if :func:`rank_mean` handles ``m`` wires of ``dtype`` (any ``m >= 2``: beyond
+    :data:`MAX_NETWORK_WIRES` through :mod:`p2probust.jit.rank_wide`)."""
+    return m >= 2 and dtype in (torch.float32, torch.float64)
 
 
 def kernel_source(m: int) -> str:
@@ -91,12 +99,27 @@ _lock = threading.Lock()
 
 @lru_cache(maxsize=None)
 def _kernel(m: int):
-    source = kernel_source(m)
+    """The unrolled kernel for ``m <= MAX_NETWORK_WIRES`` wires, else the table-driven one."""
+    if m > MAX_NETWORK_WIRES:
+        return _wide_kernel()
+    seconds = max(2, round(0.085 * len(batcher_network(m))))
+    return _load(kernel_source(m), f"rank_mean_m{m}", "rank_mean",
+                 f"the rank-mean kernel for {m} inputs per coordinate (once per machine, about {seconds} s")
+
+
+@lru_cache(maxsize=None)
+def _wide_kernel():
+    return _load(rank_wide.SOURCE, "rank_mean_wide", "rank_mean_wide",
+                 f"the rank-mean kernel for more than {MAX_NETWORK_WIRES} inputs per coordinate (once per machine, about 5 s")
+
+
+def _load(source: str, stem: str, func: str, announce: str):
+    """Write ``source`` to the private cache folder (or compile in memory) and return ``func``."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     folder = private_cache_dir("kernels")
     if folder is None:
-        return _compile_in_memory(source, m)
-    path = folder / f"rank_mean_m{m}_{digest}.py"
+        return _compile_in_memory(source, stem, func)
+    path = folder / f"{stem}_{digest}.py"
     try:
         if not path.is_file() or path.read_bytes() != source.encode():  # never import what we did not write
             tmp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}"
@@ -104,26 +127,25 @@ def _kernel(m: int):
             os.replace(tmp, path)  # atomic: concurrent processes see a whole file
     except OSError as err:
         warnings.warn(f"p2probust: cannot write the kernel cache in {folder} ({err}); compiling in memory", stacklevel=2)
-        return _compile_in_memory(source, m)
-    if not any((path.parent / "__pycache__").glob(f"{path.stem}.rank_mean-*.nbi")):  # numba's cache index
-        seconds = max(2, round(0.085 * len(batcher_network(m))))
-        print(f"p2probust: compiling the rank-mean kernel for {m} inputs per coordinate "
-              f"(once per machine, about {seconds} s; cached in {path.parent})", file=sys.stderr, flush=True)
-    spec = importlib.util.spec_from_file_location(f"p2probust_rank_mean_m{m}_{digest}", path)
+        return _compile_in_memory(source, stem, func)
+    if not any((path.parent / "__pycache__").glob(f"{path.stem}.{func}-*.nbi")):  # numba's cache index
+        print(f"p2probust: compiling {announce}; cached in {path.parent})", file=sys.stderr, flush=True)
+    spec = importlib.util.spec_from_file_location(f"p2probust_{stem}_{digest}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # numba's disk cache re-imports the module by name
     spec.loader.exec_module(module)
-    return module.rank_mean
+    return getattr(module, func)
 
 
-def _compile_in_memory(source: str, m: int):
+def _compile_in_memory(source: str, stem: str, func: str):
     """The kernel compiled from the generated source without a disk cache (paid every process)."""
     namespace: dict = {}
-    exec(compile(source.replace("cache=True", "cache=False"), f"<p2probust rank_mean m={m}>", "exec"), namespace)
-    return namespace["rank_mean"]
+    exec(compile(source.replace("cache=True", "cache=False"), f"<p2probust {stem}>", "exec"), namespace)
+    return namespace[func]
 
 
-def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor, *, alpha: float | None = None) -> Tensor:
+def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor, *, alpha: float | None = None,
+              table: bool = False) -> Tensor:
     r"""Mean of the kept ranks of each recipient's gathered values, coordinate-wise.
 
     ``params [n, d]``, ``crafted [E, d]`` or None, ``rows [a, m]`` (see the module docstring),
@@ -132,11 +154,13 @@ def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor
     aggregate-and-mix step :math:`(1-\alpha)\,\theta_{own} + \alpha\,\mathrm{Agg}` instead, the own
     model being row ``rows[:, 0]`` of ``params`` (the arithmetic of
     :class:`~p2probust.gossip.AggregateAndMix`: weights rounded to the dtype, no fused multiply-add).
+    ``table``: use the table-driven kernel of :mod:`~p2probust.jit.rank_wide` at any ``m`` (same
+    bits; compiled once for all ``m``, so small calls do not compile a kernel per ``m``).
     """
     a, m = rows.shape
     d = params.shape[1]
     if not supports(m, params.dtype):
-        raise ValueError(f"compiled rank mean needs 2 <= m <= {MAX_NETWORK_WIRES} wires of float32/float64, got m = {m}, {params.dtype}")
+        raise ValueError(f"compiled rank mean needs m >= 2 wires of float32/float64, got m = {m}, {params.dtype}")
     n_extra = 0 if crafted is None else crafted.shape[0]
     if a and (int(rows.max()) >= params.shape[0] or int(rows.min()) < -1 - n_extra):  # the kernel does no bounds checks
         raise IndexError(f"rows must lie in [-1 - {n_extra}, {params.shape[0]}), got [{int(rows.min())}, {int(rows.max())}]")
@@ -152,8 +176,13 @@ def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor
     mix = alpha is not None
     consts = np.array([np.inf, 0.0, 1 - alpha if mix else 0.0, alpha if mix else 1.0], dtype=src.dtype)
     with _lock:  # write and import the kernel's module once (numba compiles, or loads its disk cache,
-        kernel = _kernel(m)  # at the first call, under numba's own compiler lock)
-    split_rows(a, lambda s, e: kernel(src, extra, rows_np[s:e], keep_np[s:e], count[s:e], consts, mix, out[s:e]))
+        kernel = _wide_kernel() if table else _kernel(m)  # at the first call, under numba's own compiler lock)
+    if table or m > MAX_NETWORK_WIRES:
+        pairs = rank_wide.comparators(m)
+        split_rows(a, lambda s, e: kernel(src, extra, rows_np[s:e], keep_np[s:e], count[s:e], consts, mix, pairs, out[s:e]),
+                   min_rows=1)
+    else:
+        split_rows(a, lambda s, e: kernel(src, extra, rows_np[s:e], keep_np[s:e], count[s:e], consts, mix, out[s:e]))
     return torch.from_numpy(out)
 
 

@@ -1,8 +1,9 @@
 """Where a sweep's runs execute: in this process, a local process pool, or Ray tasks.
 
-Every executor calls :func:`run_one` on ``(config, folder)`` and hands its outcome to the driver's
-``on_done`` as each run finishes (the driver records it in the index). Runs are independent, so
-the order in which they finish does not matter.
+Every executor calls :func:`run_job` on each job — one run ``(config, folder)``, or a batch of
+seeds ``([config, ...], [folder, ...])`` run as one simulation (:func:`run_batch`) — and hands each
+run's outcome to the driver's ``on_done`` as it finishes (the driver records it in the index).
+Runs are independent, so the order in which they finish does not matter.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
-Job = tuple[Any, dict[str, Any], str]  #: (key, resolved config dict, run folder)
+Job = tuple[Any, Any, Any]  #: (key, resolved config dict, run folder), or three lists for a batch of seeds
 OnDone = Callable[[Any, dict[str, Any]], None]
 
 
@@ -47,13 +48,55 @@ def run_one(config: dict[str, Any], folder: str, threads: int | None = None) -> 
     return out
 
 
-def run_inline(jobs: Sequence[Job], on_done: OnDone, threads: int | None) -> None:
-    """One run after the other in this process (``--workers 1``)."""
-    for key, config, folder in jobs:
-        result = run_one(config, folder, threads)
-        if result["status"] == "interrupted":
+def run_batch(configs: list[dict[str, Any]], folders: list[str], threads: int | None = None) -> list[dict[str, Any]]:
+    """Run configurations that differ only by seed as batched simulations
+    (:func:`~p2probust.batched.simulate_seeds`); outcomes as :func:`run_one`'s, in order, each
+    with the batch's wall time divided by its number of runs. If the batch fails (anything but a
+    signal), its runs are run again one by one, so a failure is recorded against the run it
+    belongs to."""
+    import torch
+
+    from ..batched import simulate_seeds
+    from ..config import from_dict
+
+    if threads:
+        torch.set_num_threads(threads)
+    logging.getLogger("p2probust").setLevel(logging.ERROR)
+    start = time.perf_counter()
+    try:
+        results = simulate_seeds([from_dict(c) for c in configs], folders, overwrite=True)
+    except KeyboardInterrupt:
+        return [{"status": "interrupted", "final": {}, "error": None, "diverged_round": None} for _ in configs]
+    except Exception:
+        return [run_one(c, f, threads) for c, f in zip(configs, folders)]
+    wall = (time.perf_counter() - start) / len(configs)
+    finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return [{"status": r.summary["status"], "final": r.summary["final"], "error": None,
+             "diverged_round": r.summary.get("diverged_round"), "wall_s": wall, "host": socket.gethostname(),
+             "finished": finished} for r in results]
+
+
+def run_job(config: Any, folder: Any, threads: int | None = None) -> Any:
+    """:func:`run_batch` for a batch (lists), :func:`run_one` for one run."""
+    if isinstance(config, list):
+        return run_batch(config, folder, threads)
+    return run_one(config, folder, threads)
+
+
+def _deliver(key: Any, result: Any, on_done: OnDone, stop_on_interrupt: bool = False) -> None:
+    """Hand each run's outcome of a job to ``on_done`` (``stop_on_interrupt``: an interrupted run
+    stops the sweep, as Ctrl-C in an inline sweep)."""
+    pairs = list(zip(key, result)) if isinstance(key, list) else [(key, result)]
+    for k, outcome in pairs:
+        if stop_on_interrupt and outcome["status"] == "interrupted":
             raise KeyboardInterrupt
-        on_done(key, result)
+        on_done(k, outcome)
+
+
+def run_inline(jobs: Sequence[Job], on_done: OnDone, threads: int | None) -> None:
+    """One job after the other in this process (``--workers 1``)."""
+    for key, config, folder in jobs:
+        _deliver(key, run_job(config, folder, threads), on_done, stop_on_interrupt=True)
 
 
 def _init_worker(threads: int) -> None:
@@ -71,13 +114,13 @@ def run_pool(jobs: Sequence[Job], on_done: OnDone, workers: int, threads: int) -
     flight are lost, and a rerun redoes them."""
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,))
-    pending = {pool.submit(run_one, config, folder, threads): key for key, config, folder in jobs}
+    pending = {pool.submit(run_job, config, folder, threads): key for key, config, folder in jobs}
     try:
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 key = pending.pop(fut)
-                on_done(key, fut.result())
+                _deliver(key, fut.result(), on_done)
     except BaseException:
         for proc in list(getattr(pool, "_processes", {}).values()):
             proc.terminate()
@@ -126,17 +169,18 @@ def run_ray(jobs: Sequence[Job], on_done: OnDone, *, address: str | None, cpus: 
     config asks for CUDA; the driver records each outcome as it arrives (``ray.wait``). Run folders
     are written by the tasks: give a ``--out`` that every node of the cluster sees."""
     ray = connect_ray(address, cpus)
-    remote = ray.remote(run_one)
+    remote = ray.remote(run_job)
     refs = {}
     for key, config, folder in jobs:
         opts = {"num_cpus": threads, "memory": int(memory(config)), "num_gpus": 1 if gpu(config) else 0,
                 "max_retries": 0}
-        refs[remote.options(**opts).remote(config, os.path.abspath(folder), threads)] = key
+        where = [os.path.abspath(f) for f in folder] if isinstance(folder, list) else os.path.abspath(folder)
+        refs[remote.options(**opts).remote(config, where, threads)] = key
     try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
-                on_done(refs.pop(ref), ray.get(ref))
+                _deliver(refs.pop(ref), ray.get(ref), on_done)
     except BaseException:
         for ref in refs:
             ray.cancel(ref, force=True)

@@ -3,6 +3,7 @@
 A grid file is a run TOML (the same tables and keys as ``p2probust run --config``) with::
 
     seeds = 3                      # or a list [0, 1, 2]: every point runs once per seed
+    batch = true                   # the seeds of a point run as one batched simulation (default)
 
     [grid]                         # lists over any config keys, dotted as on the command line
     "rule.name" = ["trimmed-mean", "median"]
@@ -33,7 +34,7 @@ from typing import Any, Mapping
 
 from ..config import ConfigError, RunConfig, from_dict, load_toml
 
-SWEEP_KEYS = ("grid", "include", "exclude", "seeds")
+SWEEP_KEYS = ("grid", "include", "exclude", "seeds", "batch")
 MAX_RUNS = 10_000
 
 
@@ -58,6 +59,7 @@ class Grid:
     seeds: list[int]
     include: list[dict[str, Any]]
     exclude: list[dict[str, Any]]
+    batch: bool = True  #: run the seeds of a point as one batched simulation where possible
 
     @property
     def keys(self) -> list[str]:
@@ -109,7 +111,10 @@ def load_grid(path: str | Path) -> Grid:
         if unknown:
             raise ConfigError(f"[[exclude]] key {unknown[0]!r} is not a [grid] key; grid keys: {', '.join(grid) or 'none'}")
     base = {k: v for k, v in data.items() if k not in SWEEP_KEYS}
-    return Grid(base, grid, seeds, include, exclude)
+    batch = data.get("batch", True)
+    if not isinstance(batch, bool):
+        raise ConfigError(f"batch = {batch!r} is invalid; expected true or false")
+    return Grid(base, grid, seeds, include, exclude, batch)
 
 
 def _config(base: Mapping[str, Any], values: Mapping[str, Any]) -> RunConfig:

@@ -31,6 +31,7 @@ __all__ = [
     "erdos_renyi_graph",
     "small_world_graph",
     "complete_graph",
+    "server_graph",
 ]
 
 #: How many times the random builders resample before giving up on connectivity.
@@ -301,3 +302,15 @@ def complete_graph(n: int, *, seed: Seed = None) -> nx.Graph:
     """
     n = _check_n(n, 2, "complete")
     return nx.complete_graph(n)
+
+
+@register_topology("server", "parameter server: n clients send to one server that aggregates once per round and broadcasts")
+def server_graph(n: int, *, seed: Seed = None) -> nx.Graph:
+    """The wiring of a parameter server with ``n`` clients: the complete graph on the clients.
+
+    The server is not a vertex: it sees every client's message, which is the closed inbox (own
+    model + all neighbours) of any vertex of the complete graph. Choosing the name ``server`` also
+    makes the simulator aggregate once per round and broadcast the result to every client
+    (:mod:`p2probust.shared_inbox`), instead of one aggregation per node.
+    """
+    return nx.complete_graph(_check_n(n, 2, "server"))
