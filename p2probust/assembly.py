@@ -150,4 +150,5 @@ def make_trainer(run: RunParts, sampler: Any = None, *, part_table: Tensor | Non
         run.lengths if lengths is None else lengths, loss=run.task.loss, batch_size=cfg.train.batch_size,
         flipped=is_byz if run.adversary.flips_labels else None, num_classes=ds.num_classes,
         weight_decay=t.weight_decay, sampling=t.sampling, privacy=run.privacy, sampler=sampler,
+        momentum_form=t.momentum_form,
     )

@@ -80,6 +80,10 @@ def batch_blocker(cfg: RunConfig) -> str | None:
         return "a time-varying graph or a timing attack"
     if cfg.privacy.enabled:
         return "differential privacy"
+    if cfg.data.task == "mnist-dropout-cnn":
+        return "a model with dropout (its masks are drawn in one call, not per replica)"
+    if cfg.topology.name == "server":
+        return "the server topology (one aggregation per round, not one per node)"
     if cfg.record.every:
         return "per-node recording ([record] every)"
     rule = make_rule(cfg.rule.name, alpha=cfg.rule.alpha, **dict(cfg.rule.params))

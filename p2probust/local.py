@@ -8,7 +8,12 @@ For every acting node ``i`` at once:
     m_i \leftarrow \beta m_i + (1-\beta) g_i,\qquad \theta_i \leftarrow \theta_i - \eta_t m_i
 
 (local Polyak momentum in its dampened form, as in Karimireddy, He, Jaggi, "Learning from history
-for Byzantine robust optimization", ICML 2021; β = 0 is plain SGD). Weight decay λ (ℓ2,
+for Byzantine robust optimization", ICML 2021; β = 0 is plain SGD). ``momentum_form="heavy-ball"``
+(``[train] momentum_form``) drops the dampening: :math:`m_i \leftarrow \beta m_i + g_i`, the form of
+``torch.optim.SGD(momentum=β)`` with ``dampening=0`` and of He, Karimireddy, Jaggi's ClippedGossip
+code (epfml/byzantine-robust-decentralized-optimizer, ``SGDMWorker``: ``buf.mul_(β).add_(grad)``,
+the first buffer being the first gradient, which is the same as starting from :math:`m = 0`); its
+steps are :math:`1/(1-\beta)` times longer at equilibrium. Weight decay λ (ℓ2,
 ``[train] weight_decay``) is added to the gradient *before* momentum, as ``torch.optim.SGD`` does;
 with β = 0 the step is :math:`\theta \leftarrow (1-\eta\lambda)\theta - \eta\nabla f`, the IOS
 code's ``param.mul_(1 - weight_decay*lr); param.sub_(grad, alpha=lr)``. Batches come from each
@@ -29,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config.parts import LRScheduleKind
+from .config.parts import LRScheduleKind, MomentumForm
 from .models import ParamSpec
 from .sampling import BatchSampler
 
@@ -118,6 +123,9 @@ def closed_form_gradients(model: nn.Module, loss: str):
     return None
 
 
+#: forms of local momentum: m ← βm + (1−β)g, or m ← βm + g (heavy ball without dampening)
+MOMENTUM_FORMS = typing.get_args(MomentumForm)  # the one list: p2probust.config.parts
+
 #: the local step computes gradients over blocks of nodes whose batches take about this many bytes
 BATCH_BYTES = 64 << 20
 
@@ -144,6 +152,8 @@ class LocalTrainer:
         no data, so it costs no privacy).
     sampling : str
         ``uniform`` | ``epoch`` | ``slice`` (:mod:`p2probust.sampling`).
+    momentum_form : str
+        ``"dampened"`` (m ← βm + (1−β)g, default) or ``"heavy-ball"`` (m ← βm + g).
     privacy : object or None
         A DP mechanism (:class:`p2probust.privacy.GaussianDP`): when given, it draws the batches and
         turns per-example gradients into the noisy clipped mean, ``privacy.gradients(trainer, theta,
@@ -170,7 +180,11 @@ class LocalTrainer:
         sampling: str = "uniform",
         privacy: Any = None,
         sampler: Any = None,
+        momentum_form: str = "dampened",
     ):
+        if momentum_form not in MOMENTUM_FORMS:
+            raise ValueError(f"momentum_form = {momentum_form!r} must be one of: {', '.join(MOMENTUM_FORMS)}")
+        self.heavy_ball = momentum_form == "heavy-ball"
         self.model = model
         self.spec = ParamSpec.from_module(model)
         self.x, self.y = x, y
@@ -189,6 +203,17 @@ class LocalTrainer:
             return criterion(out, yb)
 
         self._grads = closed_form_gradients(model, loss) or torch.func.vmap(torch.func.grad(node_loss))
+        # a model with dropout (DropoutCNN) takes its masks as inputs, drawn here from the batches stream
+        self._draw_masks = getattr(model, "draw_masks", None)
+        if self._draw_masks is not None:
+            if privacy is not None:
+                raise ValueError(f"{type(model).__name__} (dropout) does not support [privacy]: per-example DP gradients take no dropout masks")
+
+            def masked_loss(theta: Tensor, xb: Tensor, yb: Tensor, *masks: Tensor) -> Tensor:
+                out = torch.func.functional_call(model_, self.spec.unflatten(theta), (xb,), {"masks": masks})
+                return criterion(out, yb)
+
+            self._grads = torch.func.vmap(torch.func.grad(masked_loss))
         self.privacy = privacy.bind(self) if privacy is not None else None
 
     def sample(self, nodes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -210,23 +235,24 @@ class LocalTrainer:
         if self.privacy is not None:
             g = self.privacy.gradients(self, theta, nodes, generator)
         else:
-            xb, yb = self.sample(nodes, generator)
-            g = self._grads(theta, xb, yb)
+            g = self._chunked_gradients(theta, nodes, self.sampler(nodes, generator), generator)
         return torch.add(g, theta, alpha=self.weight_decay) if self.weight_decay else g
 
-    def _chunked_gradients(self, theta: Tensor, nodes: Tensor, samples: Tensor) -> Tensor:
+    def _chunked_gradients(self, theta: Tensor, nodes: Tensor, samples: Tensor, generator: torch.Generator) -> Tensor:
         """Gradients of ``nodes`` at ``theta [a, d]`` on their batches ``samples [a, B]``, computed
-        over blocks of nodes whose batches take about :data:`BATCH_BYTES` (the batches are drawn
-        once, before, so the draws do not depend on the blocks). At n = 100,000 this keeps the
-        ``[a, B, ...]`` batch tensor (0.8 GB for digits-sized inputs) from existing all at once."""
+        over blocks of nodes whose batches take about :data:`BATCH_BYTES` (the batches, and the
+        dropout masks of a dropout model, are drawn once, before, from ``generator``, so the draws
+        do not depend on the blocks). At n = 100,000 this keeps the ``[a, B, ...]`` batch tensor
+        (0.8 GB for digits-sized inputs) from existing all at once."""
+        masks = self._draw_masks(nodes.numel(), samples.shape[1], generator) if self._draw_masks is not None else ()
         per_node = max(1, samples.shape[1] * self.x[0].numel() * self.x.element_size())
         block = max(1, BATCH_BYTES // per_node)
         if block >= nodes.numel():
-            return self._grads(theta, *self._batch(nodes, samples))
+            return self._grads(theta, *self._batch(nodes, samples), *masks)
         g = theta.new_empty(theta.shape)
         for s in range(0, nodes.numel(), block):
             e = s + block
-            g[s:e] = self._grads(theta[s:e], *self._batch(nodes[s:e], samples[s:e]))
+            g[s:e] = self._grads(theta[s:e], *self._batch(nodes[s:e], samples[s:e]), *(m[s:e] for m in masks))
         return g
 
     def step(
@@ -237,9 +263,12 @@ class LocalTrainer:
         if self.privacy is not None:  # noisy clipped mean, before momentum
             g = self.privacy.gradients(self, theta, nodes, generator)
         else:
-            g = self._chunked_gradients(theta, nodes, self.sampler(nodes, generator))
+            g = self._chunked_gradients(theta, nodes, self.sampler(nodes, generator), generator)
         if self.weight_decay:
             g = torch.add(g, theta, alpha=self.weight_decay)  # g ← ∇f + λθ, before momentum
-        m = torch.lerp(g, momentum.index_select(0, nodes), beta) if beta > 0 else g  # βm + (1−β)g, one pass
+        if beta > 0 and self.heavy_ball:
+            m = torch.add(g, momentum.index_select(0, nodes), alpha=beta)  # βm + g (no dampening)
+        else:
+            m = torch.lerp(g, momentum.index_select(0, nodes), beta) if beta > 0 else g  # βm + (1−β)g, one pass
         new = torch.add(theta, m, alpha=-lr)
         return params.index_copy(0, nodes, new), momentum.index_copy(0, nodes, m)

@@ -8,7 +8,10 @@ The simulator keeps every node's parameters as one row of a ``params[n, d]`` ten
     params = init_stacked(lambda: MLP(64), n, generator=gen)           # [n, d]
     out = torch.func.vmap(lambda p: torch.func.functional_call(model, spec.unflatten(p), (x,)))(params)
 
-No model here has buffers, dropout or batch norm, so a node's output depends only on its row.
+No model here has buffers or batch norm. :class:`DropoutCNN` has dropout, but no hidden random
+state: its masks are inputs (``forward(x, masks)``), drawn by the trainer from the run's ``batches``
+stream (:meth:`DropoutCNN.draw_masks`); without masks it is the evaluation-mode network. So a node's
+output depends only on its row (and its masks).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = [
     "LinearRegression",
     "LogisticRegression",
     "MLP",
+    "DropoutCNN",
     "ParamSpec",
     "SmallCNN",
     "flatten_params",
@@ -106,6 +110,53 @@ class SmallCNN(nn.Module):
         x = torch.max_pool2d(torch.relu(self.conv1(x)), 2)
         x = torch.max_pool2d(torch.relu(self.conv2(x)), 2)
         return self.fc(x.flatten(start_dim=1))
+
+
+class DropoutCNN(nn.Module):
+    """The MNIST network of He, Karimireddy and Jaggi's ClippedGossip code (1,199,882 parameters).
+
+    ``conv(1→32, 3×3) → ReLU → conv(32→64, 3×3) → maxpool 2 → Dropout2d(0.25) → Linear(9216 → 128)
+    → ReLU → Dropout(0.5) → Linear(128 → C)``: PyTorch's MNIST example network as their
+    ``codes/tasks/mnist.py`` ``Net`` writes it — without a ReLU after the second convolution (kept
+    here), and with logits out (their ``log_softmax`` + ``nll_loss`` is the cross-entropy used here).
+
+    Dropout masks are inputs: ``forward(x, masks)`` with ``masks = (channel [B, 64, 1, 1], hidden
+    [B, 128])`` already scaled by ``1/(1 − p)`` (as :meth:`draw_masks` returns them) trains;
+    ``forward(x)`` is the evaluation mode. ``Dropout2d`` zeroes whole channels of each sample;
+    their second ``Dropout2d`` acts on a ``[B, 128]`` tensor, where it zeroes single entries.
+
+    References
+    ----------
+    .. [1] L. He, S. P. Karimireddy, M. Jaggi, "Byzantine-robust decentralized learning via
+       ClippedGossip", arXiv:2202.01545, 2022; code epfml/byzantine-robust-decentralized-optimizer.
+    .. [2] N. Srivastava et al., "Dropout: a simple way to prevent neural networks from overfitting", JMLR 2014.
+    """
+
+    P_CHANNEL, P_HIDDEN = 0.25, 0.5
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, kernel_size=3)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        x = x.reshape(x.shape[0], 1, 28, 28)
+        x = torch.max_pool2d(self.conv2(torch.relu(self.conv1(x))), 2)
+        if masks is not None:
+            x = x * masks[0]
+        x = torch.relu(self.fc1(x.flatten(start_dim=1)))
+        if masks is not None:
+            x = x * masks[1]
+        return self.fc2(x)
+
+    @classmethod
+    def draw_masks(cls, a: int, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled dropout masks of ``a`` nodes' batches: ``([a, B, 64, 1, 1], [a, B, 128])``."""
+        keep1 = torch.rand(a, batch, 64, 1, 1, generator=generator) >= cls.P_CHANNEL
+        keep2 = torch.rand(a, batch, 128, generator=generator) >= cls.P_HIDDEN
+        return keep1.float() / (1 - cls.P_CHANNEL), keep2.float() / (1 - cls.P_HIDDEN)
 
 
 class LinearRegression(nn.Module):

@@ -102,7 +102,7 @@ def simulate(
     schedule = LRSchedule(t.lr, t.lr_schedule, t.lr_decay, t.lr_step, t.lr_offset, t.lr_milestones)
     specs = cfg.engine.specs()
     if cfg.topology.name == "server" and graph is None:
-        check_server(gossip, cfg.engine.mode, specs, cfg.engine.drop)
+        check_server(run.gossip, cfg.engine.mode, specs, cfg.engine.drop)
     history = StaleModels() if specs["timing_attack"].kind == "replay" else None
     kern = Kernels(
         params, run.momentum, run.table, is_byz, run.f, run.actors, trainer, run.gossip, adversary, t.local_steps,

@@ -110,6 +110,8 @@ def test_unverified_components_and_engines_are_not_batched():
     assert "privacy" in batch_blocker(base.replace(**{"privacy.clip": 1.0}))
     assert "replica_safe" in batch_blocker(base.replace(**{"rule.name": "clipped-gossip"}))
     assert "replica_safe" in batch_blocker(base.replace(**{"attack.name": "mimic"}))
+    assert "server" in batch_blocker(base.replace(**{"topology.name": "server"}))
+    assert "dropout" in batch_blocker(base.replace(**{"data.task": "mnist-dropout-cnn"}))
     assert replica_safe(make_rule("nnm+trimmed-mean")) and not replica_safe(make_rule("bucketing+trimmed-mean"))
     assert replica_safe(registry.attacks.get("none").factory)
 

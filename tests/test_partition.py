@@ -24,6 +24,7 @@ PARTITIONERS = [
     ("dirichlet", {"alpha": 0.1}),
     ("dirichlet", {"alpha": 10.0}),
     ("extreme", {}),
+    ("class-groups", {"groups": 1}),
 ]
 
 

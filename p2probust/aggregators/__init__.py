@@ -6,6 +6,7 @@ from .coordinatewise import CoordinateWiseMedian, MeaMed, Mean, NeighbourTrimmed
 from .distance import Bulyan, Krum, MultiKrum
 from .faba import FABA
 from .geomed import GeometricMedian
+from .rfa import RFA
 from .preaggregators import NNM, Bucketing
 from .subsets import MDA, SMEA
 
@@ -26,6 +27,7 @@ __all__ = [
     "Mean",
     "MultiKrum",
     "NNM",
+    "RFA",
     "NeighbourTrimmedMean",
     "SMEA",
     "SelfCentredClipping",

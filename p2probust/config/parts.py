@@ -11,7 +11,7 @@ from .base import DEFAULT_NODES, ConfigError, Params, _params, _require, no_flag
 
 # The allowed values of each choice, in one place: the annotation, the validation (typecheck), the
 # CLI's choices and the modules that implement them all read these.
-Weights = Literal["metropolis", "uniform"]
+Weights = Literal["metropolis", "uniform", "max-degree"]
 SplitAmong = Literal["all", "honest"]
 Normalization = Literal["auto", "mnist", "unit", "symmetric", "none"]
 LRScheduleKind = Literal["constant", "inv-sqrt", "step", "multistep"]
@@ -19,6 +19,7 @@ Sampling = Literal["uniform", "epoch", "slice"]
 Init = Literal["shared", "per-node"]
 InitScheme = Literal["torch", "normal", "zero"]
 Order = Literal["step-then-gossip", "gossip-then-step"]
+MomentumForm = Literal["dampened", "heavy-ball"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class TopologyConfig:
     p: float = option(0.3, "edge probability of Erdős–Rényi graphs")
     k: int = option(4, "nearest neighbours of small-world graphs", name="--ws-k")  #: Watts–Strogatz k
     beta: float = option(0.1, "rewiring probability of small-world graphs", name="--ws-beta")  #: Watts–Strogatz β
-    weights: Weights = option("metropolis", "mixing weights of the links")  #: of the neighbour table
+    weights: Weights = option(  #: of the neighbour table
+        "metropolis", "mixing weights of the links: metropolis 1/(1+max(d_i,d_j)), uniform 1, max-degree 1/(1+max degree)")
     #: other builder parameters, e.g. two-worlds ``h``, ring-of-cliques ``size``
     params: Params = no_flag((), "--topology-param KEY=VALUE")
 
@@ -120,6 +122,7 @@ class DataConfig:
     test_fraction: float = no_flag(0.2, "[data] test_fraction")
     split_seed: int = no_flag(0, "[data] split_seed")  #: fixed train/test split, independent of the run seed
     shards_per_node: int = option(2, "classes-sized shards per node of the shards partition")  #: k of ``shards``
+    groups: int = option(2, "groups G of the class-groups partition (G blocks of nodes, each holding its block of classes)")
     #: Byzantine nodes hold no data with ``honest``, as in the IOS code
     split_among: SplitAmong = option("all", "nodes that hold data: all, or honest only (IOS code)")
     normalize: Normalization = option(
@@ -134,6 +137,7 @@ class DataConfig:
         _require(self.dirichlet_alpha > 0, "data.dirichlet_alpha", self.dirichlet_alpha, "a concentration > 0")
         _require(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "a fraction in (0, 1)")
         _require(self.shards_per_node >= 1, "data.shards_per_node", self.shards_per_node, "an integer >= 1")
+        _require(self.groups >= 1, "data.groups", self.groups, "an integer >= 1")
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,8 @@ class TrainConfig:
     lr_offset: float = option(1.0, "b of the inv-sqrt schedule η/√(t+b)")
     lr_milestones: tuple[int, ...] = option((), "rounds of the multistep schedule, comma separated")
     momentum: float = option(0.0, "local momentum β (m ← βm + (1−β)g)")
+    momentum_form: MomentumForm = option(
+        "dampened", "dampened m ← βm + (1−β)g, or heavy-ball m ← βm + g (no dampening, torch.optim.SGD)")
     #: λ of g ← ∇f + λθ (before momentum, as torch.optim.SGD)
     weight_decay: float = option(0.0, "ℓ2 weight decay λ: g ← ∇f + λθ, before momentum")
     batch_size: int = option(32, "local batch size")
@@ -176,5 +182,7 @@ class TrainConfig:
         _require(0 < self.lr_decay <= 1, "train.lr_decay", self.lr_decay, "a factor in (0, 1]")
         _require(self.lr_step >= 1, "train.lr_step", self.lr_step, "an integer >= 1")
         _require(0 <= self.momentum < 1, "train.momentum", self.momentum, "β in [0, 1)")
+        _require(self.momentum_form in ("dampened", "heavy-ball"), "train.momentum_form", self.momentum_form,
+                 "dampened or heavy-ball")
         _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
         _require(self.local_steps >= 1, "train.local_steps", self.local_steps, "an integer >= 1")

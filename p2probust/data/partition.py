@@ -1,4 +1,5 @@
-"""Partitioners: split a data set's samples among ``n`` nodes (iid, Dirichlet α, extreme, one-class, shards).
+"""Partitioners: split a data set's samples among ``n`` nodes (iid, Dirichlet α, extreme, one-class, shards,
+class-groups).
 
 Every partitioner has the signature
 ``f(labels: ndarray[N], n: int, *, seed: int | np.random.Generator, **params) -> list[ndarray]``
@@ -374,3 +375,8 @@ def partition_label_histogram(
     flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
     hist = np.bincount(node * num_classes + labels[flat], minlength=len(arrays) * num_classes)
     return hist.reshape(len(arrays), num_classes).astype(np.int64)
+
+
+from p2probust.data.class_groups import class_groups_partition  # noqa: E402  (registers "class-groups")
+
+__all__ += ["class_groups_partition"]

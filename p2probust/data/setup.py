@@ -37,7 +37,8 @@ def build_partition(cfg, task: Task, honest: torch.Tensor) -> tuple[list[np.ndar
     and ``parts`` holds the honest parts only. The partition draws from the run's ``partition`` stream.
     """
     name = cfg.data.partition
-    params = {"dirichlet": {"alpha": cfg.data.dirichlet_alpha}, "shards": {"shards_per_node": cfg.data.shards_per_node}}
+    params = {"dirichlet": {"alpha": cfg.data.dirichlet_alpha}, "shards": {"shards_per_node": cfg.data.shards_per_node},
+              "class-groups": {"groups": cfg.data.groups}}
     holders = honest.numpy() if cfg.data.split_among == "honest" else np.ones(honest.numel(), dtype=bool)
     parts = registry.partitions.create(
         name, labels=np.asarray(task.partition_labels), n=int(holders.sum()),

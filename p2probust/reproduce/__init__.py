@@ -20,6 +20,18 @@ def _gossip_breakdown(settings, size, seeds, out):
     return run(settings, size, seeds, out)
 
 
+def _clipped_gossip(settings, size, seeds, out):
+    from .clipped_gossip import run
+
+    return run(settings, size, seeds, out)
+
+
+def _tutorial_server(settings, size, seeds, out):
+    from .tutorial_server import run
+
+    return run(settings, size, seeds, out)
+
+
 def _tutorial_kappa(settings, size, seeds, out):
     from .tutorial_kappa import run
 
@@ -35,6 +47,18 @@ REPRODUCTIONS: dict[str, Reproduction] = {
             "R. Gaucher, A. Dieuleveut, H. Hendrikx, \"Unified breakdown analysis for Byzantine robust gossip\", "
             "ICML 2025 (arXiv:2410.10418); code renaudgaucher/Byzantine-Robust-Gossip",
             _gossip_breakdown,
+        ),
+        Reproduction(
+            "clipped-gossip", "ClippedGossip on the dumbbell: the cost of weight-blind robust rules (result 2)",
+            "L. He, S. P. Karimireddy, M. Jaggi, \"Byzantine-robust decentralized learning via ClippedGossip\", "
+            "arXiv:2202.01545, 2022; code epfml/byzantine-robust-decentralized-optimizer",
+            _clipped_gossip, default_seeds=2,
+        ),
+        Reproduction(
+            "tutorial-server", "The tutorial's server-style results: momentum and NNM (result 4, parts 1-2)",
+            "R. Guerraoui, N. Gupta, R. Pinot, Robust Machine Learning (Springer 2024); Allouah et al., "
+            "\"Fixing by mixing\", AISTATS 2023 (code LPD-EPFL/byzfl)",
+            _tutorial_server, default_seeds=2,
         ),
         Reproduction(
             "tutorial-kappa", "The tutorial's (f, κ) table: empirical κ against the proven bounds (result 4, part 3)",

@@ -36,7 +36,10 @@ class NeighborTable:
         True on real slots, False on padding; ``mask.sum(1) == degree``.
     weights : Tensor [n, k]
         Gossip weight of each slot (0 on padding). Metropolis–Hastings:
-        ``W_ij = 1 / (1 + max(d_i, d_j))``; uniform: 1 on every real slot.
+        ``W_ij = 1 / (1 + max(d_i, d_j))``; uniform: 1 on every real slot; max-degree:
+        ``W_ij = 1 / (1 + d_max)`` on every edge, ``d_max`` the largest degree of the graph (the
+        dumbbell weights of He, Karimireddy, Jaggi's code, ``Dumbbell``: ``1/(q + 1)`` on every
+        edge of two ``q``-cliques and their bridge; doubly stochastic).
     self_weight : Tensor [n]
         ``1 - weights.sum(1)``: the weight a node keeps on its own value, so each row of the full
         mixing matrix sums to 1.
@@ -86,8 +89,9 @@ class NeighborTable:
         ----------
         G : networkx.Graph
             Undirected graph on the nodes ``0 .. n-1``.
-        weights : {"metropolis", "uniform"}
-            Slot weights: Metropolis–Hastings ``1 / (1 + max(d_i, d_j))``, or 1 on each real slot.
+        weights : {"metropolis", "uniform", "max-degree"}
+            Slot weights: Metropolis–Hastings ``1 / (1 + max(d_i, d_j))``, 1 on each real slot, or
+            ``1 / (1 + d_max)`` on each real slot (``d_max`` the graph's largest degree).
         dtype : torch.dtype, default torch.float32
             Dtype of ``weights`` and ``self_weight`` (computed in float64, then cast).
 
@@ -128,6 +132,8 @@ class NeighborTable:
         w = np.zeros((n, k), dtype=np.float64)
         if weights == "metropolis":
             w[rows, slot] = 1.0 / (1.0 + np.maximum(deg[rows], deg[cols]))
+        elif weights == "max-degree":
+            w[rows, slot] = 1.0 / (1.0 + k)
         else:
             w[rows, slot] = 1.0
         self_w = 1.0 - w.sum(axis=1)

@@ -107,7 +107,7 @@ def honest_mixing_matrix(G: nx.Graph, byzantine: np.ndarray, alpha: float, *, we
 def gossip_envelope(run_dir: str | Path, rounds: np.ndarray, consensus: np.ndarray) -> tuple[np.ndarray, float]:
     """``Ξ_{t0} (1−γ)^{t−t0}`` at ``rounds`` (NaN before ``t0``) and ``1 − γ = ρ²``, from the run's graph and α."""
     cfg, _, byz, G = _load(run_dir)
-    weighted = cfg.rule.name != "gossip" and cfg.topology.weights == "metropolis"  # "gossip": unit weights
+    weighted = cfg.rule.name != "gossip" and cfg.topology.weights in ("metropolis", "max-degree")  # "gossip": unit weights
     W = honest_mixing_matrix(G, byz, cfg.rule.alpha, weighted=weighted)
     h = W.shape[0]
     rho = float(np.linalg.norm(W - np.full((h, h), 1.0 / h), 2))
