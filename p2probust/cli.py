@@ -13,90 +13,10 @@ from typing import Any, Callable
 
 import click
 
-from .config import RunConfig
+from .cli_options import RUN_OPTIONS, overrides_from_flags, run_options
+from .viz import LAYOUTS
 
-_D = RunConfig()
-
-# (flag, dotted config key, click type, help); defaults come from RunConfig
-RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
-    ("--topology", "topology.name", str, "graph: ring, torus, random-regular, erdos-renyi, small-world, complete, server (parameter server), or a path to a .py/.json/.graphml/edge-list file"),
-    ("--nodes", "topology.nodes", int, "number of nodes n (a graph file has its own; giving another n is an error)"),
-    ("--degree", "topology.degree", int, "degree of random-regular graphs"),
-    ("--p", "topology.p", float, "edge probability of Erdős–Rényi graphs"),
-    ("--ws-k", "topology.k", int, "nearest neighbours of small-world graphs"),
-    ("--ws-beta", "topology.beta", float, "rewiring probability of small-world graphs"),
-    ("--weights", "topology.weights", click.Choice(["metropolis", "uniform", "max-degree"]), "mixing weights of the links: metropolis 1/(1+max(d_i,d_j)), uniform 1, max-degree 1/(1+max degree)"),
-    ("--byzantine", "byzantine.count", int, "number of Byzantine nodes"),
-    ("--placement", "byzantine.placement", str, "where Byzantine nodes sit: random, list, degree"),
-    ("--byzantine-nodes", "byzantine.nodes", str, "explicit Byzantine node ids, comma separated (placement list)"),
-    ("--attack", "attack.name", str, "what Byzantine nodes send (see `p2probust list attacks`)"),
-    ("--rule", "rule.name", str, "gossip rule or aggregator (see `p2probust list rules`)"),
-    ("--alpha", "rule.alpha", float, "gossip rate α in (0, 1]"),
-    ("--tolerance", "rule.tolerance", str, "Byzantine neighbours a rule expects: 'oracle' (true count per node) or an integer"),
-    ("--task", "data.task", str, "learning task (see `p2probust list tasks`)"),
-    ("--data-dir", "data.data_dir", str, "folder holding the MNIST IDX files (mnist tasks)"),
-    ("--partition", "data.partition", str, "how data is split over nodes: iid, dirichlet, extreme, one-class, shards, class-groups"),
-    ("--dirichlet-alpha", "data.dirichlet_alpha", float, "concentration α of the Dirichlet partition"),
-    ("--shards-per-node", "data.shards_per_node", int, "classes-sized shards per node of the shards partition"),
-    ("--groups", "data.groups", int, "groups G of the class-groups partition (G blocks of nodes, each holding its block of classes)"),
-    ("--split-among", "data.split_among", click.Choice(["all", "honest"]), "nodes that hold data: all, or honest only (IOS code)"),
-    ("--normalize", "data.normalize", click.Choice(["auto", "mnist", "unit", "symmetric", "none"]), "pixel normalisation: auto (mnist for MNIST, unit for digits), mnist (x/255−0.1307)/0.3081, unit x/255, symmetric 2x/255−1, none"),
-    ("--rounds", "train.rounds", int, "number of rounds"),
-    ("--lr", "train.lr", float, "learning rate"),
-    ("--lr-schedule", "train.lr_schedule", click.Choice(["constant", "inv-sqrt", "step", "multistep"]), "learning-rate schedule (round t from 0): constant η, inv-sqrt η/√(t+b), step η·γ^⌊t/s⌋, multistep η·γ^#{milestones ≤ t}"),
-    ("--lr-decay", "train.lr_decay", float, "decay factor γ of the step and multistep schedules"),
-    ("--lr-step", "train.lr_step", int, "rounds s between decays of the step schedule"),
-    ("--lr-offset", "train.lr_offset", float, "b of the inv-sqrt schedule η/√(t+b)"),
-    ("--lr-milestones", "train.lr_milestones", str, "rounds of the multistep schedule, comma separated"),
-    ("--momentum", "train.momentum", float, "local momentum β (m ← βm + (1−β)g)"),
-    ("--momentum-form", "train.momentum_form", click.Choice(["dampened", "heavy-ball"]), "dampened m ← βm + (1−β)g, or heavy-ball m ← βm + g (no dampening, torch.optim.SGD)"),
-    ("--weight-decay", "train.weight_decay", float, "ℓ2 weight decay λ: g ← ∇f + λθ, before momentum"),
-    ("--batch-size", "train.batch_size", int, "local batch size"),
-    ("--sampling", "train.sampling", click.Choice(["uniform", "epoch", "slice"]), "batches: uniform with replacement, epoch (without replacement, reshuffled per node), slice (contiguous, IOS code)"),
-    ("--local-steps", "train.local_steps", int, "local SGD steps per round"),
-    ("--init", "train.init", click.Choice(["shared", "per-node"]), "one initial model for all nodes, or one draw per node"),
-    ("--init-scheme", "train.init_scheme", click.Choice(["torch", "normal", "zero"]), "initial law: torch U(±s/√fan_in), normal s·N(0,1), zero"),
-    ("--init-scale", "train.init_scale", float, "scale s of the initial law"),
-    ("--order", "train.order", click.Choice(["step-then-gossip", "gossip-then-step"]), "phases of a round: x ← Agg(x − γ∇f(x)) or x ← Agg(x) − γ∇f(x)"),
-    ("--compute-time", "engine.compute_time", str, "simulated seconds per local step: 0.01, lognormal:mean=0.01,sigma=0.5, exponential:mean=0.01"),
-    ("--latency", "engine.latency", str, "link latency: seconds (0.005), uniform:low=A,high=B, lognormal:mean=M,sigma=S, exponential:mean=M"),
-    ("--mode", "engine.mode", click.Choice(["sync", "async"]), "synchronous rounds or asynchronous gossip"),
-    ("--clock", "engine.clock", str, "async wake-ups: periodic, periodic:period=P,jitter=J, poisson:rate=R, wait:k=K[,timeout=T]"),
-    ("--bandwidth", "engine.bandwidth", str, "link bandwidth: bytes/s, 10MB/s, 100Mbit/s or inf"),
-    ("--drop", "engine.drop", float, "probability that a message is lost"),
-    ("--churn", "engine.churn", str, "none or up=MEAN,down=MEAN[,crash=FRAC,crash_time=T][,join=FRAC,join_time=T]"),
-    ("--stragglers", "engine.stragglers", str, "FRACTIONxFACTOR: that fraction of nodes computes FACTOR times slower (0.1x5)"),
-    ("--duration", "engine.duration", str, "stop at this simulated time (300s, 5m); 0: stop after --rounds"),
-    ("--timing-attack", "engine.timing_attack", str, "Byzantine timing: none, delay:seconds=S, replay:lag=S, flood:copies=C"),
-    ("--dynamics", "engine.dynamics", str, "time-varying graph: static, random-regular:degree=D, epidemic:s=S"),
-    ("--tick", "engine.tick", float, "async: round compute completions up to multiples of tick seconds to batch them"),
-    ("--dp-epsilon", "privacy.epsilon", float, "differential privacy: target ε per node; σ is calibrated for rounds × local steps"),
-    ("--dp-delta", "privacy.delta", float, "differential privacy: δ at which ε is reported"),
-    ("--dp-clip", "privacy.clip", float, "differential privacy: per-example gradient norm bound C (turns DP-SGD on)"),
-    ("--dp-noise", "privacy.noise_multiplier", float, "differential privacy: noise multiplier σ (noise std σ·C); default: calibrated"),
-    ("--dp-sampling", "privacy.sampling", click.Choice(["poisson", "fixed"]), "differential privacy: Poisson batches (rate q, proven ε) or fixed-size (heuristic ε)"),
-    ("--dp-calibration", "privacy.calibration", click.Choice(["accountant", "tutorial"]), "differential privacy: σ from the accountant or the tutorial's rule"),
-    ("--eval-every", "eval_every", int, "evaluate test accuracy every this many rounds"),
-    ("--eval-nodes", "eval_nodes", int, "per-node accuracy on a seeded sample of this many honest nodes when there are more (0: all)"),
-    ("--eval-points", "eval_points", int, "per-node accuracy on a seeded sample of this many test points when there are more (0: all)"),
-    ("--seed", "seed", int, "run seed"),
-    ("--jit", "jit", click.Choice(["auto", "on", "off"]), "compiled kernel for median/trimmed-mean gossip (numba; same results): auto uses it on large rounds"),
-    ("--checkpoint-every", "checkpoint_every", int, "write the run's state to checkpoint.pt every this many rounds (0: never; sync runs), for --resume"),
-    ("--on-diverge", "on_diverge", click.Choice(["stop", "continue"]), "when an honest model becomes NaN/inf: stop the run (status diverged, exit 3) or continue"),
-    ("--max-memory", "max_memory", str, "refuse runs estimated above this: auto (available memory), a size (8GB) or inf"),
-    ("--out", "out", str, "run folder, must be new or empty [default: runs/<time.ms>-<topology>-<rule>-<attack>-s<seed>-<hash>]"),
-]
-
-
-def _default(key: str) -> Any:
-    if key == "topology.nodes":
-        from .config import DEFAULT_NODES
-
-        return DEFAULT_NODES
-    obj: Any = _D
-    for part in key.split("."):
-        obj = getattr(obj, part)
-    return obj
+__all__ = ["RUN_OPTIONS", "main"]
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -173,20 +93,10 @@ def main() -> None:
     """p2probust: simulate serverless peer-to-peer learning under Byzantine attack."""
 
 
-def _run_options(func: Callable) -> Callable:
-    for flag, key, typ, help_text in reversed(RUN_OPTIONS):
-        default = _default(key)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        if shown not in (None, "", ()) and flag != "--out":
-            help_text = f"{help_text}  [default: {shown}]"
-        func = click.option(flag, key.replace(".", "__"), type=typ, default=None, help=help_text)(func)
-    return func
-
-
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML experiment file; flags override its values")
-@_run_options
+@run_options
 @click.option("--topology-param", multiple=True, metavar="KEY=VALUE", help="topology parameter, repeatable (e.g. h=3 for two-worlds)")
 @click.option("--task-param", multiple=True, metavar="KEY=VALUE", help="task parameter, repeatable (e.g. hidden=128, dim=50)")
 @click.option("--attack-param", multiple=True, metavar="KEY=VALUE", help="attack parameter, repeatable (e.g. scale=10)")
@@ -223,17 +133,7 @@ def run(config_path: str | None, topology_param: tuple[str, ...], task_param: tu
             raise ValueError("--resume RUN_DIR continues a run with the config in its config.json; give no other run flags (only --quiet)")
         _setup_logging(quiet)
         return _finish(pr_resume(resume_dir, progress=not quiet and sys.stderr.isatty()), Path(resume_dir))
-    overrides: dict[str, Any] = {}
-    for name, value in flags.items():
-        if value is None:
-            continue
-        key = name.replace("__", ".")
-        if key in ("byzantine.nodes", "train.lr_milestones"):
-            try:
-                value = tuple(int(v) for v in value.split(",") if v.strip())
-            except ValueError:
-                raise ValueError(f"--{key.split('.')[1].replace('_', '-')} {value!r} must be comma-separated integers") from None
-        overrides[key] = value
+    overrides = overrides_from_flags(flags)
     if topology_param:
         overrides["topology.params"] = dict(_param(p) for p in topology_param)
     if task_param:
@@ -323,7 +223,7 @@ def _setup_logging(quiet: bool) -> None:
 @click.option("--graph", "graph", is_flag=True,
               help="draw the graph of one run coloured per node at --round (metric distance, loss or accuracy; needs --record-nodes)")
 @click.option("--round", "round_", type=int, default=None, help="with --graph: the recorded round [default: the last]")
-@click.option("--layout", type=click.Choice(["auto", "spring", "kamada", "circular", "grid", "file"]), default="auto",
+@click.option("--layout", type=click.Choice(LAYOUTS), default="auto",
               show_default=True, help="with --graph: node positions (auto: grid for a torus, circular for a ring, else spring)")
 @click.option("--positions", type=click.Path(exists=True, dir_okay=False), default=None,
               help="with --layout file: JSON [[x, y], ...] or {\"id\": [x, y]}")

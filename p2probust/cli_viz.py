@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-RUN_METRICS = ("distance", "relative", "loss", "accuracy")
+from .viz import LAYOUTS, METRICS, ORDERS
+
+RUN_METRICS = tuple(METRICS)  # per-node values of a recorded run
 
 
 def plot_graph(runs, metric, round_, layout, positions, out, title) -> None:
@@ -34,12 +36,12 @@ def register(main: click.Group, user_errors) -> None:
 
     @main.command()
     @click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
-    @click.option("--metric", type=click.Choice(["distance", "relative", "loss", "accuracy"]), default="distance",
+    @click.option("--metric", type=click.Choice(list(METRICS)), default="distance",
                   show_default=True, help="per-node value: distance to the honest mean, that distance ÷ the round's consensus "
                   "distance, test loss or test accuracy (the last two on eval rounds)")
     @click.option("--out", default="consensus.gif", show_default=True, type=click.Path(dir_okay=False),
                   help="animation file: .gif (Pillow) or .mp4 (needs ffmpeg)")
-    @click.option("--layout", type=click.Choice(["auto", "spring", "kamada", "circular", "grid", "file"]), default="auto",
+    @click.option("--layout", type=click.Choice(LAYOUTS), default="auto",
                   show_default=True, help="node positions (auto: grid for a torus, circular for a ring, else spring)")
     @click.option("--positions", type=click.Path(exists=True, dir_okay=False), default=None,
                   help="with --layout file: JSON [[x, y], ...] or {\"id\": [x, y]}")
@@ -60,7 +62,7 @@ def register(main: click.Group, user_errors) -> None:
     @click.option("--metric", default=None,
                   help="a recorded run: distance (default), relative (÷ the round's consensus distance), loss or accuracy; "
                        "a sweep: a final metric (default accuracy)")
-    @click.option("--order", type=click.Choice(["byzantine", "community"]), default="byzantine", show_default=True,
+    @click.option("--order", type=click.Choice(ORDERS), default="byzantine", show_default=True,
                   help="run: row order by hops to the nearest Byzantine node, or by graph communities (seeded Louvain)")
     @click.option("--x", "x", default=None, help="sweep: key on the x axis, e.g. f")
     @click.option("--y", "y", default=None, help="sweep: key on the y axis, e.g. dirichlet_alpha")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config.parts import LRScheduleKind, MomentumForm
 from .models import ParamSpec
 from .sampling import BatchSampler
 
@@ -59,7 +61,7 @@ class LRSchedule:
     offset: float = 1.0
     milestones: tuple[int, ...] = ()
 
-    KINDS = ("constant", "inv-sqrt", "step", "multistep")
+    KINDS = typing.get_args(LRScheduleKind)  # the one list: p2probust.config.parts
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
@@ -122,7 +124,7 @@ def closed_form_gradients(model: nn.Module, loss: str):
 
 
 #: forms of local momentum: m ← βm + (1−β)g, or m ← βm + g (heavy ball without dampening)
-MOMENTUM_FORMS = ("dampened", "heavy-ball")
+MOMENTUM_FORMS = typing.get_args(MomentumForm)  # the one list: p2probust.config.parts
 
 #: the local step computes gradients over blocks of nodes whose batches take about this many bytes
 BATCH_BYTES = 64 << 20

@@ -17,11 +17,14 @@ output depends only on its row (and its masks).
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
+
+from .config.parts import InitScheme
 
 __all__ = [
     "INIT_SCHEMES",
@@ -272,7 +275,7 @@ def _fan_in_bounds(module: nn.Module, spec: ParamSpec) -> torch.Tensor:
 
 
 #: initialisation schemes of :func:`init_stacked`
-INIT_SCHEMES = ("torch", "normal", "zero")
+INIT_SCHEMES = typing.get_args(InitScheme)  # the one list: p2probust.config.parts
 
 
 def init_stacked(

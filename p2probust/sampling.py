@@ -19,12 +19,16 @@ All draws come from the ``batches`` stream given at each call; no Python loop ov
 
 from __future__ import annotations
 
+import typing
+
 import torch
 from torch import Tensor
 
+from .config.parts import Sampling
+
 __all__ = ["SAMPLINGS", "BatchSampler", "ReplicaSampler"]
 
-SAMPLINGS = ("uniform", "epoch", "slice")
+SAMPLINGS = typing.get_args(Sampling)  # the one list: p2probust.config.parts
 
 
 class BatchSampler:

@@ -23,10 +23,22 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def choices(hint: Any) -> tuple[Any, ...] | None:
+    """The values a ``Literal[...]`` annotation allows (the one list of a choice), else None."""
+    return typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+
+
+def field_type(cls: type, name: str) -> Any:
+    """The annotation of the field ``name`` of the dataclass ``cls``, resolved."""
+    return _hints(cls)[name]
+
+
 def _allowed(hint: Any) -> tuple[type, ...] | None:
     """The classes a value of type ``hint`` may be, or None when anything goes."""
     if hint is Any:
         return None
+    if choices(hint) is not None:
+        return tuple(dict.fromkeys(type(c) for c in choices(hint)))
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         out: list[type] = []
@@ -52,9 +64,10 @@ def _describe(allowed: tuple[type, ...]) -> str:
 
 def check_types(obj: Any, part: str | None = None, skip: tuple[str, ...] = ("params",)) -> None:
     """Raise a one-line ``ConfigError`` for any field of the dataclass ``obj`` whose value does not
-    match its annotation; an integer given for a ``float`` field becomes a float (TOML writes
-    ``lr = 1`` for 1.0). Booleans are never accepted as numbers."""
+    match its annotation, or is not one of a ``Literal[...]``'s values; an integer given for a
+    ``float`` field becomes a float (TOML writes ``lr = 1`` for 1.0). Booleans are never accepted as numbers."""
     from .config import ConfigError
+    from .config.base import or_list
 
     hints = _hints(type(obj))
     for f in dataclasses.fields(obj):
@@ -65,6 +78,9 @@ def check_types(obj: Any, part: str | None = None, skip: tuple[str, ...] = ("par
         if allowed is None:
             continue
         key = f"{part}.{f.name}" if part else f.name
+        allowed_values = choices(hints[f.name])
+        if allowed_values is not None and (isinstance(value, bool) or value not in allowed_values):
+            raise ConfigError(f"{key} = {value!r} is invalid; expected {or_list(allowed_values)}")
         is_bool = isinstance(value, bool)
         if is_bool and bool not in allowed:
             raise ConfigError(f"{key} = {value!r} is invalid; expected {_describe(allowed)}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from ..typecheck import check_types
-from .base import ConfigError, _require
+from .base import ConfigError, _require, option
+
+Mode = Literal["sync", "async"]
 
 
 @dataclass(frozen=True)
@@ -19,18 +21,24 @@ class EngineConfig:
     the run at a simulated time (``300s``; 0: stop after ``train.rounds``).
     """
 
-    compute_time: float | str = 0.01
-    latency: float | str = 0.005
-    bandwidth: float = float("inf")
-    mode: str = "sync"  #: sync | async
-    clock: str = "periodic"  #: async wake-ups: periodic[:period=P,jitter=J] | poisson:rate=R | wait:k=K[,timeout=T]
-    drop: float = 0.0  #: probability that a message is lost
-    churn: str | Mapping[str, Any] = "none"  #: none | up=50,down=5[,crash=..,crash_time=..][,join=..,join_time=..]
-    stragglers: str = "none"  #: FRACTIONxFACTOR, e.g. 0.1x5
-    duration: float = 0.0  #: stop at this simulated time in seconds (0: after train.rounds)
-    timing_attack: str = "none"  #: none | delay:seconds=S | replay:lag=SECONDS | flood:copies=C
-    dynamics: str = "static"  #: static | random-regular:degree=D | epidemic:s=S (a new graph every round)
-    tick: float = 0.0  #: async: wake-ups are rounded up to multiples of tick seconds, to batch them (0: exact)
+    compute_time: float | str = option(
+        0.01, "simulated seconds per local step: 0.01, lognormal:mean=0.01,sigma=0.5, exponential:mean=0.01")
+    latency: float | str = option(
+        0.005, "link latency: seconds (0.005), uniform:low=A,high=B, lognormal:mean=M,sigma=S, exponential:mean=M")
+    bandwidth: float = option(float("inf"), "link bandwidth: bytes/s, 10MB/s, 100Mbit/s or inf", type=str)
+    mode: Mode = option("sync", "synchronous rounds or asynchronous gossip")
+    clock: str = option("periodic", "async wake-ups: periodic, periodic:period=P,jitter=J, poisson:rate=R, "
+                        "wait:k=K[,timeout=T]")
+    drop: float = option(0.0, "probability that a message is lost")
+    churn: str | Mapping[str, Any] = option(
+        "none", "none or up=MEAN,down=MEAN[,crash=FRAC,crash_time=T][,join=FRAC,join_time=T]")
+    stragglers: str = option("none", "FRACTIONxFACTOR: that fraction of nodes computes FACTOR times slower (0.1x5)")
+    #: stop at this simulated time in seconds (0: after train.rounds)
+    duration: float = option(0.0, "stop at this simulated time (300s, 5m); 0: stop after --rounds", type=str)
+    timing_attack: str = option("none", "Byzantine timing: none, delay:seconds=S, replay:lag=S, flood:copies=C")
+    #: a new graph every round
+    dynamics: str = option("static", "time-varying graph: static, random-regular:degree=D, epidemic:s=S")
+    tick: float = option(0.0, "async: round compute completions up to multiples of tick seconds to batch them")
 
     def __post_init__(self) -> None:
         from ..engine import specs
@@ -47,7 +55,6 @@ class EngineConfig:
                 object.__setattr__(self, key, dist.a)
         object.__setattr__(self, "bandwidth", parse("bandwidth", specs.parse_bandwidth, self.bandwidth))
         object.__setattr__(self, "duration", parse("duration", specs.parse_duration, self.duration))
-        _require(self.mode in ("sync", "async"), "engine.mode", self.mode, "sync or async")
         _require(isinstance(self.drop, (int, float)) and 0 <= self.drop < 1, "engine.drop", self.drop, "a probability in [0, 1)")
         _require(isinstance(self.tick, (int, float)) and self.tick >= 0, "engine.tick", self.tick, "seconds >= 0")
         if isinstance(self.churn, Mapping):

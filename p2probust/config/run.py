@@ -7,13 +7,17 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from ..typecheck import check_types
-from .base import ConfigError, _params, _require
+from .base import ConfigError, _params, _require, option
 from .engine import EngineConfig
 from .observe import PrivacyConfig, RecordConfig
 from .parts import AttackConfig, ByzantineConfig, DataConfig, RuleConfig, TopologyConfig, TrainConfig
+
+
+JitMode = Literal["auto", "on", "off"]  #: compiled kernels: auto (large calls), on, off (see p2probust.jit)
+OnDiverge = Literal["stop", "continue"]
 
 
 @dataclass(frozen=True)
@@ -29,21 +33,27 @@ class RunConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
-    seed: int = 0
-    eval_every: int = 10
+    seed: int = option(0, "run seed")
+    eval_every: int = option(10, "evaluate test accuracy every this many rounds")
     #: per-node accuracies on at most this many honest nodes (a seeded sample beyond it; 0: all)
-    eval_nodes: int = 1000
+    eval_nodes: int = option(
+        1000, "per-node accuracy on a seeded sample of this many honest nodes when there are more (0: all)")
     #: ... and on at most this many test points (a seeded sample beyond it; 0: all); the averaged model uses all
-    eval_points: int = 10_000
-    out: str | None = None
+    eval_points: int = option(
+        10_000, "per-node accuracy on a seeded sample of this many test points when there are more (0: all)")
+    out: str | None = option(
+        None, "run folder, must be new or empty [default: runs/<time.ms>-<topology>-<rule>-<attack>-s<seed>-<hash>]")
     #: compiled, gather-fused kernel for median / trimmed-mean rules (numba): auto (large calls), on, off
-    jit: str = "auto"
+    jit: JitMode = option(
+        "auto", "compiled kernel for median/trimmed-mean gossip (numba; same results): auto uses it on large rounds")
     #: when an honest model becomes NaN or ±inf: "stop" the run (status "diverged") or "continue"
-    on_diverge: str = "stop"
+    on_diverge: OnDiverge = option(
+        "stop", "when an honest model becomes NaN/inf: stop the run (status diverged, exit 3) or continue")
     #: memory the run may use: "auto" (what the machine has available), a size ("8GB") or "inf"
-    max_memory: str = "auto"
+    max_memory: str = option("auto", "refuse runs estimated above this: auto (available memory), a size (8GB) or inf")
     #: write the run's state to checkpoint.pt in its folder every this many rounds (0: never; sync runs)
-    checkpoint_every: int = 0
+    checkpoint_every: int = option(
+        0, "write the run's state to checkpoint.pt every this many rounds (0: never; sync runs), for --resume")
 
     def __post_init__(self) -> None:
         if isinstance(self.out, os.PathLike):
@@ -52,7 +62,6 @@ class RunConfig:
         if isinstance(self.out, str) and self.out.startswith("~"):
             object.__setattr__(self, "out", str(Path(self.out).expanduser()))
         _require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
-        _require(self.on_diverge in ("stop", "continue"), "on_diverge", self.on_diverge, "stop or continue")
         from ..memory import parse_size
 
         try:
@@ -62,7 +71,6 @@ class RunConfig:
         _require(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
         _require(self.eval_nodes >= 0, "eval_nodes", self.eval_nodes, "an integer >= 0 (0: every honest node)")
         _require(self.eval_points >= 0, "eval_points", self.eval_points, "an integer >= 0 (0: every test point)")
-        _require(self.jit in ("auto", "on", "off"), "jit", self.jit, "auto, on or off")
         _require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "an integer >= 0 (0: no checkpoints)")
         _require(not (self.checkpoint_every and self.engine.mode == "async"), "checkpoint_every", self.checkpoint_every,
                  "0 with engine.mode 'async' (the event engine's state is not checkpointed; use engine.mode 'sync')")

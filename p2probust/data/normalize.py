@@ -18,8 +18,11 @@ github.com/Zhaoxian-Wu/IOS, ``ByrdLab/library/dataset.py`` (``get_mnist``).
 
 from __future__ import annotations
 
+import typing
+
 import torch
 
+from p2probust.config.parts import Normalization
 from p2probust.data.errors import DataError
 
 __all__ = ["NORMALIZATIONS", "normalize_pixels"]
@@ -28,7 +31,7 @@ __all__ = ["NORMALIZATIONS", "normalize_pixels"]
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 
-NORMALIZATIONS = ("auto", "mnist", "unit", "symmetric", "none")
+NORMALIZATIONS = typing.get_args(Normalization)  # the one list: p2probust.config.parts
 
 
 def normalize_pixels(pixels: torch.Tensor, max_value: float, kind: str, default: str) -> torch.Tensor:

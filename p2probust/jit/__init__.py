@@ -20,12 +20,14 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, get_args
 
 import numpy as np
 import torch
 
-MODES = ("auto", "on", "off")
+from ..config.run import JitMode
+
+MODES = get_args(JitMode)  # the one list: RunConfig.jit's annotation
 
 
 def available() -> bool:

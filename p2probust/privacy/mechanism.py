@@ -22,11 +22,14 @@ gradients are summed in another order than autograd's batch gradient).
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from ..config.base import or_list
+from ..config.observe import DPSampling
 from .accountant import epsilon
 from .per_example import clipped_mean_fn
 from .sampling import gather_batch, poisson_positions
@@ -71,8 +74,8 @@ class GaussianDP:
             raise ValueError("privacy noise needs a finite clip C (the noise is σ·C); set privacy.clip")
         if not 0 < self.sample_rate <= 1:
             raise ValueError(f"privacy sample_rate = {self.sample_rate!r} is invalid; expected q in (0, 1]")
-        if self.sampling not in ("poisson", "fixed"):
-            raise ValueError(f"privacy sampling = {self.sampling!r} is invalid; expected poisson or fixed")
+        if self.sampling not in typing.get_args(DPSampling):
+            raise ValueError(f"privacy sampling = {self.sampling!r} is invalid; expected {or_list(typing.get_args(DPSampling))}")
         self._mean = None
 
     def bind(self, trainer) -> "GaussianDP":

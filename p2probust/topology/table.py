@@ -8,6 +8,7 @@ their weight 0.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from itertools import chain
 
@@ -15,11 +16,12 @@ import networkx as nx
 import numpy as np
 import torch
 
+from p2probust.config.parts import Weights
 from p2probust.topology.errors import TopologyError
 
 __all__ = ["NeighborTable", "WEIGHT_SCHEMES"]
 
-WEIGHT_SCHEMES = ("metropolis", "uniform", "max-degree")
+WEIGHT_SCHEMES = typing.get_args(Weights)  # the one list: p2probust.config.parts
 
 
 @dataclass(frozen=True, eq=False)
