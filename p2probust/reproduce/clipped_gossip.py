@@ -54,25 +54,24 @@ def _cell(values: list[float], paper: float) -> list[str]:
     return [mean_std(v), f"{paper:.2f}", f"{v.mean() - paper:+.2f}"]
 
 
-def tables(cfg: dict, res: dict) -> tuple[str, str, list[str]]:
-    """The IID / non-IID table, the per-clique table and the claim lines."""
+def _ours_paper_table(cfg: dict, columns, values) -> str:
+    """One row per rule, three cells per column: ours (``values(rule, key)``), the paper's, the difference."""
     head, rows = ["rule"], []
-    for _, name in COLUMNS:
+    for _, name in columns:
         head += [f"{name} (ours)", f"{name} (paper)", "diff"]
     for rule in cfg["rules"]:
         row = [rule["label"]]
-        for part, _ in COLUMNS:
-            row += _cell([r["accuracy"] for r in res[part, rule["label"]]], rule["paper"][part])
+        for key, _ in columns:
+            row += _cell(values(rule, key), rule["paper"][key])
         rows.append(row)
-    head2, rows2 = ["rule"], []
-    for _, name in CLIQUES:
-        head2 += [f"{name} (ours)", f"{name} (paper)", "diff"]
-    for rule in cfg["rules"]:
-        row = [rule["label"]]
-        for key, _ in CLIQUES:
-            row += _cell([r[key] for r in res["non-iid", rule["label"]]], rule["paper"][key])
-        rows2.append(row)
-    return markdown_table(head, rows), markdown_table(head2, rows2), claims(cfg, res)
+    return markdown_table(head, rows)
+
+
+def tables(cfg: dict, res: dict) -> tuple[str, str, list[str]]:
+    """The IID / non-IID table, the per-clique table and the claim lines."""
+    averaged = _ours_paper_table(cfg, COLUMNS, lambda rule, part: [r["accuracy"] for r in res[part, rule["label"]]])
+    cliques = _ours_paper_table(cfg, CLIQUES, lambda rule, key: [r[key] for r in res["non-iid", rule["label"]]])
+    return averaged, cliques, claims(cfg, res)
 
 
 def claims(cfg: dict, res: dict) -> list[str]:
