@@ -243,3 +243,12 @@ def test_signals_stop_the_run_with_status_interrupted(tmp_path, sig, code):
     text = (out / "metrics.csv").read_text()
     assert text.endswith("\n") and len({len(r) for r in csv.reader(text.splitlines())}) == 1
     assert torch.load(out / "params.pt", weights_only=True)["params"].shape[0] == 16
+
+
+def test_log_lines_reach_the_stderr_of_every_command_in_one_process(tmp_path):
+    """The CLI's log handler writes to the current sys.stderr, not to the stream of the first command
+    run in the process (click's runner swaps sys.stderr per invocation)."""
+    args = ["--nodes", "9", "--byzantine", "1", "--rounds", "2"]
+    for i in range(2):
+        res = CliRunner().invoke(main, ["run", *args, "--out", str(tmp_path / f"r{i}")])
+        assert res.exit_code == 0 and "byzantine nodes: 1 of 9" in res.output, (i, res.output)
