@@ -107,7 +107,8 @@ def simulate(
     trainer = make_trainer(run)
     schedule = LRSchedule(t.lr, t.lr_schedule, t.lr_decay, t.lr_step, t.lr_offset, t.lr_milestones)
     specs = cfg.engine.specs()
-    if cfg.topology.name == "server" and graph is None:
+    server = cfg.topology.name == "server" and graph is None  # a graph object replaces the configured topology
+    if server:
         check_server(run.gossip, cfg.engine.mode, specs, cfg.engine.drop)
     history = StaleModels() if specs["timing_attack"].kind == "replay" else None
     kern = Kernels(
@@ -115,7 +116,7 @@ def simulate(
         t.momentum, torch_stream(seed, "batches"), torch_stream(seed, "attack"), run.task.dataset.num_classes,
         oracle=cfg.rule.tolerance == "oracle",
         replay=history.replay_fn(specs["timing_attack"].value) if history is not None else None,
-        jit=cfg.jit, order=t.order, server=cfg.topology.name == "server" and graph is None,
+        jit=cfg.jit, order=t.order, server=server,
     )
 
     # --- recorder ---------------------------------------------------------------------------
