@@ -22,6 +22,7 @@ from .attacks.base import AbstractAttack
 from .build import place
 from .config import RunConfig
 from .data.setup import build_partition, build_task
+from .device import resolve as resolve_device
 from .gossip.mixing import AggregateAndMix
 from .gossip.registry import as_rule, make_rule
 from .local import LocalTrainer
@@ -85,38 +86,54 @@ class RunParts:
 def assemble(cfg: RunConfig, graph: nx.Graph | None = None, rule: Any = None, attack: AbstractAttack | None = None,
              task: Any = None) -> RunParts:
     """Every per-run piece of ``cfg`` (``graph``, ``rule``, ``attack``: objects instead of the
-    configured ones; ``task``: an already built task of the same ``[data]`` config)."""
-    seed = cfg.seed
-    G, is_byz, report = place(cfg, graph)
-    n = G.number_of_nodes()
-    for line in report.lines():
-        (log.warning if line.lower().startswith("warning") else log.info)(line)
-    table = NeighborTable.from_graph(G, weights=cfg.topology.weights)
-    honest = ~is_byz
-    task = task if task is not None else build_task(cfg)
-    ds = task.dataset
-    parts, part_table, lengths = build_partition(cfg, task, honest)
-    estimate_run(cfg, task, table).check(cfg.max_memory)
-    model = task.make_model()
-    t = cfg.train
-    params = init_stacked(task.make_model, n, generator=torch_stream(seed, "init"), same=t.init == "shared",
-                          scheme=t.init_scheme, scale=t.init_scale)
+    configured ones; ``task``: an already built task of the same ``[data]`` config).
+
+    The set-up (graph, placement, data, partition, initial models, evaluation sample) is made on
+    the CPU whatever torch's default device is; every tensor a round uses is then moved once to
+    ``cfg.device`` (:mod:`p2probust.device`), where the rule is bound and the evaluator built."""
+    device = resolve_device(cfg.device)
+    with torch.device("cpu"):  # set-up on the CPU: same graph, data and initial models on every device
+        G, is_byz, report, table, task, parts, part_table, lengths, model, params = _setup(cfg, graph, task)
+        n, honest = G.number_of_nodes(), ~is_byz
+        node_points, eval_rows = evaluation_sample(cfg, honest, task.dataset.x_test.shape[0])
+        honest_parts = parts if cfg.data.split_among == "honest" else [parts[i] for i in torch.nonzero(honest).squeeze(1).tolist()]
+        optimum = task.optimum(honest_parts)
+    is_byz, part_table, lengths, params, node_points, eval_rows = (
+        None if x is None else x.to(device) for x in (is_byz, part_table, lengths, params, node_points, eval_rows))
+    table, task, model, honest = table.to(device), task.to(device), model.to(device), ~is_byz
+    optimum = None if optimum is None else (optimum[0].to(device), optimum[1])
+    ds, t = task.dataset, cfg.train
     gossip, f, adversary = _rule_and_attack(cfg, table, is_byz, rule, attack)
-    actors = torch.arange(n) if adversary.follows_protocol else torch.nonzero(honest).squeeze(1)
+    actors = torch.arange(n, device=device) if adversary.follows_protocol else torch.nonzero(honest).squeeze(1)
     if adversary.follows_protocol and cfg.data.split_among == "honest" and bool(is_byz.any()):
         raise ValueError(f"data.split_among = 'honest' gives Byzantine nodes no data, but attack {cfg.attack.name!r} trains on it; use 'all'")
     if cfg.engine.mode == "async" and t.order != "step-then-gossip":
         raise ValueError(f"train.order = {t.order!r} is for synchronous rounds; engine.mode 'async' supports step-then-gossip only")
-    privacy = privacy_from_config(cfg, lengths, honest, torch_stream(seed, "noise"))  # None unless [privacy] is on
-    node_points, eval_rows = evaluation_sample(cfg, honest, ds.x_test.shape[0])
+    # None unless [privacy] is on
+    privacy = privacy_from_config(cfg, lengths, honest, torch_stream(cfg.seed, "noise", device))
     evaluator = Evaluator(model, ds.x_test, ds.y_test, loss=task.loss, classification=task.classification,
                           node_points=node_points)
-    honest_parts = parts if cfg.data.split_among == "honest" else [parts[i] for i in torch.nonzero(honest).squeeze(1).tolist()]
     spec = ParamSpec.from_module(model)
     objective = honest_objective(model, spec, task.loss, ds.x_train, ds.y_train, part_table[honest], lengths[honest])
     return RunParts(cfg, G, is_byz, report, table, task, parts, part_table, lengths, model, params,
                     torch.zeros_like(params), gossip, f, adversary, actors, privacy, evaluator, eval_rows,
-                    task.optimum(honest_parts), objective)
+                    optimum, objective)
+
+
+def _setup(cfg: RunConfig, graph: nx.Graph | None, task: Any):
+    """The CPU part of :func:`assemble`: graph and placement, neighbour table, task, partition,
+    memory check, model template and initial models (the ``init`` stream)."""
+    G, is_byz, report = place(cfg, graph)
+    for line in report.lines():
+        (log.warning if line.lower().startswith("warning") else log.info)(line)
+    table = NeighborTable.from_graph(G, weights=cfg.topology.weights)
+    task = task.to("cpu") if task is not None else build_task(cfg)
+    parts, part_table, lengths = build_partition(cfg, task, ~is_byz)
+    estimate_run(cfg, task, table).check(cfg.max_memory)
+    t = cfg.train
+    params = init_stacked(task.make_model, G.number_of_nodes(), generator=torch_stream(cfg.seed, "init"),
+                          same=t.init == "shared", scheme=t.init_scheme, scale=t.init_scale)
+    return G, is_byz, report, table, task, parts, part_table, lengths, task.make_model(), params
 
 
 def _rule_and_attack(cfg: RunConfig, table: NeighborTable, is_byz: Tensor, rule: Any, attack: Any):
@@ -129,7 +146,7 @@ def _rule_and_attack(cfg: RunConfig, table: NeighborTable, is_byz: Tensor, rule:
     if cfg.rule.tolerance == "oracle":
         f = table.byzantine_counts(is_byz).clone()
     else:
-        f = torch.full((n,), int(cfg.rule.tolerance), dtype=torch.long)
+        f = torch.full((n,), int(cfg.rule.tolerance), dtype=torch.long, device=is_byz.device)
     gossip.check_tolerance(table.degree, torch.where(honest, f, torch.zeros_like(f)))
     adversary = attack if attack is not None else registry.attacks.create(cfg.attack.name, **dict(cfg.attack.params))
     if not isinstance(adversary, AbstractAttack):

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from .aggregators.coordinatewise import RankMean
 from .attacks.base import AbstractAttack, AttackContext
+from .device import from_numpy
 from .engine.sync import RoundPlan
 from .gossip.mixing import AggregateAndMix
 from .jit import check_mode
@@ -94,7 +95,7 @@ class Kernels:
         self.rows, self.slots = torch.nonzero(self.act_mask & self.is_byzantine[self.act_idx], as_tuple=True)
         self.static_edges = edge_table(self.table)
         rank_rule = isinstance(self.gossip, AggregateAndMix) and isinstance(self.gossip.aggregator, RankMean)
-        self._fusable = rank_rule and check_mode(self.jit, rank_rule)
+        self._fusable = rank_rule and check_mode(self.jit, rank_rule, self.params.device)
         self._static_wiring: dict = {}  # per-wiring values of plain rounds (static table): attack helpers, fused kernel
         self._groups: Any = None  # actors sharing one inbox (shared_inbox.detect), found at the first plain round
 
@@ -173,7 +174,7 @@ class Kernels:
         tab = self.static_edges if plan.src is None else edge_table_from(plan, self.table.n, self.params.dtype)
         actors = self.actors
         if plan.online is not None:
-            actors = actors[torch.from_numpy(plan.online)[actors]]
+            actors = actors[from_numpy(plan.online, actors.device)[actors]]
         update = self._step_phase(actors, lr)
         delivered = tab.mask if plan.delivered is None else tab.with_delivered(plan.delivered)
         if self.silent:
@@ -189,7 +190,7 @@ class Kernels:
         f = self.round_f(tab, plan)[actors]
         self.gather_and_mix(actors, idx, mask, w, self.tolerance(actors, mask, f), rows, slots, crafted)
         self._finish_step(actors, update)
-        sent = tab.mask if plan.online is None else tab.mask & torch.from_numpy(plan.online)[tab.idx]
+        sent = tab.mask if plan.online is None else tab.mask & from_numpy(plan.online, tab.mask.device)[tab.idx]
         if self.silent:
             sent = sent & ~self.is_byzantine[tab.idx]
         return int(sent.sum())
@@ -234,7 +235,7 @@ class Kernels:
         block = a if not getattr(self.gossip, "row_independent", True) else max(1, BLOCK_BYTES // max(1, k * d * self.params.element_size()))
         own = self.params[nodes]
         starts = list(range(0, a, block))
-        cuts = torch.searchsorted(rows, torch.tensor(starts + [a], dtype=rows.dtype)).tolist() if crafted is not None else None
+        cuts = torch.searchsorted(rows, torch.tensor(starts + [a], dtype=rows.dtype, device=rows.device)).tolist() if crafted is not None else None
         parts = []
         for b, s in enumerate(starts):
             e = min(s + block, a)
@@ -260,9 +261,9 @@ class Kernels:
             a = idx.shape[0]
             source = torch.where(mask, idx, -1)
             if rows.numel():
-                source = source.index_put((rows, slots), -2 - torch.arange(rows.numel()))
+                source = source.index_put((rows, slots), -2 - torch.arange(rows.numel(), device=rows.device))
             source = torch.cat([nodes.unsqueeze(1), source], 1)
-            present = torch.cat([torch.ones((a, 1), dtype=torch.bool), mask], 1)
+            present = torch.cat([torch.ones((a, 1), dtype=torch.bool, device=mask.device), mask], 1)
             cached = source, self.gossip.aggregator.kept_ranks(present, f)
             if wiring_cache is not None:
                 wiring_cache["rank_mean_sources"] = cached

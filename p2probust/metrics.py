@@ -128,7 +128,7 @@ def honest_objective(model, spec, loss: str, x, y, table, lengths):
         else:
             per_sample = 0.5 * (out - y) ** 2
         per_sample = per_sample.double()
-        valid = torch.arange(table.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+        valid = torch.arange(table.shape[1], device=table.device).unsqueeze(0) < lengths.unsqueeze(1)
         node_loss = torch.where(valid, per_sample[table], 0.0).sum(1) / lengths
         return float(node_loss.mean())
 

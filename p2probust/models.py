@@ -154,8 +154,8 @@ class DropoutCNN(nn.Module):
     @classmethod
     def draw_masks(cls, a: int, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled dropout masks of ``a`` nodes' batches: ``([a, B, 64, 1, 1], [a, B, 128])``."""
-        keep1 = torch.rand(a, batch, 64, 1, 1, generator=generator) >= cls.P_CHANNEL
-        keep2 = torch.rand(a, batch, 128, generator=generator) >= cls.P_HIDDEN
+        keep1 = torch.rand(a, batch, 64, 1, 1, generator=generator, device=generator.device) >= cls.P_CHANNEL
+        keep2 = torch.rand(a, batch, 128, generator=generator, device=generator.device) >= cls.P_HIDDEN
         return keep1.float() / (1 - cls.P_CHANNEL), keep2.float() / (1 - cls.P_HIDDEN)
 
 

@@ -32,9 +32,11 @@ def numpy_stream(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng(stream_seed(seed, name))
 
 
-def torch_stream(seed: int, name: str) -> torch.Generator:
-    """A CPU torch Generator for stream ``name``."""
-    gen = torch.Generator()
+def torch_stream(seed: int, name: str, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch Generator for stream ``name`` on ``device`` (draws from it are made there: pass
+    ``device=generator.device`` to ``torch.rand`` and the like). A CUDA generator seeded alike
+    draws other numbers than a CPU one (see :mod:`p2probust.device`)."""
+    gen = torch.Generator(device=device)
     gen.manual_seed(stream_seed(seed, name))
     return gen
 

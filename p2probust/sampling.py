@@ -60,18 +60,18 @@ class BatchSampler:
             bad = int(nodes[length == 0][0])
             raise ValueError(f"node {bad} holds no training data and cannot take a local step")
         if self.kind == "uniform":
-            u = torch.rand((nodes.numel(), self.batch_size), generator=generator, dtype=torch.float64)
+            u = torch.rand((nodes.numel(), self.batch_size), generator=generator, dtype=torch.float64, device=generator.device)
             return torch.gather(self.table[nodes], 1, (u * length.unsqueeze(1)).long())
         if self.kind == "slice":
-            u = torch.rand(nodes.numel(), generator=generator, dtype=torch.float64)
+            u = torch.rand(nodes.numel(), generator=generator, dtype=torch.float64, device=generator.device)
             start = (u * length).long().unsqueeze(1)
-            pos = (start + torch.arange(self.batch_size)) % length.unsqueeze(1)
+            pos = (start + torch.arange(self.batch_size, device=nodes.device)) % length.unsqueeze(1)
             return torch.gather(self.table[nodes], 1, pos)
         return self._epoch(nodes, length, generator)
 
     def _epoch(self, nodes: Tensor, length: Tensor, generator: torch.Generator) -> Tensor:
         lim = length.unsqueeze(1)
-        pos = self.cursor[nodes].unsqueeze(1) + torch.arange(self.batch_size)  # [a, B] stream positions
+        pos = self.cursor[nodes].unsqueeze(1) + torch.arange(self.batch_size, device=nodes.device)  # [a, B] stream positions
         out = torch.zeros_like(pos)
         pending = torch.ones_like(pos, dtype=torch.bool)
         perm = self.perm[nodes]
@@ -93,8 +93,8 @@ class BatchSampler:
     def _shuffle(self, nodes: Tensor, generator: torch.Generator) -> Tensor:
         """``[m, L]`` fresh random orders of the nodes' samples (real entries first)."""
         width = self.table.shape[1]
-        keys = torch.rand((nodes.numel(), width), generator=generator, dtype=torch.float64)
-        keys = torch.where(torch.arange(width) < self.lengths[nodes].unsqueeze(1), keys, 2.0)
+        keys = torch.rand((nodes.numel(), width), generator=generator, dtype=torch.float64, device=generator.device)
+        keys = torch.where(torch.arange(width, device=nodes.device) < self.lengths[nodes].unsqueeze(1), keys, 2.0)
         return torch.gather(self.table[nodes], 1, torch.argsort(keys, dim=1))
 
 

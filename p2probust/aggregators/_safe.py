@@ -37,7 +37,7 @@ def readable(x: Tensor, mask: Tensor) -> Tensor:
 
 def zero_unless(x: Tensor, ok: Tensor) -> Tensor:
     """Rows where ``ok`` is False set to 0 (``[..., m, d], [..., m] -> [..., m, d]``)."""
-    return torch.where(ok.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype))
+    return torch.where(ok.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def safe_norm(x: Tensor) -> Tensor:
@@ -63,8 +63,8 @@ def clip_rows(v: Tensor, tau: Tensor, ok: Tensor | None = None) -> Tensor:
     ok = torch.isfinite(v).all(-1) if ok is None else ok & torch.isfinite(v).all(-1)
     v = zero_unless(v, ok)
     nrm = safe_norm(v)
-    tau = torch.as_tensor(tau, dtype=v.dtype)
-    scale = torch.where(nrm > tau, tau / nrm.clamp_min(torch.finfo(v.dtype).tiny), torch.ones((), dtype=v.dtype))
+    tau = torch.as_tensor(tau, dtype=v.dtype, device=v.device)
+    scale = torch.where(nrm > tau, tau / nrm.clamp_min(torch.finfo(v.dtype).tiny), torch.ones((), dtype=v.dtype, device=v.device))
     return v * scale.unsqueeze(-1)
 
 
@@ -75,17 +75,17 @@ def coordinate_median(x: Tensor, mask: Tensor) -> Tensor:
     """
     s = sort_masked(x, mask)
     m = mask.sum(-1, keepdim=True)
-    ranks = torch.arange(x.shape[-2])
+    ranks = torch.arange(x.shape[-2], device=x.device)
     keep = ((ranks == (m - 1) // 2) | (ranks == m // 2)) & (m > 0)
     out = select_ranks(s, keep) / keep.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
-    return torch.where(torch.isfinite(out), out, torch.zeros((), dtype=x.dtype))
+    return torch.where(torch.isfinite(out), out, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def _gram_sq_dists(g: Tensor, ok: Tensor) -> Tensor:
     """Squared distances from a Gram matrix; ``+inf`` off the ``ok`` rows/columns and for NaN."""
     sq = torch.diagonal(g, dim1=-2, dim2=-1)
     d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * g).clamp_min(0)
-    inf = torch.tensor(float("inf"), dtype=g.dtype)
+    inf = torch.tensor(float("inf"), dtype=g.dtype, device=g.device)
     return torch.where(ok.unsqueeze(-1) & ok.unsqueeze(-2) & ~torch.isnan(d2), d2, inf)
 
 
@@ -100,7 +100,7 @@ def central_row(g: Tensor, ok: Tensor) -> Tensor:
     d2 = _gram_sq_dists(g, ok)
     q = (ok.sum(-1, keepdim=True) // 2).unsqueeze(-1)  # rank of the median, itself (0) included
     kth = torch.gather(torch.sort(d2, dim=-1).values, -1, q.expand(*d2.shape[:-1], 1)).squeeze(-1)
-    kth = torch.where(ok, kth, torch.tensor(float("inf"), dtype=g.dtype))
+    kth = torch.where(ok, kth, torch.tensor(float("inf"), dtype=g.dtype, device=g.device))
     return kth.argmin(-1, keepdim=True)
 
 
@@ -135,8 +135,8 @@ def sq_dists(x: Tensor, ok: Tensor) -> Tensor:
     d2 = _gram_sq_dists(centred_gram(x, ok), ok)
     d2 = 0.5 * (d2 + d2.transpose(-1, -2))  # exactly symmetric, so mutual ties are exact
     both = ok.unsqueeze(-1) & ok.unsqueeze(-2)
-    eye = torch.eye(x.shape[-2], dtype=torch.bool)
-    return torch.where(eye & both, torch.zeros((), dtype=torch.float64), d2)
+    eye = torch.eye(x.shape[-2], dtype=torch.bool, device=x.device)
+    return torch.where(eye & both, torch.zeros((), dtype=torch.float64, device=x.device), d2)
 
 
 def ranks(v: Tensor, tie: Tensor | None = None) -> Tensor:
@@ -147,7 +147,7 @@ def ranks(v: Tensor, tie: Tensor | None = None) -> Tensor:
     O(m²) comparisons per row, which is cheaper than a sort for the short rows used here.
     """
     m = v.shape[-1]
-    idx = torch.arange(m)
+    idx = torch.arange(m, device=v.device)
     a, b = v.unsqueeze(-1), v.unsqueeze(-2)
     later = idx.unsqueeze(0) < idx.unsqueeze(1)
     if tie is not None:
@@ -160,9 +160,9 @@ def ranks(v: Tensor, tie: Tensor | None = None) -> Tensor:
 def weighted_select(x: Tensor, sel: Tensor) -> Tensor:
     """Mean of the selected rows (unselected rows never read): ``[..., m, d], [..., m] -> [..., d]``."""
     count = sel.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
-    return torch.where(sel.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype)).sum(-2) / count
+    return torch.where(sel.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device)).sum(-2) / count
 
 
 def as_long(f: Tensor | int) -> Tensor:
     """The tolerance as a long tensor (0-d for one node, ``[n]`` batched)."""
-    return torch.as_tensor(f).long()
+    return f.long() if isinstance(f, Tensor) else torch.tensor(f, dtype=torch.long)

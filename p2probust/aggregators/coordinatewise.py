@@ -94,7 +94,7 @@ class CoordinateWiseMedian(RankMean):
     def kept_ranks(self, mask: Tensor, f: Tensor) -> Tensor:
         """``[..., m]`` bool: the middle rank, or the middle two (the lower one) for an even count."""
         m = mask.sum(-1, keepdim=True)
-        ranks = torch.arange(mask.shape[-1])
+        ranks = torch.arange(mask.shape[-1], device=mask.device)
         lower = ranks == (m - 1) // 2
         return lower if self.even == "lower" else lower | (ranks == m // 2)
 
@@ -123,8 +123,8 @@ class TrimmedMean(RankMean):
     def kept_ranks(self, mask: Tensor, f: Tensor) -> Tensor:
         """``[..., m]`` bool: ranks ``f .. m - f - 1`` of each row's ``m`` real inputs."""
         m = mask.sum(-1, keepdim=True)
-        f = torch.as_tensor(f).unsqueeze(-1)
-        ranks = torch.arange(mask.shape[-1])
+        f = (f if isinstance(f, Tensor) else torch.tensor(f)).unsqueeze(-1)
+        ranks = torch.arange(mask.shape[-1], device=mask.device)
         return (ranks >= f) & (ranks < m - f)
 
     def max_tolerance(self, m: Tensor) -> Tensor:
@@ -180,26 +180,26 @@ def mean_around_median(x: Tensor, mask: Tensor, drop: Tensor) -> Tensor:
     """
     s = sort_masked(x, mask)
     m = mask.sum(-1)
-    drop = torch.as_tensor(drop).long()
+    drop = (drop if isinstance(drop, Tensor) else torch.tensor(drop)).long()
     q = (m - drop).clamp_min(1)
-    ranks = torch.arange(x.shape[-2])
+    ranks = torch.arange(x.shape[-2], device=x.device)
     mid = (ranks == ((m - 1) // 2).unsqueeze(-1)) | (ranks == (m // 2).unsqueeze(-1))
     med = select_ranks(s, mid) / mid.sum(-1, keepdim=True).to(x.dtype)
     dist = (s - med.unsqueeze(-2)).abs()
-    dist = torch.where(torch.isnan(dist), torch.tensor(float("inf"), dtype=x.dtype), dist)
+    dist = torch.where(torch.isnan(dist), torch.tensor(float("inf"), dtype=x.dtype, device=x.device), dist)
     r = ranks.unsqueeze(-1)  # [m, 1]
     qq = q.unsqueeze(-1).unsqueeze(-1)  # [..., 1, 1]
     best_cost = torch.full_like(med, float("inf"))
-    best_a = torch.zeros(med.shape, dtype=torch.long)
+    best_a = torch.zeros(med.shape, dtype=torch.long, device=x.device)
     d_max = int(drop.max()) if drop.numel() else 0
     for a in range(d_max + 1):
         window = (r >= a) & (r < a + qq)  # [..., m, 1]
-        cost = torch.where(window, dist, torch.zeros((), dtype=x.dtype)).sum(-2)
-        better = (cost < best_cost) & (torch.as_tensor(a) <= drop).unsqueeze(-1)
+        cost = torch.where(window, dist, torch.zeros((), dtype=x.dtype, device=x.device)).sum(-2)
+        better = (cost < best_cost) & (a <= drop).unsqueeze(-1)
         best_cost = torch.where(better, cost, best_cost)
-        best_a = torch.where(better, torch.as_tensor(a), best_a)
+        best_a = torch.where(better, a, best_a)
     keep = (r >= best_a.unsqueeze(-2)) & (r < best_a.unsqueeze(-2) + qq)
-    out = torch.where(keep, s, torch.zeros((), dtype=x.dtype)).sum(-2) / q.unsqueeze(-1).to(x.dtype)
+    out = torch.where(keep, s, torch.zeros((), dtype=x.dtype, device=x.device)).sum(-2) / q.unsqueeze(-1).to(x.dtype)
     # no window with finite cost (cannot happen with 2 drop < m): fall back to the median
     return torch.where(torch.isfinite(best_cost), out, med)
 

@@ -52,11 +52,11 @@ class FABA(AbstractAggregator):
         g = centred_gram(x, ok)
         diag = torch.diagonal(g, dim1=-2, dim2=-1)
         ok = ok & torch.isfinite(diag)
-        g = torch.where(ok.unsqueeze(-1) & ok.unsqueeze(-2), g, torch.zeros((), dtype=g.dtype))
+        g = torch.where(ok.unsqueeze(-1) & ok.unsqueeze(-2), g, torch.zeros((), dtype=g.dtype, device=g.device))
         diag = torch.diagonal(g, dim1=-2, dim2=-1)
-        own = torch.arange(x.shape[-2]) == 0
+        own = torch.arange(x.shape[-2], device=x.device) == 0
         alive = mask & ~own if self.own == "keep" else mask.clone()
-        inf = torch.tensor(float("inf"), dtype=torch.float64)
+        inf = torch.tensor(float("inf"), dtype=torch.float64, device=x.device)
         for t in range(int(f.max()) if f.numel() else 0):
             a = (alive & ok).to(torch.float64)
             a = a / a.sum(-1, keepdim=True).clamp_min(1)

@@ -46,16 +46,16 @@ class NNM(AbstractPreAggregator):
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
         ok = readable(x, mask)
         d2 = sq_dists(x, ok)
-        eye = torch.eye(x.shape[-2], dtype=torch.bool)
-        d2 = torch.where(eye, torch.full((), -1.0, dtype=d2.dtype), d2)  # itself always first
-        d2 = torch.where(mask.unsqueeze(-2), d2, torch.tensor(float("inf"), dtype=d2.dtype))
+        eye = torch.eye(x.shape[-2], dtype=torch.bool, device=x.device)
+        d2 = torch.where(eye, torch.full((), -1.0, dtype=d2.dtype, device=d2.device), d2)  # itself always first
+        d2 = torch.where(mask.unsqueeze(-2), d2, torch.tensor(float("inf"), dtype=d2.dtype, device=d2.device))
         keep_n = (mask.sum(-1) - as_long(f)).clamp_min(1)
         sel = ranks(d2) < keep_n.unsqueeze(-1).unsqueeze(-1)  # [..., m (row i), m (neighbour j)]
         sel = sel & mask.unsqueeze(-2)
         bad = (sel & ~ok.unsqueeze(-2)).any(-1)  # rows that mixed in an unreadable vector
         w = sel.to(x.dtype) / sel.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
         y = w @ zero_unless(x, ok)
-        y = torch.where(bad.unsqueeze(-1), torch.tensor(float("nan"), dtype=x.dtype), y)
+        y = torch.where(bad.unsqueeze(-1), torch.tensor(float("nan"), dtype=x.dtype, device=x.device), y)
         return torch.where(mask.unsqueeze(-1), y, x), mask
 
     batched = __call__
@@ -102,17 +102,17 @@ class Bucketing(AbstractPreAggregator):
 
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
         m = x.shape[-2]
-        keys = torch.rand(m, generator=self.generator, dtype=torch.float64)
-        keys = torch.where(mask, keys, torch.tensor(2.0, dtype=torch.float64))  # padding last
+        keys = torch.rand(m, generator=self.generator, dtype=torch.float64, device=self.generator.device).to(x.device)
+        keys = torch.where(mask, keys, torch.tensor(2.0, dtype=torch.float64, device=x.device))  # padding last
         bucket = ranks(keys) // self.s  # [..., m]
-        member = (bucket.unsqueeze(-2) == torch.arange(m).unsqueeze(-1)) & mask.unsqueeze(-2)  # [..., b, j]
+        member = (bucket.unsqueeze(-2) == torch.arange(m, device=x.device).unsqueeze(-1)) & mask.unsqueeze(-2)  # [..., b, j]
         ok = readable(x, mask)
         w = member.to(x.dtype) / member.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
         y = w @ zero_unless(x, ok)
         bad = (member & ~ok.unsqueeze(-2)).any(-1)
-        y = torch.where(bad.unsqueeze(-1), torch.tensor(float("nan"), dtype=x.dtype), y)
+        y = torch.where(bad.unsqueeze(-1), torch.tensor(float("nan"), dtype=x.dtype, device=x.device), y)
         out_mask = member.any(-1)
-        return torch.where(out_mask.unsqueeze(-1), y, torch.zeros((), dtype=x.dtype)), out_mask
+        return torch.where(out_mask.unsqueeze(-1), y, torch.zeros((), dtype=x.dtype, device=x.device)), out_mask
 
     batched = __call__
 

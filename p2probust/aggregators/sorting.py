@@ -78,7 +78,7 @@ def sorted_wires_into_workspace(x: Tensor, mask: Tensor) -> list[Tensor]:
     inf = float("inf")
     if m > MAX_NETWORK_WIRES:
         return sorted_wires(x, mask)
-    work = torch.empty((m,) + x.shape[:-2] + x.shape[-1:], dtype=x.dtype)
+    work = torch.empty((m,) + x.shape[:-2] + x.shape[-1:], dtype=x.dtype, device=x.device)
     work.copy_(x.movedim(-2, 0))
     work.nan_to_num_(nan=inf, posinf=inf, neginf=-inf)
     if not bool(mask.all()):  # regular graphs have no padding: skip a pass over the workspace
@@ -104,7 +104,7 @@ def sort_masked(x: Tensor, mask: Tensor) -> Tensor:
 
 def select_ranks(sorted_x: Tensor, keep: Tensor) -> Tensor:
     """Sum over the kept ranks: ``[..., m, d], [..., m] bool -> [..., d]`` (others never read)."""
-    zero = torch.zeros((), dtype=sorted_x.dtype)
+    zero = torch.zeros((), dtype=sorted_x.dtype, device=sorted_x.device)
     return torch.where(keep.unsqueeze(-1), sorted_x, zero).sum(-2)
 
 
@@ -113,7 +113,7 @@ def sum_ranks(wires: list[Tensor], keep: Tensor) -> Tensor:
 
     Ranks that are not kept are never read (an ``inf`` there cannot leak into the sum).
     """
-    zero = torch.zeros((), dtype=wires[0].dtype)
+    zero = torch.zeros((), dtype=wires[0].dtype, device=wires[0].device)
     total = torch.where(keep[..., :1], wires[0], zero)
     for r in range(1, len(wires)):
         total = total + torch.where(keep[..., r : r + 1], wires[r], zero)
@@ -122,7 +122,7 @@ def sum_ranks(wires: list[Tensor], keep: Tensor) -> Tensor:
 
 def sum_ranks_into(wires: list[Tensor], keep: Tensor) -> Tensor:
     """:func:`sum_ranks` with two buffers and in-place adds (not usable under ``vmap``)."""
-    zero = torch.zeros((), dtype=wires[0].dtype)
+    zero = torch.zeros((), dtype=wires[0].dtype, device=wires[0].device)
     total = torch.where(keep[..., :1], wires[0], zero)
     tmp = torch.empty_like(total)
     for r in range(1, len(wires)):

@@ -34,16 +34,16 @@ def _chunk(rows: int, m: int) -> int:
 
 
 @lru_cache(maxsize=None)
-def keep_sets(m: int, r: int) -> tuple[Tensor, Tensor]:
+def keep_sets(m: int, r: int, device: torch.device = torch.device("cpu")) -> tuple[Tensor, Tensor]:
     """All removal sets of size ``r`` of ``range(m)``: (keep masks ``[T, m]``, largest removed ``[T]``)."""
     combos = list(combinations(range(m), r))
-    keep = torch.ones(len(combos), m, dtype=torch.bool)
-    last = torch.full((len(combos),), -1, dtype=torch.long)
+    keep = torch.ones(len(combos), m, dtype=torch.bool, device="cpu")
+    last = torch.full((len(combos),), -1, dtype=torch.long, device="cpu")
     for t, c in enumerate(combos):
         if c:
             keep[t, list(c)] = False
             last[t] = c[-1]
-    return keep, last
+    return keep.to(device), last.to(device)
 
 
 def _compact(mask: Tensor) -> Tensor:
@@ -68,15 +68,15 @@ def best_subset(score: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], mask: 
     """
     m_cap = mask.shape[-1]
     m = mask.sum(-1)
-    pos = torch.arange(m_cap)
+    pos = torch.arange(m_cap, device=mask.device)
     real = pos < m.unsqueeze(-1)
-    inf = torch.tensor(float("inf"), dtype=torch.float64)
-    best = torch.full(m.shape, float("inf"), dtype=torch.float64)
+    inf = torch.tensor(float("inf"), dtype=torch.float64, device=mask.device)
+    best = torch.full(m.shape, float("inf"), dtype=torch.float64, device=mask.device)
     best2 = best.clone()
     best_keep = real.clone()
     chunk = _chunk(int(m.numel()), m_cap)
     for r in sorted(set(as_long(f)[active].reshape(-1).tolist())):
-        keep_all, last_all = keep_sets(m_cap, int(r))
+        keep_all, last_all = keep_sets(m_cap, int(r), mask.device)
         for start in range(0, keep_all.shape[0], chunk):
             keep, last = keep_all[start:start + chunk], last_all[start:start + chunk]
             valid = (f == r).unsqueeze(-1) & (last < m.unsqueeze(-1)) & active.unsqueeze(-1)  # [..., T]
@@ -120,10 +120,10 @@ class MDA(AbstractAggregator):
         def diameter(keep: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
             k = keep & real.unsqueeze(-2)  # [..., T, m]
             pair = k.unsqueeze(-1) & k.unsqueeze(-2)
-            within = torch.where(pair, d2.unsqueeze(-3), torch.tensor(-1.0, dtype=d2.dtype))
+            within = torch.where(pair, d2.unsqueeze(-3), torch.tensor(-1.0, dtype=d2.dtype, device=d2.device))
             return within.amax((-1, -2)), within.clamp_min(0).sum((-1, -2))
 
-        keep = best_subset(diameter, mask, f, torch.ones(f.shape, dtype=torch.bool))
+        keep = best_subset(diameter, mask, f, torch.ones(f.shape, dtype=torch.bool, device=f.device))
         return weighted_select(x, _uncompact(keep, perm))
 
     batched = __call__
@@ -179,7 +179,7 @@ class SMEA(AbstractAggregator):
         ok = readable(x, mask)
         g = centred_gram(x, ok)  # the covariance is translation invariant; centring keeps precision
         ok = ok & torch.isfinite(torch.diagonal(g, dim1=-2, dim2=-1))
-        g = torch.where(ok.unsqueeze(-1) & ok.unsqueeze(-2), g, torch.zeros((), dtype=g.dtype))
+        g = torch.where(ok.unsqueeze(-1) & ok.unsqueeze(-2), g, torch.zeros((), dtype=g.dtype, device=g.device))
         perm = _compact(mask)
         g = _gather2(g, perm)
         bad = torch.gather(mask & ~ok, -1, perm)  # compact positions
@@ -194,7 +194,7 @@ class SMEA(AbstractAggregator):
         def top_eig(keep: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
             k = keep & real.unsqueeze(-2)  # [..., T, m]
             lam = _lambda_max(g.unsqueeze(-3), k)
-            lam = torch.where((k & bad.unsqueeze(-2)).any(-1), torch.tensor(float("inf"), dtype=lam.dtype), lam)
+            lam = torch.where((k & bad.unsqueeze(-2)).any(-1), torch.tensor(float("inf"), dtype=lam.dtype, device=lam.device), lam)
             return lam, torch.zeros_like(lam)
 
         keep = best_subset(top_eig, mask, f, exact) if bool(exact.any()) else None
@@ -206,14 +206,14 @@ class SMEA(AbstractAggregator):
     @staticmethod
     def _greedy(g: Tensor, bad: Tensor, m: Tensor, f: Tensor) -> Tensor:
         m_cap = g.shape[-1]
-        keep = torch.arange(m_cap) < m.unsqueeze(-1)
-        eye = torch.eye(m_cap, dtype=torch.bool)
+        keep = torch.arange(m_cap, device=g.device) < m.unsqueeze(-1)
+        eye = torch.eye(m_cap, dtype=torch.bool, device=g.device)
         for step in range(int(f.max())):
             cand = keep.unsqueeze(-2) & ~eye  # [..., j (removed), m]
             lam = _lambda_max(g.unsqueeze(-3), cand)
-            lam = torch.where(bad & keep, torch.tensor(-1.0, dtype=lam.dtype), lam)
-            lam = torch.where(keep, lam, torch.tensor(float("inf"), dtype=lam.dtype))
-            lam = torch.where(torch.isnan(lam), torch.tensor(float("inf"), dtype=lam.dtype), lam)
+            lam = torch.where(bad & keep, torch.tensor(-1.0, dtype=lam.dtype, device=lam.device), lam)
+            lam = torch.where(keep, lam, torch.tensor(float("inf"), dtype=lam.dtype, device=lam.device))
+            lam = torch.where(torch.isnan(lam), torch.tensor(float("inf"), dtype=lam.dtype, device=lam.device), lam)
             drop = torch.nn.functional.one_hot(lam.argmin(-1), m_cap).bool() & (step < f).unsqueeze(-1)
             keep = keep & ~drop
         return keep

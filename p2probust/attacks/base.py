@@ -90,7 +90,7 @@ class AttackContext:
         appears on several edges) and gathered back to the edges."""
         uniq, inv = self.recipient_groups
         w = self.honest_slots[uniq].unsqueeze(-1).to(self.params.dtype)  # [R, k, 1]
-        msgs = torch.where(w > 0, self.params[self.idx[uniq]], torch.zeros((), dtype=self.params.dtype))
+        msgs = torch.where(w > 0, self.params[self.idx[uniq]], torch.zeros((), dtype=self.params.dtype, device=self.params.device))
         own = self.params[uniq]
         count = 1 + w.sum(1)
         mean = (own + msgs.sum(1)) / count
@@ -106,11 +106,12 @@ class AttackContext:
             uniq, inv = self.recipient_groups
             r, k = uniq.numel(), self.idx.shape[1]
             honest = self.honest_slots[uniq]  # [R, k]
-            rows = torch.cat([torch.arange(r), torch.arange(r).unsqueeze(1).expand(r, k)[honest]])
+            ids = torch.arange(r, device=uniq.device)
+            rows = torch.cat([ids, ids.unsqueeze(1).expand(r, k)[honest]])
             cols = torch.cat([uniq, self.idx[uniq][honest]])
             adjacency = torch.sparse_coo_tensor(
-                torch.stack([rows, cols]), torch.ones(rows.numel(), dtype=self.params.dtype),
-                (r, self.params.shape[0]), check_invariants=True,
+                torch.stack([rows, cols]), torch.ones(rows.numel(), dtype=self.params.dtype, device=self.params.device),
+                (r, self.params.shape[0]), check_invariants=True, device=self.params.device,
             ).coalesce()
             cached = adjacency, (1 + honest.sum(1, keepdim=True)).to(self.params.dtype), inv
             if self.wiring_cache is not None:
@@ -176,7 +177,7 @@ class AttackContext:
         the recipient's own model and std 0 when it has no honest neighbour."""
         uniq, inv = self.recipient_groups
         w = self.honest_slots[uniq].unsqueeze(-1).to(self.params.dtype)  # [R, k, 1]
-        zero = torch.zeros((), dtype=self.params.dtype)
+        zero = torch.zeros((), dtype=self.params.dtype, device=self.params.device)
         msgs = torch.where(w > 0, self.params[self.idx[uniq]], zero)
         count = w.sum(1)
         mean = torch.where(count > 0, msgs.sum(1) / count.clamp_min(1), self.params[uniq])
@@ -190,7 +191,7 @@ class AttackContext:
     def slot_weights(self) -> Tensor:
         """``[n, k]``: the mixing weights (``weights``, or 1 on every real slot when absent), 0 on padding."""
         w = self.weights if self.weights is not None else torch.ones(self.mask.shape, dtype=self.params.dtype, device=self.params.device)
-        return torch.where(self.mask, w.to(self.params.dtype), torch.zeros((), dtype=self.params.dtype))
+        return torch.where(self.mask, w.to(self.params.dtype), torch.zeros((), dtype=self.params.dtype, device=self.params.device))
 
     def node_tolerance(self) -> Tensor:
         """``LongTensor [n]``: the tolerance ``f`` of each node's rule (the oracle count when absent)."""

@@ -97,7 +97,7 @@ class Mimic(AbstractAttack):
         if rnd == 0 or rnd < self._round or self._z is None:
             self._t, self._target = 0, None
             self._mu = x.mean(0)
-            z0 = torch.randn(x.shape[1], generator=torch.Generator().manual_seed(0)).to(x)
+            z0 = torch.randn(x.shape[1], generator=torch.Generator().manual_seed(0), device="cpu").to(x)
             self._z = _power_step(x, self._mu, z0)
         elif rnd != self._round:
             self._t += 1
@@ -183,6 +183,6 @@ class SampleDuplication(AbstractAttack):
         honest = ctx.honest_slots[uniq]  # [R, k]
         alone = ~honest.any(1, keepdim=True)
         probs = torch.cat([alone, honest], 1).to(torch.float64)
-        pick = torch.multinomial(probs.cpu(), 1, generator=ctx.generator).squeeze(1).to(uniq.device)
+        pick = torch.multinomial(probs.to(ctx.generator.device), 1, generator=ctx.generator).squeeze(1).to(uniq.device)
         chosen = torch.where(pick > 0, ctx.idx[uniq, (pick - 1).clamp_min(0)], uniq)
         return chosen[inv]

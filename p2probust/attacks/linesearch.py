@@ -91,7 +91,7 @@ def line_maximize(scape: Callable[[Tensor], Tensor], size: int, *, evals: int = 
             if not bool(negative.any()):
                 break
             x = torch.where(negative, (x + prop_x) / 2, x)
-        x = torch.where(~up & (x < 0), torch.zeros((), dtype=dtype), x)
+        x = torch.where(~up & (x < 0), torch.zeros((), dtype=dtype, device=x.device), x)
         prop_x = torch.where(expanding, best_x + step, x)
         prop_y = scape(prop_x)
         better = prop_y > best_y

@@ -46,6 +46,9 @@ class RunConfig:
     #: compiled, gather-fused kernel for median / trimmed-mean rules (numba): auto (large calls), on, off
     jit: JitMode = option(
         "auto", "compiled kernel for median/trimmed-mean gossip (numba; same results): auto uses it on large rounds")
+    #: where the run computes: "cpu", "cuda" or "cuda:N" (see p2probust.device)
+    device: str = option(
+        "cpu", "where the run computes: cpu, cuda or cuda:N (GPU N); the compiled kernels (--jit) run on cpu only")
     #: when an honest model becomes NaN or ±inf: "stop" the run (status "diverged") or "continue"
     on_diverge: OnDiverge = option(
         "stop", "when an honest model becomes NaN/inf: stop the run (status diverged, exit 3) or continue")
@@ -68,6 +71,13 @@ class RunConfig:
             parse_size(self.max_memory, allow_auto=True)
         except ValueError as err:
             raise ConfigError(f"max_memory: {err}") from None
+        from ..device import check_form
+
+        problem = check_form(self.device)
+        if problem is not None:
+            raise ConfigError(problem)
+        _require(not (self.jit == "on" and self.device != "cpu"), "jit", self.jit,
+                 f"'auto' or 'off' with device {self.device!r} (the compiled kernels read CPU memory; auto uses torch there)")
         _require(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
         _require(self.eval_nodes >= 0, "eval_nodes", self.eval_nodes, "an integer >= 0 (0: every honest node)")
         _require(self.eval_points >= 0, "eval_points", self.eval_points, "an integer >= 0 (0: every test point)")
@@ -86,6 +96,8 @@ class RunConfig:
         out["train"]["lr_milestones"] = list(self.train.lr_milestones)
         if not self.privacy.enabled:  # non-DP runs keep the config (and its hash) they had before [privacy]
             del out["privacy"]
+        if self.device == "cpu":  # CPU runs keep the config (and its hash) they had before device existed
+            del out["device"]
         if not self.checkpoint_every:  # runs without checkpoints keep the config (and its hash) they had before
             del out["checkpoint_every"]
         return out

@@ -59,6 +59,14 @@ class Dataset:
         if self.num_classes < 0:
             raise DataError(f"num_classes must be >= 0 (0 for regression), got {self.num_classes}")
 
+    def to(self, device: torch.device | str) -> "Dataset":
+        """This data set with its four tensors on ``device`` (itself when they are there already)."""
+        device = torch.device(device)
+        if self.x_train.device == device and self.x_test.device == device:
+            return self
+        return Dataset(self.x_train.to(device), self.y_train.to(device), self.x_test.to(device), self.y_test.to(device),
+                       num_classes=self.num_classes, name=self.name)
+
     @property
     def feature_shape(self) -> tuple[int, ...]:
         """Shape of one input, for example ``(64,)`` or ``(1, 28, 28)``."""

@@ -7,6 +7,7 @@ Tasks are registered by name so TOML files and the CLI can pick one
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -87,6 +88,12 @@ class Task:
             The objective is the average over the given nodes of their local mean losses.
         """
         return None if self.optimum_fn is None else self.optimum_fn(parts)
+
+    def to(self, device: torch.device | str) -> "Task":
+        """This task with its data set on ``device`` (itself when it is there already); the exact
+        optimum, if known, is still computed from the data it was built with."""
+        dataset = self.dataset.to(device)
+        return self if dataset is self.dataset else dataclasses.replace(self, dataset=dataset)
 
     @property
     def num_classes(self) -> int:

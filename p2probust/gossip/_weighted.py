@@ -23,13 +23,13 @@ def differences(own: Tensor, msgs: Tensor, mask: Tensor) -> tuple[Tensor, Tensor
     """
     ok = readable(msgs, mask) & torch.isfinite(own).all(-1, keepdim=True)
     delta = zero_unless(msgs - own.unsqueeze(-2), ok)
-    dist = torch.where(ok, safe_norm(delta), torch.tensor(float("inf"), dtype=own.dtype))
+    dist = torch.where(ok, safe_norm(delta), torch.tensor(float("inf"), dtype=own.dtype, device=own.device))
     return delta, dist, ok
 
 
 def real_weights(weights: Tensor, mask: Tensor) -> Tensor:
     """Slot weights in float64, 0 on padding (and never negative)."""
-    return torch.where(mask, weights.to(_F64), torch.zeros((), dtype=_F64)).clamp_min(0)
+    return torch.where(mask, weights.to(_F64), torch.zeros((), dtype=_F64, device=mask.device)).clamp_min(0)
 
 
 BYZANTINE_WEIGHTS = ("sum", "max")
@@ -44,11 +44,11 @@ def byzantine_weight(w: Tensor, mask: Tensor, f: Tensor, mode: str = "sum") -> T
     ``w [..., k] float64, mask [..., k], f [...] -> [...]``.
     """
     if mode == "max":
-        top = torch.where(mask, w, torch.zeros((), dtype=_F64)).amax(-1) if w.shape[-1] else torch.zeros(w.shape[:-1], dtype=_F64)
+        top = torch.where(mask, w, torch.zeros((), dtype=_F64, device=w.device)).amax(-1) if w.shape[-1] else torch.zeros(w.shape[:-1], dtype=_F64, device=w.device)
         return as_long(f).to(_F64) * top
-    key = torch.where(mask, -w, torch.tensor(float("inf"), dtype=_F64))
+    key = torch.where(mask, -w, torch.tensor(float("inf"), dtype=_F64, device=w.device))
     top = ranks(key) < as_long(f).unsqueeze(-1)
-    return torch.where(top & mask, w, torch.zeros((), dtype=_F64)).sum(-1)
+    return torch.where(top & mask, w, torch.zeros((), dtype=_F64, device=w.device)).sum(-1)
 
 
 class WeightedOrder:
@@ -59,16 +59,16 @@ class WeightedOrder:
     """
 
     def __init__(self, dist: Tensor, w: Tensor, mask: Tensor):
-        key = torch.where(mask, dist.to(_F64), torch.tensor(float("inf"), dtype=_F64))
-        r = ranks(torch.where(torch.isnan(key), torch.tensor(float("inf"), dtype=_F64), key))
+        key = torch.where(mask, dist.to(_F64), torch.tensor(float("inf"), dtype=_F64, device=dist.device))
+        r = ranks(torch.where(torch.isnan(key), torch.tensor(float("inf"), dtype=_F64, device=dist.device), key))
         # order[rank] = slot: invert the rank permutation with a scatter
-        slots = torch.arange(dist.shape[-1]).expand_as(r)
+        slots = torch.arange(dist.shape[-1], device=dist.device).expand_as(r)
         self.order = torch.zeros_like(r).scatter(-1, r, slots)
         self.dist = torch.gather(dist, -1, self.order)
         self.w = torch.gather(w, -1, self.order)
         self.real = torch.gather(mask, -1, self.order)
         self.cum = self.w.cumsum(-1)
-        self.total = self.cum[..., -1] if dist.shape[-1] else torch.zeros(dist.shape[:-1], dtype=_F64)
+        self.total = self.cum[..., -1] if dist.shape[-1] else torch.zeros(dist.shape[:-1], dtype=_F64, device=dist.device)
 
     def within(self, target: Tensor, strict: bool = False) -> Tensor:
         """Ranks whose cumulative weight is at most ``target`` (with a round-off slack), or below

@@ -63,15 +63,15 @@ def _check_tau(tau: float | str) -> float | str:
 def second_largest(dist: Tensor, mask: Tensor) -> Tensor:
     """Second-largest real entry of the last axis (the largest with one real entry; ``+inf`` with
     none): ``[..., k] -> [...]`` float64. Unreadable neighbours (``inf``) count as the largest."""
-    key = torch.where(mask, dist.to(_F64), torch.tensor(-float("inf"), dtype=_F64))
+    key = torch.where(mask, dist.to(_F64), torch.tensor(-float("inf"), dtype=_F64, device=mask.device))
     k = key.shape[-1]
     if k == 0:
-        return torch.full(key.shape[:-1], float("inf"), dtype=_F64)
+        return torch.full(key.shape[:-1], float("inf"), dtype=_F64, device=key.device)
     top = torch.topk(key, min(2, k), dim=-1).values
     count = mask.sum(-1)
     tau = top[..., 1] if k > 1 else top[..., 0]
     tau = torch.where(count >= 2, tau, top[..., 0])
-    return torch.where(count > 0, tau, torch.tensor(float("inf"), dtype=_F64))
+    return torch.where(count > 0, tau, torch.tensor(float("inf"), dtype=_F64, device=mask.device))
 
 
 @register_rule("clipped-gossip", "ClippedGossip: θ_i + Σ_j W_ij Clip(θ_j − θ_i, τ_i) (tau= float | adaptive | second-largest | oracle)")
@@ -113,7 +113,7 @@ class ClippedGossip(AbstractGossipRule):
         if self._byz_slots is None:
             raise ValueError("ClippedGossip(tau='oracle') needs bind(table, is_byzantine) before for_nodes")
         out = copy.copy(self)
-        out._rows = torch.as_tensor(nodes).long().reshape(-1)
+        out._rows = torch.as_tensor(nodes, device=self._byz_slots.device).long().reshape(-1)
         return out
 
     def _oracle_slots(self, rows: int) -> Tensor:
@@ -136,7 +136,7 @@ class ClippedGossip(AbstractGossipRule):
     def radius(self, delta: Tensor, dist: Tensor, w: Tensor, mask: Tensor, f: Tensor, self_w: Tensor) -> Tensor:
         """The clipping radius ``tau_i`` per node (float64, ``[...]``)."""
         if not isinstance(self.tau, str):
-            return torch.full(dist.shape[:-1], self.tau, dtype=_F64)
+            return torch.full(dist.shape[:-1], self.tau, dtype=_F64, device=dist.device)
         if self.tau == "adaptive":
             # the neighbourhood including the node itself (distance 0, weight W_ii)
             zero = torch.zeros_like(dist[..., :1])
@@ -148,11 +148,11 @@ class ClippedGossip(AbstractGossipRule):
         if dist.dim() < 2:
             raise ValueError("ClippedGossip(tau='oracle') needs a batched call over nodes (after bind); use tau='adaptive' per node")
         byz = self._oracle_slots(dist.shape[0]) & mask
-        delta_w = torch.where(byz, w, torch.zeros((), dtype=_F64)).sum(-1)
+        delta_w = torch.where(byz, w, torch.zeros((), dtype=_F64, device=dist.device)).sum(-1)
         d = dist.to(_F64)
-        spread = torch.where(mask & ~byz, w * d * d, torch.zeros((), dtype=_F64)).sum(-1)
-        tau = (spread / torch.where(delta_w > 0, delta_w, torch.ones((), dtype=_F64))).sqrt()
-        return torch.where(delta_w > 0, tau, torch.tensor(float("inf"), dtype=_F64))
+        spread = torch.where(mask & ~byz, w * d * d, torch.zeros((), dtype=_F64, device=dist.device)).sum(-1)
+        tau = (spread / torch.where(delta_w > 0, delta_w, torch.ones((), dtype=_F64, device=dist.device))).sqrt()
+        return torch.where(delta_w > 0, tau, torch.tensor(float("inf"), dtype=_F64, device=dist.device))
 
     def __call__(self, own: Tensor, msgs: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
         delta, dist, _ = differences(own, msgs, mask)

@@ -50,15 +50,15 @@ class IOS(AbstractGossipRule):
         sq = torch.diagonal(g, dim1=-2, dim2=-1)
         ok = ok & torch.isfinite(sq)
         both = ok.unsqueeze(-1) & ok.unsqueeze(-2)
-        g = torch.where(both, g, torch.zeros((), dtype=g.dtype)).to(torch.float64)
+        g = torch.where(both, g, torch.zeros((), dtype=g.dtype, device=g.device)).to(torch.float64)
         y = zero_unless(y, ok)
         w = real_weights(weights, mask)
         self_w = (1.0 - w.sum(-1)).clamp_min(0)
         alive = mask.clone()
-        inf = torch.tensor(float("inf"), dtype=torch.float64)
+        inf = torch.tensor(float("inf"), dtype=torch.float64, device=g.device)
         rounds = int(f.max()) if f.numel() else 0
         for t in range(rounds):
-            a = torch.where(alive, w, torch.zeros((), dtype=torch.float64))
+            a = torch.where(alive, w, torch.zeros((), dtype=torch.float64, device=g.device))
             total = (a.sum(-1) + self_w).clamp_min(1e-300)
             a = a / total.unsqueeze(-1)  # centre ȳ = Σ a_j y_j (the node itself is y = 0)
             ga = (g @ a.unsqueeze(-1)).squeeze(-1)
@@ -67,7 +67,7 @@ class IOS(AbstractGossipRule):
             key = torch.where(alive, -dist, inf)  # farthest first; dead slots last
             drop = (ranks(key) == 0) & alive & (t < f).unsqueeze(-1)
             alive = alive & ~drop
-        a = torch.where(alive, w, torch.zeros((), dtype=torch.float64))
+        a = torch.where(alive, w, torch.zeros((), dtype=torch.float64, device=g.device))
         a = (a / (a.sum(-1) + self_w).clamp_min(1e-300).unsqueeze(-1)).to(own.dtype)
         centre = own + (a.unsqueeze(-1) * y).sum(-2)
         return (1 - self.alpha) * own + self.alpha * centre

@@ -4,7 +4,7 @@
   mean, the inbox gather fused into a register-resident sorting network (same bits as torch).
 
 The torch paths remain the reference and serve everything else (``vmap``, other rules, small
-calls). ``RunConfig.jit`` (``--jit``) chooses: ``auto`` uses a kernel when the call is large
+calls, and every run whose tensors are not on the CPU: ``RunConfig.device``). ``RunConfig.jit`` (``--jit``) chooses: ``auto`` uses a kernel when the call is large
 enough to repay its one-off compilation, ``on`` always, ``off`` never. Compiled code is cached on
 disk (numba ``cache=True``), so compilation is paid once per machine.
 
@@ -39,13 +39,18 @@ def available() -> bool:
     return True
 
 
-def check_mode(mode: str, needed: bool) -> bool:
-    """Whether compiled kernels may be used in ``mode``; ``on`` without numba is an error when ``needed``."""
+def check_mode(mode: str, needed: bool, device: torch.device | str = "cpu") -> bool:
+    """Whether compiled kernels may be used in ``mode`` on tensors of ``device``; ``on`` without
+    numba, or with tensors off the CPU (the kernels read CPU memory), is an error when ``needed``;
+    ``auto`` off the CPU is the torch path."""
     if mode not in MODES:
         raise ValueError(f"jit = {mode!r} must be one of: {', '.join(MODES)}")
+    on_cpu = torch.device(device).type == "cpu"
+    if mode == "on" and needed and not on_cpu:
+        raise ValueError(f"jit = 'on' needs the run on the cpu, not on {str(device)!r} (the compiled kernels read CPU memory); use jit = 'auto' or 'off'")
     if mode == "on" and needed and not available():
         raise ValueError("jit = 'on' needs numba, which cannot be imported here (pip install numba); use jit = 'auto' or 'off'")
-    return mode != "off" and available()
+    return mode != "off" and on_cpu and available()
 
 
 def cache_dir() -> Path:

@@ -82,7 +82,7 @@ class GaussianDP:
         """Build the clipped-mean function for ``trainer``'s model and size the step counters."""
         self._mean = clipped_mean_fn(trainer.model, trainer.loss, trainer.criterion, trainer.spec)
         if self.steps.numel() != trainer.lengths.numel():
-            self.steps = torch.zeros(trainer.lengths.numel(), dtype=torch.long)
+            self.steps = torch.zeros(trainer.lengths.numel(), dtype=torch.long, device=trainer.lengths.device)
         return self
 
     def gradients(self, trainer, theta: Tensor, nodes: Tensor, generator: torch.Generator) -> Tensor:
@@ -98,8 +98,8 @@ class GaussianDP:
             denom = (self.sample_rate * lengths).clamp(min=1.0).to(theta.dtype)  # a node without data: noise only
         else:
             xb, yb = trainer.sample(nodes, generator)
-            keep = torch.ones(yb.shape, dtype=theta.dtype)
-            denom = torch.full((nodes.numel(),), float(yb.shape[1]), dtype=theta.dtype)
+            keep = torch.ones(yb.shape, dtype=theta.dtype, device=theta.device)
+            denom = torch.full((nodes.numel(),), float(yb.shape[1]), dtype=theta.dtype, device=theta.device)
         self.steps = self.steps.index_add(0, nodes, torch.ones_like(nodes))
         return self.privatize(self._mean(theta, xb, yb, keep, denom, self.clip), denom)
 
@@ -107,7 +107,7 @@ class GaussianDP:
         r"""Add the Gaussian noise: :math:`\bar g_i + \sigma C z_i / B_i`, ``z ~ N(0, I)``; σ = 0 adds nothing."""
         if self.noise_multiplier == 0:
             return clipped_mean
-        z = torch.randn(clipped_mean.shape, generator=self.generator, dtype=clipped_mean.dtype)
+        z = torch.randn(clipped_mean.shape, generator=self.generator, dtype=clipped_mean.dtype, device=clipped_mean.device)
         scale = (self.noise_multiplier * self.clip) / denom
         return torch.addcmul(clipped_mean, scale.unsqueeze(1), z)
 

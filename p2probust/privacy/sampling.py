@@ -30,14 +30,14 @@ def poisson_positions(lengths: Tensor, width: int, q: float, generator: torch.Ge
         One ``[a, L]`` uniform draw per call.
     """
     a = lengths.numel()
-    u = torch.rand((a, width), generator=generator, dtype=torch.float64)
-    chosen = (u < q) & (torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1))
+    u = torch.rand((a, width), generator=generator, dtype=torch.float64, device=generator.device).to(lengths.device)
+    chosen = (u < q) & (torch.arange(width, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1))
     running = chosen.cumsum(1)  # [a, L], non-decreasing per row
-    counts = running[:, -1] if width else torch.zeros(a, dtype=torch.long)
+    counts = running[:, -1] if width else torch.zeros(a, dtype=torch.long, device=lengths.device)
     k = max(int(counts.max()) if a else 0, 1)
-    ranks = torch.arange(1, k + 1).expand(a, k).contiguous()
+    ranks = torch.arange(1, k + 1, device=lengths.device).expand(a, k).contiguous()
     pos = torch.searchsorted(running, ranks)  # first position whose running count is k + 1
-    mask = torch.arange(k).unsqueeze(0) < counts.unsqueeze(1)
+    mask = torch.arange(k, device=lengths.device).unsqueeze(0) < counts.unsqueeze(1)
     return torch.where(mask, pos, torch.zeros_like(pos)), mask
 
 

@@ -63,7 +63,7 @@ def build_privacy(pcfg, batch_size: int, steps: int, lengths: torch.Tensor, hone
     sigma, how = noise_multiplier(pcfg, q, steps, m)
     clip = pcfg.clip if pcfg.clip is not None else 1.0
     dp = GaussianDP(clip=clip, noise_multiplier=sigma, sample_rate=q, delta=pcfg.delta, sampling=pcfg.sampling,
-                    generator=generator, steps=torch.zeros(lengths.numel(), dtype=torch.long))
+                    generator=generator, steps=torch.zeros(lengths.numel(), dtype=torch.long, device=lengths.device))
     planned = epsilon(q, sigma, steps, pcfg.delta)
     log.info(f"privacy: noise multiplier σ = {sigma:.4g} ({how}), clip C = {clip:g}, sampling {pcfg.sampling} "
              f"q = {q:.4g}; ε = {planned:.4g} at δ = {pcfg.delta:g} after T = {steps} local steps")

@@ -71,6 +71,13 @@ class NeighborTable:
             if got != shape:
                 raise TopologyError(f"NeighborTable.{name} must have shape {shape}, got {got}")
 
+    def to(self, device: torch.device | str) -> "NeighborTable":
+        """This table with its tensors on ``device`` (itself when they are there already)."""
+        if self.idx.device == torch.device(device):
+            return self
+        return NeighborTable(self.idx.to(device), self.mask.to(device), self.weights.to(device),
+                             self.self_weight.to(device), self.degree.to(device))
+
     @property
     def n(self) -> int:
         """Number of nodes."""
