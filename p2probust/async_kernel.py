@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .device import from_numpy, to_numpy
 from .engine.events import AsyncEngine, AsyncSetup, Deliveries
 from .kernels import Kernels
 from .network_state import InboxBuffer
@@ -37,7 +38,7 @@ class StaleModels:
     def replay_fn(self, lag: float) -> Callable[[np.ndarray], Tensor]:
         def replay(sent_at: np.ndarray) -> Tensor:
             pos = np.searchsorted(np.asarray(self.times), np.asarray(sent_at) - lag, side="right") - 1
-            return torch.stack(self.models)[torch.from_numpy(np.maximum(pos, 0))]
+            return torch.stack(self.models)[from_numpy(np.maximum(pos, 0), self.models[0].device)]
 
         return replay
 
@@ -48,7 +49,7 @@ class AsyncKernel:
     def __init__(self, kern: Kernels, capacity_idx: Tensor, *, dynamic: bool, schedule: Callable[[int], float],
                  measure: Callable[..., None], eval_every: int, rounds: int, duration: float, bar: Any):
         self.k = kern
-        self.buf = InboxBuffer(capacity_idx, kern.params.shape[1], kern.params.dtype)
+        self.buf = InboxBuffer(capacity_idx, kern.params.shape[1], kern.params.dtype, kern.params.device)
         self.dynamic = dynamic
         self.schedule, self.measure, self.bar = schedule, measure, bar
         self.eval_every, self.rounds, self.duration = eval_every, rounds, duration
@@ -60,7 +61,7 @@ class AsyncKernel:
         """Local steps of ``nodes`` (one batched call), then snapshot their models."""
         self.round = round
         self.lr = self.schedule(round)
-        t = torch.from_numpy(nodes)
+        t = from_numpy(nodes, self.k.params.device)
         self.k.local_step(t, self.lr)
         self.buf.store(handles, self.k.params[t])
 
@@ -71,20 +72,21 @@ class AsyncKernel:
         buf.deliver(dl.dst, dl.slot, dl.src, dl.sent_at, dl.handle)
         if nodes.size == 0:
             return
-        a = torch.from_numpy(nodes)
-        mask = buf.has[a] & ~buf.crafted[a] if k.silent else buf.has[a]  # silent: Byzantine slots absent
-        senders = buf.sender[a]
+        a_cpu, dev = torch.from_numpy(nodes), k.params.device  # the buffer's bookkeeping is on the CPU
+        a = a_cpu.to(dev)
+        has, byz_slot, senders = (x[a_cpu].to(dev) for x in (buf.has, buf.crafted, buf.sender))
+        mask = has & ~byz_slot if k.silent else has  # silent: Byzantine slots absent
         if self.dynamic:
             weights = mask.to(k.params.dtype) / (1 + mask.sum(1, keepdim=True)).to(k.params.dtype)
             f = (mask & k.is_byzantine[senders]).sum(1) if k.oracle else k.f[a]
         else:
             weights, f = k.table.weights[a], k.f[a]
-        rows, slots = torch.nonzero(mask & buf.crafted[a], as_tuple=True)
+        rows, slots = torch.nonzero(mask & byz_slot, as_tuple=True)
         crafted = None
         if rows.numel():
-            all_w = k.table.weights if not self.dynamic else torch.zeros(buf.has.shape, dtype=k.params.dtype)
-            crafted = k.craft(a[rows], senders[rows, slots], slots, self.round, buf.sender, buf.has, all_w, k.f,
-                              buf.sent_at[nodes[rows.numpy()], slots.numpy()])
+            all_w = k.table.weights if not self.dynamic else torch.zeros(buf.has.shape, dtype=k.params.dtype, device=dev)
+            crafted = k.craft(a[rows], senders[rows, slots], slots, self.round, buf.sender.to(dev), buf.has.to(dev), all_w,
+                              k.f, buf.sent_at[nodes[to_numpy(rows)], to_numpy(slots)])
         slot_rows = buf.slot_rows(nodes, rows, slots, crafted)  # may grow the pool: before reading it
         k.mix(a, buf.pool, mask, weights, k.tolerance(a, mask, f), slot_rows)
 
@@ -102,16 +104,16 @@ def make_async_engine(cfg, specs, kern: Kernels, compute, links, churn, dynamics
         raise ValueError(f"engine.dynamics = {str(dynamics.spec)!r} needs mode sync; in async mode use epidemic:s=S")
     n = kern.table.n
     actors = np.zeros(n, dtype=bool)
-    actors[kern.actors.numpy()] = True
+    actors[to_numpy(kern.actors)] = True
     if dynamics is None:
-        idx, mask = kern.table.idx.numpy(), kern.table.mask.numpy()
+        idx, mask = to_numpy(kern.table.idx), to_numpy(kern.table.mask)
         if kern.silent:  # crashed Byzantine nodes send nothing and nobody waits for them
-            byz = kern.is_byzantine.numpy()
+            byz = to_numpy(kern.is_byzantine)
             mask = mask & ~byz[idx] & ~byz[:, None]
     else:
         cap = 2 * dynamics.spec.value
         idx, mask = np.repeat(np.arange(n)[:, None], cap, 1), np.ones((n, cap), dtype=bool)
-    setup = AsyncSetup(idx, mask, kern.is_byzantine.numpy(), actors, actors, compute, links, specs["clock"], rng,
+    setup = AsyncSetup(idx, mask, to_numpy(kern.is_byzantine), actors, actors, compute, links, specs["clock"], rng,
                        churn, dynamics, specs["timing_attack"], cfg.engine.tick)
     return AsyncEngine(setup, cfg.train.rounds, duration=cfg.engine.duration)
 

@@ -97,5 +97,6 @@ def resolved_config(cfg, G, is_byz, gossip, adversary, f, n, d, report) -> dict[
     out["byzantine"]["neighbors_per_honest_node"] = report.byzantine_neighbors
     out["byzantine"]["at_risk"] = report.at_risk
     out["parameters"] = d
+    out["device"] = cfg.device  # recorded for every run (the config hash leaves out the default, cpu)
     out["version"] = __version__
     return out

@@ -74,7 +74,7 @@ def restore_memory(obj: Any, memory: dict[str, Any]) -> None:
             owner = owner[int(p)] if isinstance(owner, (tuple, list)) else getattr(owner, p)
         current = getattr(owner, name, None)
         if isinstance(current, torch.Generator):
-            current.set_state(value)
+            current.set_state(value.cpu())  # a generator state is a CPU byte tensor, whatever the run's device
         else:
             setattr(owner, name, value)
 
@@ -126,12 +126,15 @@ class Checkpointer:
             meta["history_times"] = self.history.times
             tensors["history.models"] = torch.stack(self.history.models)
         meta.update(config=self.cfg.to_dict(), config_json=_config_hash(self.path), format=FORMAT, version=__version__)
-        return {"tensors": {k: v.detach().clone() for k, v in tensors.items()}, "meta": json.dumps(meta)}
+        # CPU copies (a run on a GPU writes the same file; restore moves them back)
+        return {"tensors": {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}, "meta": json.dumps(meta)}
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         """Overwrite the freshly built run's state with ``ckpt`` (from :func:`load`)."""
         kern, run, engine, observer = self.kern, self.run, self.engine, self.observer
         tensors, meta = ckpt["tensors"], json.loads(ckpt["meta"])
+        device = kern.params.device  # generator states, churn and plan arrays stay on the CPU
+        tensors = {k: v if k.startswith(_CPU_STATE) else v.to(device) for k, v in tensors.items()}
         kern.params, kern.momentum = tensors["params"], tensors["momentum"]
         kern.gen_batches.set_state(tensors["gen.batches"])
         kern.gen_attack.set_state(tensors["gen.attack"])
@@ -154,6 +157,10 @@ class Checkpointer:
         engine.resume_at(_plan_from(meta["plan"], tensors), meta["now"], meta["events"])
         observer.diverged = list(meta["diverged"])
         observer.restored = (meta["rows"], meta["timing"])
+
+
+#: checkpoint entries that stay on the CPU when restored onto another device
+_CPU_STATE = ("gen.", "privacy.generator", "churn.", "plan.")
 
 
 def _plain(memory: dict[str, Any]) -> dict[str, Any]:

@@ -64,6 +64,15 @@ def resolve(value: str) -> torch.device:
     return torch.device("cuda", index)
 
 
+def device_record(device: torch.device) -> dict[str, str]:
+    """What a run's summary records about where it ran: ``device`` (``cpu``, ``cuda:0``) and, on
+    a GPU, ``device_name`` (e.g. ``NVIDIA H200``)."""
+    out = {"device": str(device)}
+    if device.type == "cuda":
+        out["device_name"] = torch.cuda.get_device_name(device)
+    return out
+
+
 def from_numpy(array: np.ndarray, device: torch.device | str) -> torch.Tensor:
     """The one crossing from the engine's numpy arrays (index sets, masks, times) to torch: a
     tensor of the same values on ``device`` (no copy on the CPU)."""

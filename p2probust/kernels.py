@@ -171,7 +171,7 @@ class Kernels:
         """Run round ``plan.round``; return the number of messages sent."""
         if plan.online is None and plan.delivered is None and plan.src is None and self.replay is None:
             return self._plain_round(plan.round, lr)
-        tab = self.static_edges if plan.src is None else edge_table_from(plan, self.table.n, self.params.dtype)
+        tab = self.static_edges if plan.src is None else edge_table_from(plan, self.table.n, self.params.dtype, self.params.device)
         actors = self.actors
         if plan.online is not None:
             actors = actors[from_numpy(plan.online, actors.device)[actors]]
@@ -272,6 +272,6 @@ class Kernels:
         self.params = self.params.index_copy(0, nodes, new)
 
 
-def edge_table_from(plan: RoundPlan, n: int, dtype: torch.dtype) -> EdgeTable:
-    """The padded table of a round's edges (time-varying topologies)."""
-    return edge_table(None, n=n, src=plan.src, dst=plan.dst, dtype=dtype)
+def edge_table_from(plan: RoundPlan, n: int, dtype: torch.dtype, device: torch.device | str = "cpu") -> EdgeTable:
+    """The padded table of a round's edges (time-varying topologies), on ``device``."""
+    return edge_table(None, n=n, src=plan.src, dst=plan.dst, dtype=dtype, device=device)

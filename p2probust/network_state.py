@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .device import from_numpy, to_numpy
 from .engine.inflight import latest_per_slot
 
 
@@ -41,7 +42,7 @@ class EdgeTable:
 
     def with_delivered(self, delivered: np.ndarray) -> Tensor:
         """``[n, k]`` mask of the slots whose message arrived (``delivered [E]`` in edge order)."""
-        return self.mask.index_put((self.rows, self.slots), torch.from_numpy(np.ascontiguousarray(delivered)))
+        return self.mask.index_put((self.rows, self.slots), from_numpy(delivered, self.mask.device))
 
     def byzantine_counts(self, is_byzantine: Tensor) -> Tensor:
         """``[n]`` number of Byzantine senders per recipient."""
@@ -49,11 +50,11 @@ class EdgeTable:
 
     def edges(self) -> tuple[np.ndarray, np.ndarray]:
         """``(src [E], dst [E])`` in edge order."""
-        return self.idx[self.rows, self.slots].numpy(), self.rows.numpy()
+        return to_numpy(self.idx[self.rows, self.slots]), to_numpy(self.rows)
 
 
 def edge_table(table=None, *, n: int = 0, src: np.ndarray | None = None, dst: np.ndarray | None = None,
-               dtype: torch.dtype = torch.float32) -> EdgeTable:
+               dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> EdgeTable:
     """From a :class:`~p2probust.topology.NeighborTable`, or from edges sorted by ``dst`` with
     weights ``1 / (1 + in-degree of dst)`` (the uniform average of epidemic learning; equal to
     Metropolis–Hastings on regular graphs)."""
@@ -73,8 +74,8 @@ def edge_table(table=None, *, n: int = 0, src: np.ndarray | None = None, dst: np
     mask = np.zeros((n, k), dtype=bool)
     mask[dst, slot] = True
     w = np.where(mask, 1.0 / (1.0 + deg[:, None]), 0.0)
-    return EdgeTable(torch.from_numpy(idx), torch.from_numpy(mask), torch.from_numpy(w).to(dtype),
-                     torch.from_numpy(dst), torch.from_numpy(slot))
+    return EdgeTable(from_numpy(idx, device), from_numpy(mask, device), from_numpy(w, device).to(dtype),
+                     from_numpy(dst, device), from_numpy(slot, device))
 
 
 class InboxBuffer:
@@ -109,21 +110,21 @@ class InboxBuffer:
     numpy views of the tensors (same memory).
     """
 
-    def __init__(self, idx: Tensor, d: int, dtype: torch.dtype):
+    def __init__(self, idx: Tensor, d: int, dtype: torch.dtype, device: torch.device | str = "cpu"):
         n, k = idx.shape
-        self.has = torch.zeros(n, k, dtype=torch.bool)
-        self.crafted = torch.zeros(n, k, dtype=torch.bool)
+        self.has = torch.zeros(n, k, dtype=torch.bool, device="cpu")  # the engine's bookkeeping: on the CPU, written through numpy
+        self.crafted = torch.zeros(n, k, dtype=torch.bool, device="cpu")
         self.sender = idx.clone()
         self.sent_at = np.full((n, k), -np.inf)
         self.handle = np.full((n, k), -1, dtype=np.int64)
         self.cap = max(n, 1)
-        self.pool = torch.zeros(self.cap + 1, d, dtype=dtype)
+        self.pool = torch.zeros(self.cap + 1, d, dtype=dtype, device=device)  # on the run's device
 
     def _resize(self, cap: int, rows: int) -> None:
         """Handle capacity ``cap`` and at least ``rows`` rows in all (handles' rows kept)."""
         if cap == self.cap and rows <= self.pool.shape[0]:
             return
-        grown = torch.zeros(max(rows, cap + 1), self.pool.shape[1], dtype=self.pool.dtype)
+        grown = torch.zeros(max(rows, cap + 1), self.pool.shape[1], dtype=self.pool.dtype, device=self.pool.device)
         grown[: self.cap] = self.pool[: self.cap]
         self.pool, self.cap = grown, cap
 
@@ -134,7 +135,7 @@ class InboxBuffer:
         need = int(handles.max()) + 1
         if need > self.cap:
             self._resize(max(need, 2 * self.cap), 0)
-        self.pool[torch.from_numpy(handles)] = models
+        self.pool[from_numpy(handles, self.pool.device)] = models
 
     def deliver(self, dst: np.ndarray, slot: np.ndarray, src: np.ndarray, sent_at: np.ndarray, handle: np.ndarray) -> None:
         """Write delivered messages (in arrival order: the last one per slot wins); ``handle < 0``
@@ -157,5 +158,5 @@ class InboxBuffer:
             e = crafted.shape[0]
             self._resize(self.cap, self.cap + 1 + e)
             self.pool[self.cap + 1 : self.cap + 1 + e] = crafted
-            out[rows.numpy(), slots.numpy()] = self.cap + 1 + np.arange(e)
-        return torch.from_numpy(out)
+            out[to_numpy(rows), to_numpy(slots)] = self.cap + 1 + np.arange(e)
+        return from_numpy(out, self.pool.device)

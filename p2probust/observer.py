@@ -14,9 +14,9 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
+from .device import device_record, from_numpy
 from .metrics import consensus_distance
 from .status import Diverged, honest_models_finite
 
@@ -62,7 +62,7 @@ class RunObserver:
                 online: np.ndarray | None = None) -> None:
         """Record round ``rnd`` of the models ``params [n, d]`` (``online``: who is up, or None)."""
         run, honest = self.run, self.run.honest
-        alive = honest if online is None else honest & torch.from_numpy(online)
+        alive = honest if online is None else honest & from_numpy(online, honest.device)
         if not bool(alive.any()):
             alive = honest  # nobody honest online: report on all honest nodes
         theta_bar = params[alive].mean(0)
@@ -155,6 +155,7 @@ class RunObserver:
             "n": run.n,
             "honest": int(run.honest.sum()),
             "d": run.d,
+            **device_record(run.params.device),
         }
         if run.privacy is not None:
             summary["privacy"] = run.privacy.summary(run.honest)

@@ -111,8 +111,8 @@ def aggregate(kern: Any, nodes: Tensor, idx: Tensor, mask: Tensor, f: Tensor, ro
         if "sources" not in cache:
             source = torch.where(mask, idx, -1)
             if rows.numel():
-                source = source.index_put((rows, slots), -2 - torch.arange(rows.numel()))
-            present = torch.cat([torch.ones((g, 1), dtype=torch.bool), mask], 1)
+                source = source.index_put((rows, slots), -2 - torch.arange(rows.numel(), device=rows.device))
+            present = torch.cat([torch.ones((g, 1), dtype=torch.bool, device=mask.device), mask], 1)
             cache["sources"] = torch.cat([nodes.unsqueeze(1), source], 1), agg.kept_ranks(present, f)
         source, keep = cache["sources"]
         return jit_rank_mean.rank_mean(kern.params, crafted, source, keep, table=True)
@@ -120,7 +120,7 @@ def aggregate(kern: Any, nodes: Tensor, idx: Tensor, mask: Tensor, f: Tensor, ro
     if crafted is not None:
         inbox = inbox.index_put((rows, slots), crafted)
     x = torch.cat([kern.params[nodes].unsqueeze(1), inbox], 1)
-    present = torch.cat([torch.ones((g, 1), dtype=torch.bool), mask], 1)
+    present = torch.cat([torch.ones((g, 1), dtype=torch.bool, device=mask.device), mask], 1)
     return agg.batched(x, present, f)
 
 
@@ -142,7 +142,8 @@ def detect(kern: Any) -> InboxGroups | None:
     uniq, inverse = torch.unique(key, dim=0, return_inverse=True)
     if 2 * uniq.shape[0] > a:
         return None
-    reps = torch.full((uniq.shape[0],), a, dtype=torch.long).scatter_reduce(0, inverse, torch.arange(a), "amin")
+    reps = torch.full((uniq.shape[0],), a, dtype=torch.long, device=inverse.device).scatter_reduce(
+        0, inverse, torch.arange(a, device=inverse.device), "amin")
     return InboxGroups.of(kern, reps, inverse)
 
 
@@ -150,8 +151,9 @@ def server_groups(kern: Any) -> InboxGroups:
     """One group: the server's inbox, seen from the first honest acting client (on the complete
     graph its own model and inbox are all ``n`` models)."""
     honest = torch.nonzero(~kern.is_byzantine[kern.actors]).squeeze(1)
-    rep = honest[:1] if honest.numel() else torch.zeros(1, dtype=torch.long)
-    return InboxGroups.of(kern, rep, torch.zeros(int(kern.actors.numel()), dtype=torch.long), server=True)
+    device = kern.actors.device
+    rep = honest[:1] if honest.numel() else torch.zeros(1, dtype=torch.long, device=device)
+    return InboxGroups.of(kern, rep, torch.zeros(int(kern.actors.numel()), dtype=torch.long, device=device), server=True)
 
 
 def check_server(rule: Any, mode: str, specs: dict, drop: float) -> None:

@@ -26,6 +26,7 @@ from .attacks.base import AbstractAttack
 from .checkpoint import Checkpointer
 from .build import default_out_dir, resolved_config  # noqa: F401  (default_out_dir: public here too)
 from .config import RunConfig
+from .device import to_numpy
 from .async_kernel import StaleModels, make_async_engine, run_async
 from .engine import ChurnSchedule, ComputeModel, EdgeSampler, LinkModel, RoundPlan, RoundTiming, SyncEngine, SyncNetwork
 from .kernels import Kernels
@@ -135,7 +136,7 @@ def simulate(
 
     engine, churn = _make_engine(cfg, specs, kern, msg_bytes, honest)
     flood = int(specs["timing_attack"].value) if specs["timing_attack"].kind == "flood" else 1
-    byz_np = is_byz.numpy()
+    byz_np = to_numpy(is_byz)
 
     def on_plan(plan: RoundPlan) -> None:
         lr = schedule(plan.round)
@@ -194,7 +195,7 @@ def _make_engine(cfg: RunConfig, specs: dict, kern: Kernels, msg_bytes: int, hon
     if cfg.engine.mode == "async":
         return make_async_engine(cfg, specs, kern, compute, links, churn, dynamics, rng_engine, honest), churn
     src, dst = kern.static_edges.edges()
-    network = SyncNetwork(compute, links, src, dst, kern.is_byzantine.numpy(), rng_engine, churn, dynamics,
+    network = SyncNetwork(compute, links, src, dst, to_numpy(kern.is_byzantine), rng_engine, churn, dynamics,
                           specs["timing_attack"])
     return SyncEngine(cfg.train.rounds, timing, network=network, duration=cfg.engine.duration), churn
 
