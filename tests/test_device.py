@@ -1,0 +1,245 @@
+"""Devices (issue 15): ``device = "cpu" | "cuda" | "cuda:N"`` (``--device``, ``simulate(device=...)``).
+
+No GPU is needed here. What is checked on the CPU:
+
+* ``device = "cpu"`` written out gives the same bytes as the default;
+* a run does not depend on torch's default device: with ``torch.set_default_device("meta")``, any
+  tensor that a round, the wiring or the metrics made without an explicit device would be a meta
+  tensor (no data), and the run would fail or differ; every configuration below gives the same
+  metrics, bit for bit, as without it;
+* the assembled run's tensors are all on the run's device (walked, under the same meta default);
+* ``cuda`` where no GPU is usable, and a malformed device, are one-line errors (CLI exit code 2);
+  the compiled kernels are not used off the CPU (``jit = "auto"``) and refused there (``"on"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import filecmp
+import json
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import p2probust as pr
+from p2probust.assembly import assemble
+from p2probust.cli import main
+from p2probust.config import ConfigError
+from p2probust.device import check_form, from_numpy, resolve, to_numpy
+from p2probust.jit import check_mode
+
+SMALL = {"topology.name": "random-regular", "topology.params": {"degree": 4}, "topology.nodes": 10,
+         "byzantine.count": 2, "train.rounds": 2, "eval_every": 1}
+
+
+@pytest.fixture()
+def meta_default():
+    """torch's default device set to ``meta`` for the test's duration (restored afterwards)."""
+    torch.set_default_device("meta")
+    try:
+        yield
+    finally:
+        torch.set_default_device(None)
+
+
+def _same_rows(a: list[dict], b: list[dict]) -> bool:
+    def eq(x, y):
+        return x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+    return len(a) == len(b) and all(r.keys() == s.keys() and all(eq(r[k], s[k]) for k in r) for r, s in zip(a, b))
+
+
+def test_explicit_cpu_writes_the_default_run_byte_for_byte(tmp_path):
+    cfg = pr.RunConfig().replace(**{**SMALL, "train.rounds": 4, "train.momentum": 0.9})
+    default = pr.simulate(cfg, out=tmp_path / "default")
+    explicit = pr.simulate(cfg, device="cpu", out=tmp_path / "cpu")
+    assert filecmp.cmp(tmp_path / "default" / "metrics.csv", tmp_path / "cpu" / "metrics.csv", shallow=False)
+    assert torch.equal(default.params, explicit.params)
+    # recorded in the run's records, but not in the config hash (CPU runs keep their folder names)
+    assert json.loads((tmp_path / "cpu" / "config.json").read_text())["device"] == "cpu"
+    assert explicit.summary["device"] == "cpu" and "device_name" not in explicit.summary
+    assert "device" not in cfg.to_dict() and cfg.replace(device="cuda").to_dict()["device"] == "cuda"
+
+
+#: one configuration per distinct path of a round: engines, churn, time-varying graphs, the
+#: server, privacy, samplers, phase order, oracle rules, attacks with memory or graph knowledge,
+#: a vmap model, a task with a known optimum, the compiled kernel (CPU), a chain with bucketing
+PATHS = {
+    "default": {},
+    "async": {"engine.mode": "async", "engine.clock": "poisson:rate=100", "engine.drop": 0.2},
+    "churn-replay": {"engine.churn": "up=0.05,down=0.02", "engine.timing_attack": "replay:lag=0.01"},
+    "dynamics": {"engine.dynamics": "random-regular:degree=4", "engine.drop": 0.3},
+    "server": {"topology.name": "server", "topology.params": {}},
+    "dp-poisson": {"privacy.noise_multiplier": 1.0, "privacy.sampling": "poisson"},
+    "epoch-momentum": {"train.sampling": "epoch", "train.momentum": 0.9, "attack.name": "mimic"},
+    "slice-gossip-then-step": {"train.sampling": "slice", "train.order": "gossip-then-step", "attack.name": "ipm"},
+    "clipped-gossip-oracle": {"rule.name": "clipped-gossip", "rule.params": {"tau": "oracle"}, "attack.name": "dissensus"},
+    "ios-spectral": {"rule.name": "ios", "attack.name": "spectral"},
+    "krum-label-flip": {"rule.name": "krum", "topology.params": {"degree": 8}, "byzantine.count": 1,
+                        "attack.name": "label-flip"},
+    "mlp-copying": {"data.task": "digits-mlp", "attack.name": "duplicate"},
+    "least-squares": {"data.task": "least-squares", "rule.name": "cs-he", "attack.name": "alie"},
+    "jit-on": {"jit": "on", "rule.name": "median", "topology.params": {"degree": 8}, "byzantine.count": 1},
+    "bucketing-chain": {"rule.name": "bucketing+nnm+median", "topology.params": {"degree": 6}, "byzantine.count": 1},
+}
+
+
+@pytest.mark.parametrize("extra", list(PATHS.values()), ids=list(PATHS))
+def test_a_run_does_not_depend_on_torchs_default_device(extra):
+    cfg = pr.RunConfig().replace(**{**SMALL, **extra})
+    reference = pr.simulate(cfg)
+    torch.set_default_device("meta")
+    try:
+        audited = pr.simulate(cfg)
+    finally:
+        torch.set_default_device(None)
+    assert _same_rows(reference.history, audited.history)
+    assert audited.params.device.type == "cpu" and torch.equal(audited.params, reference.params)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", pr.registry.rules.names() + pr.registry.aggregators.names())
+def test_every_rule_does_not_depend_on_torchs_default_device(rule):
+    cfg = pr.RunConfig().replace(**{**SMALL, "topology.params": {"degree": 8}, "byzantine.count": 1,
+                                    "rule.name": rule, "attack.name": "alie"})
+    reference = pr.simulate(cfg)
+    torch.set_default_device("meta")
+    try:
+        audited = pr.simulate(cfg)
+    finally:
+        torch.set_default_device(None)
+    assert _same_rows(reference.history, audited.history)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", pr.registry.attacks.names())
+def test_every_attack_does_not_depend_on_torchs_default_device(attack):
+    cfg = pr.RunConfig().replace(**{**SMALL, "attack.name": attack})
+    reference = pr.simulate(cfg)
+    torch.set_default_device("meta")
+    try:
+        audited = pr.simulate(cfg)
+    finally:
+        torch.set_default_device(None)
+    assert _same_rows(reference.history, audited.history)
+
+
+def _tensors(obj, seen: set, path: str = "run", depth: int = 0):
+    """``(path, tensor)`` of every tensor reachable from ``obj`` through dataclass fields,
+    attributes of p2probust objects, tuples, lists and dicts."""
+    if id(obj) in seen or depth > 6:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        yield path, obj
+    elif isinstance(obj, (tuple, list)):
+        for i, item in enumerate(obj):
+            yield from _tensors(item, seen, f"{path}[{i}]", depth + 1)
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            yield from _tensors(item, seen, f"{path}[{key!r}]", depth + 1)
+    elif isinstance(obj, torch.nn.Module):
+        for name, t in [*obj.named_parameters(), *obj.named_buffers()]:
+            yield f"{path}.{name}", t
+    elif dataclasses.is_dataclass(obj) or type(obj).__module__.startswith("p2probust."):
+        for name, item in vars(obj).items() if hasattr(obj, "__dict__") else ():
+            yield from _tensors(item, seen, f"{path}.{name}", depth + 1)
+
+
+@pytest.mark.parametrize("extra", [{}, PATHS["dp-poisson"], PATHS["least-squares"], PATHS["clipped-gossip-oracle"]],
+                         ids=["default", "dp", "optimum", "oracle"])
+def test_every_tensor_of_the_assembled_run_is_on_its_device(meta_default, extra):
+    run = assemble(pr.RunConfig().replace(**{**SMALL, **extra}))
+    found = dict(_tensors(run, set()))
+    assert {"run.params", "run.momentum", "run.is_byz", "run.table.idx", "run.part_table", "run.f", "run.actors",
+            "run.task.dataset.x_train", "run.evaluator._x_flat"} <= set(found)
+    off = {path: str(t.device) for path, t in found.items() if t.device != torch.device("cpu")}
+    assert off == {}
+    if run.privacy is not None:
+        assert run.privacy.generator.device == torch.device("cpu")
+
+
+def test_cuda_without_a_gpu_is_one_line_naming_what_is_available(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = pr.RunConfig().replace(device="cuda")  # valid as a config: the machine is asked when the run starts
+    with pytest.raises(ValueError) as err:
+        pr.simulate(cfg, **{"train.rounds": 1})
+    msg = str(err.value)
+    assert "\n" not in msg and "'cuda'" in msg and "available: cpu" in msg
+    res = CliRunner().invoke(main, ["run", "--device", "cuda:1", "--rounds", "1", "--out", str(tmp_path / "r"), "-q"])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert lines == ["Error: device = 'cuda:1' is not available: no CUDA device is usable here "
+                     "(torch.cuda.is_available() is False); available: cpu"]
+
+
+def test_a_gpu_index_beyond_the_machines_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve("cuda") == torch.device("cuda", 0) and resolve("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match=r"^device = 'cuda:2' is not available: this machine has 2 GPU\(s\); "
+                                         r"available: cpu, cuda:0, cuda:1$"):
+        resolve("cuda:2")
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda:", "cuda:x", "CPU", "cuda:0:1", "mps", " cpu"])
+def test_a_malformed_device_is_a_config_error(bad):
+    assert check_form(bad) is not None
+    with pytest.raises(ConfigError, match=r"^device = .* is invalid; expected 'cpu', 'cuda' or 'cuda:N'"):
+        pr.RunConfig(device=bad)
+    with pytest.raises(ConfigError, match=r"^device = 0 is invalid"):
+        pr.RunConfig(device=0)
+
+
+def test_the_cli_refuses_a_malformed_device_with_exit_2(tmp_path):
+    res = CliRunner().invoke(main, ["run", "--device", "tpu", "--rounds", "1", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2
+    assert [ln for ln in res.output.splitlines() if ln.strip()] == [
+        "Error: device = 'tpu' is invalid; expected 'cpu', 'cuda' or 'cuda:N' (N a GPU index)"]
+
+
+def test_the_device_is_a_toml_key(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text('device = "cuda:0"\n[train]\nrounds = 3\n')
+    cfg = pr.load_config(path)
+    assert cfg.device == "cuda:0" and cfg.train.rounds == 3
+    assert pr.load_config(path, {"device": "cpu"}).device == "cpu"  # a flag wins over the file
+
+
+def test_compiled_kernels_are_for_cpu_tensors_only():
+    assert check_mode("auto", True, "cpu") == check_mode("auto", True)  # numba availability decides on the CPU
+    assert check_mode("auto", True, "cuda") is False and check_mode("auto", True, torch.device("meta")) is False
+    with pytest.raises(ValueError, match="^jit = 'on' needs the run on the cpu, not on 'cuda:0'"):
+        check_mode("on", True, torch.device("cuda", 0))
+    with pytest.raises(ConfigError, match=r"^jit = 'on' is invalid; expected 'auto' or 'off' with device 'cuda'"):
+        pr.RunConfig(device="cuda", jit="on")
+    assert pr.RunConfig(device="cuda", jit="auto").jit == "auto"
+
+
+def test_numpy_crossings_keep_values_and_land_on_the_device():
+    import numpy as np
+
+    arr = np.array([[3, -1], [0, 7]], dtype=np.int64)[:, ::-1]  # not contiguous
+    t = from_numpy(arr, "cpu")
+    assert t.device.type == "cpu" and t.tolist() == [[-1, 3], [7, 0]]
+    assert np.array_equal(to_numpy(t), arr)
+
+
+def test_a_resumed_run_restores_onto_the_runs_device(tmp_path, meta_default):
+    """Checkpoint tensors are CPU copies; restoring moves them to the run's device (here the CPU,
+    under a meta default device, so that a tensor left on the default device would fail)."""
+    cfg = pr.RunConfig().replace(**{**SMALL, "train.rounds": 6, "train.momentum": 0.9, "attack.name": "mimic",
+                                    "topology.params": {"degree": 6}, "byzantine.count": 1,
+                                    "rule.name": "bucketing+trimmed-mean", "train.sampling": "epoch"})
+    torch.set_default_device(None)
+    reference = pr.simulate(cfg, out=tmp_path / "ref")
+    pr.simulate(cfg.replace(checkpoint_every=3), out=tmp_path / "a")
+    ckpt = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    assert {str(t.device) for t in ckpt["tensors"].values()} == {"cpu"}
+    for name in ("summary.json", "params.pt"):
+        (tmp_path / "a" / name).unlink()
+    torch.set_default_device("meta")
+    resumed = pr.resume(tmp_path / "a")
+    assert filecmp.cmp(tmp_path / "ref" / "metrics.csv", tmp_path / "a" / "metrics.csv", shallow=False)
+    assert torch.equal(resumed.params, reference.params)
