@@ -207,9 +207,10 @@ def _kernels(runs: list[RunParts], offsets: list[int], table: NeighborTable, is_
         torch.cat([run.params for run in runs]), torch.cat([run.momentum for run in runs]), table, is_byz,
         torch.cat([run.f for run in runs]), torch.cat([run.actors + off for run, off in zip(runs, offsets)]),
         trainer, gossip, first.adversary, t.local_steps, t.momentum,
-        ReplicaGenerators([torch_stream(run.cfg.seed, "batches") for run in runs], offsets), torch.Generator(),
+        ReplicaGenerators([torch_stream(run.cfg.seed, "batches", run.params.device) for run in runs], offsets),
+        torch.Generator(first.params.device),
         first.task.dataset.num_classes, oracle=cfg.rule.tolerance == "oracle", jit=cfg.jit, order=t.order,
-        replicas=runs, attack_gens=[torch_stream(run.cfg.seed, "attack") for run in runs], offsets=offsets,
+        replicas=runs, attack_gens=[torch_stream(run.cfg.seed, "attack", run.params.device) for run in runs], offsets=offsets,
     )
 
 

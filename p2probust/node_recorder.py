@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .device import from_numpy, to_numpy
 from .rng import numpy_stream
 
 __all__ = ["NodeRecorder", "graph_record", "load_nodes", "parse_record_spec", "sample_nodes"]
@@ -102,7 +103,7 @@ class NodeRecorder:
                  evaluator: Any = None, chunk: int = 64):
         self.out_dir, self.every, self.last, self.chunk = out_dir, every, last, chunk
         self.nodes = np.asarray(nodes, dtype=np.int64)
-        self.rows = torch.from_numpy(self.nodes)
+        self.rows: Tensor | None = None  # the recorded nodes on the run's device (set at the first round)
         self.is_byzantine = np.asarray(is_byzantine, dtype=bool)
         self.evaluator = evaluator
         self._outputs = None
@@ -116,7 +117,7 @@ class NodeRecorder:
         """The recorder of a run (None when ``cfg.record.every == 0``); writes ``graph.json``."""
         if cfg.record.every == 0:
             return None
-        byz = is_byzantine.numpy().astype(bool)
+        byz = to_numpy(is_byzantine).astype(bool)
         nodes = sample_nodes(byz, cfg.record.max_nodes, cfg.seed)
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -130,6 +131,8 @@ class NodeRecorder:
         if rnd % self.every and rnd != self.last:
             return
         with torch.no_grad():
+            if self.rows is None or self.rows.device != params.device:
+                self.rows = from_numpy(self.nodes, params.device)
             mine = params.index_select(0, self.rows)
             dist = (mine.double() - theta_bar.double()).pow_(2).sum(1)
             loss, acc = self._evaluate(mine) if evaluate and self._outputs is not None else (None, None)
@@ -137,7 +140,7 @@ class NodeRecorder:
         nan = np.full(m, np.nan, dtype=np.float32)
         self.buf["round"].append(rnd)
         self.buf["time"].append(now)
-        self.buf["distance"].append(dist.numpy().astype(np.float32))
+        self.buf["distance"].append(to_numpy(dist).astype(np.float32))
         self.buf["loss"].append(nan if loss is None else loss)
         self.buf["accuracy"].append(nan if acc is None else acc)
         self.buf["online"].append(np.ones(m, dtype=bool) if online is None else np.asarray(online, dtype=bool)[self.nodes])
@@ -156,8 +159,8 @@ class NodeRecorder:
                 losses.append((0.5 * (out - y) ** 2).flatten(1).mean(1))
             if ev.classification:
                 accs.append((out.argmax(-1) == y).double().mean(1))
-        loss = torch.cat(losses).numpy().astype(np.float32)
-        return loss, (torch.cat(accs).numpy().astype(np.float32) if accs else None)
+        loss = to_numpy(torch.cat(losses)).astype(np.float32)
+        return loss, (to_numpy(torch.cat(accs)).astype(np.float32) if accs else None)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The recorded arrays, as written to ``nodes.npz``."""

@@ -67,5 +67,5 @@ class ReplicaGenerators:
         repeats allowed, e.g. the recipient of several attacked edges)."""
         if nodes.numel() > 1 and not bool((nodes[1:] >= nodes[:-1]).all()):
             raise ValueError("ReplicaGenerators.split needs node ids in ascending order")
-        cuts = torch.searchsorted(nodes, torch.tensor(self.offsets, dtype=nodes.dtype)).tolist()
+        cuts = torch.searchsorted(nodes, torch.tensor(self.offsets, dtype=nodes.dtype, device=nodes.device)).tolist()
         return [(r, slice(cuts[r], cuts[r + 1])) for r in range(len(self.generators)) if cuts[r + 1] > cuts[r]]

@@ -82,6 +82,7 @@ PATHS = {
     "least-squares": {"data.task": "least-squares", "rule.name": "cs-he", "attack.name": "alie"},
     "jit-on": {"jit": "on", "rule.name": "median", "topology.params": {"degree": 8}, "byzantine.count": 1},
     "bucketing-chain": {"rule.name": "bucketing+nnm+median", "topology.params": {"degree": 6}, "byzantine.count": 1},
+    "record-nodes": {"record.every": 1, "record.max_nodes": 4, "attack.name": "gaussian"},
 }
 
 
@@ -123,6 +124,17 @@ def test_every_attack_does_not_depend_on_torchs_default_device(attack):
     finally:
         torch.set_default_device(None)
     assert _same_rows(reference.history, audited.history)
+
+
+def test_a_batched_run_does_not_depend_on_torchs_default_device():
+    cfgs = [pr.RunConfig().replace(**{**SMALL, "byzantine.count": 1, "attack.name": "alie", "seed": s}) for s in (0, 1)]
+    reference = pr.simulate_seeds(cfgs)
+    torch.set_default_device("meta")
+    try:
+        audited = pr.simulate_seeds(cfgs)
+    finally:
+        torch.set_default_device(None)
+    assert all(_same_rows(a.history, b.history) for a, b in zip(reference, audited))
 
 
 def _tensors(obj, seen: set, path: str = "run", depth: int = 0):

@@ -17,16 +17,18 @@ __all__ = ["build_partition", "build_task"]
 
 def build_task(cfg) -> Task:
     """The registered task ``cfg.data.task``, with ``data.normalize`` passed to the tasks that take
-    pixel inputs (a task without a ``normalize`` parameter accepts only ``"auto"``)."""
+    pixel inputs (a task without a ``normalize`` parameter accepts only ``"auto"``). Built on the
+    CPU whatever torch's default device is (:func:`p2probust.assembly.assemble` moves it)."""
     extra = dict(cfg.data.params)
     if "normalize" in inspect.signature(registry.tasks.get(cfg.data.task).factory).parameters:
         extra["normalize"] = cfg.data.normalize
     elif cfg.data.normalize != "auto":
         raise ValueError(f"data.normalize = {cfg.data.normalize!r} needs a pixel task; task {cfg.data.task!r} takes only 'auto'")
-    return registry.tasks.create(
-        cfg.data.task, data_dir=cfg.data.data_dir, test_fraction=cfg.data.test_fraction, split_seed=cfg.data.split_seed,
-        **extra,
-    )
+    with torch.device("cpu"):
+        return registry.tasks.create(
+            cfg.data.task, data_dir=cfg.data.data_dir, test_fraction=cfg.data.test_fraction, split_seed=cfg.data.split_seed,
+            **extra,
+        )
 
 
 def build_partition(cfg, task: Task, honest: torch.Tensor) -> tuple[list[np.ndarray], torch.Tensor, torch.Tensor]:
