@@ -34,16 +34,6 @@ SMALL = {"topology.name": "random-regular", "topology.params": {"degree": 4}, "t
          "byzantine.count": 2, "train.rounds": 2, "eval_every": 1}
 
 
-@pytest.fixture()
-def meta_default():
-    """torch's default device set to ``meta`` for the test's duration (restored afterwards)."""
-    torch.set_default_device("meta")
-    try:
-        yield
-    finally:
-        torch.set_default_device(None)
-
-
 def _same_rows(a: list[dict], b: list[dict]) -> bool:
     def eq(x, y):
         return x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
@@ -86,54 +76,44 @@ PATHS = {
 }
 
 
-@pytest.mark.parametrize("extra", list(PATHS.values()), ids=list(PATHS))
-def test_a_run_does_not_depend_on_torchs_default_device(extra):
-    cfg = pr.RunConfig().replace(**{**SMALL, **extra})
-    reference = pr.simulate(cfg)
+def _under_meta_default(call):
+    """``call()`` with torch's default device set to ``meta`` (restored afterwards)."""
     torch.set_default_device("meta")
     try:
-        audited = pr.simulate(cfg)
+        return call()
     finally:
         torch.set_default_device(None)
+
+
+def _check_independent(cfg) -> None:
+    reference = pr.simulate(cfg)
+    audited = _under_meta_default(lambda: pr.simulate(cfg))
     assert _same_rows(reference.history, audited.history)
     assert audited.params.device.type == "cpu" and torch.equal(audited.params, reference.params)
+
+
+@pytest.mark.parametrize("extra", list(PATHS.values()), ids=list(PATHS))
+def test_a_run_does_not_depend_on_torchs_default_device(extra):
+    _check_independent(pr.RunConfig().replace(**{**SMALL, **extra}))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("rule", pr.registry.rules.names() + pr.registry.aggregators.names())
 def test_every_rule_does_not_depend_on_torchs_default_device(rule):
-    cfg = pr.RunConfig().replace(**{**SMALL, "topology.params": {"degree": 8}, "byzantine.count": 1,
-                                    "rule.name": rule, "attack.name": "alie"})
-    reference = pr.simulate(cfg)
-    torch.set_default_device("meta")
-    try:
-        audited = pr.simulate(cfg)
-    finally:
-        torch.set_default_device(None)
-    assert _same_rows(reference.history, audited.history)
+    _check_independent(pr.RunConfig().replace(**{**SMALL, "topology.params": {"degree": 8}, "byzantine.count": 1,
+                                                 "rule.name": rule, "attack.name": "alie"}))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("attack", pr.registry.attacks.names())
 def test_every_attack_does_not_depend_on_torchs_default_device(attack):
-    cfg = pr.RunConfig().replace(**{**SMALL, "attack.name": attack})
-    reference = pr.simulate(cfg)
-    torch.set_default_device("meta")
-    try:
-        audited = pr.simulate(cfg)
-    finally:
-        torch.set_default_device(None)
-    assert _same_rows(reference.history, audited.history)
+    _check_independent(pr.RunConfig().replace(**{**SMALL, "attack.name": attack}))
 
 
 def test_a_batched_run_does_not_depend_on_torchs_default_device():
     cfgs = [pr.RunConfig().replace(**{**SMALL, "byzantine.count": 1, "attack.name": "alie", "seed": s}) for s in (0, 1)]
     reference = pr.simulate_seeds(cfgs)
-    torch.set_default_device("meta")
-    try:
-        audited = pr.simulate_seeds(cfgs)
-    finally:
-        torch.set_default_device(None)
+    audited = _under_meta_default(lambda: pr.simulate_seeds(cfgs))
     assert all(_same_rows(a.history, b.history) for a, b in zip(reference, audited))
 
 
@@ -161,8 +141,8 @@ def _tensors(obj, seen: set, path: str = "run", depth: int = 0):
 
 @pytest.mark.parametrize("extra", [{}, PATHS["dp-poisson"], PATHS["least-squares"], PATHS["clipped-gossip-oracle"]],
                          ids=["default", "dp", "optimum", "oracle"])
-def test_every_tensor_of_the_assembled_run_is_on_its_device(meta_default, extra):
-    run = assemble(pr.RunConfig().replace(**{**SMALL, **extra}))
+def test_every_tensor_of_the_assembled_run_is_on_its_device(extra):
+    run = _under_meta_default(lambda: assemble(pr.RunConfig().replace(**{**SMALL, **extra})))
     found = dict(_tensors(run, set()))
     assert {"run.params", "run.momentum", "run.is_byz", "run.table.idx", "run.part_table", "run.f", "run.actors",
             "run.task.dataset.x_train", "run.evaluator._x_flat"} <= set(found)
@@ -238,20 +218,19 @@ def test_numpy_crossings_keep_values_and_land_on_the_device():
     assert np.array_equal(to_numpy(t), arr)
 
 
-def test_a_resumed_run_restores_onto_the_runs_device(tmp_path, meta_default):
-    """Checkpoint tensors are CPU copies; restoring moves them to the run's device (here the CPU,
-    under a meta default device, so that a tensor left on the default device would fail)."""
+def test_a_resumed_run_restores_onto_the_runs_device(tmp_path):
+    """Checkpoint tensors are CPU copies; restoring moves them to the run's device (here the CPU;
+    written and resumed under a meta default device, so that a tensor left on the default device
+    would fail)."""
     cfg = pr.RunConfig().replace(**{**SMALL, "train.rounds": 6, "train.momentum": 0.9, "attack.name": "mimic",
                                     "topology.params": {"degree": 6}, "byzantine.count": 1,
                                     "rule.name": "bucketing+trimmed-mean", "train.sampling": "epoch"})
-    torch.set_default_device(None)
     reference = pr.simulate(cfg, out=tmp_path / "ref")
-    pr.simulate(cfg.replace(checkpoint_every=3), out=tmp_path / "a")
+    _under_meta_default(lambda: pr.simulate(cfg.replace(checkpoint_every=3), out=tmp_path / "a"))
     ckpt = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     assert {str(t.device) for t in ckpt["tensors"].values()} == {"cpu"}
     for name in ("summary.json", "params.pt"):
         (tmp_path / "a" / name).unlink()
-    torch.set_default_device("meta")
-    resumed = pr.resume(tmp_path / "a")
+    resumed = _under_meta_default(lambda: pr.resume(tmp_path / "a"))
     assert filecmp.cmp(tmp_path / "ref" / "metrics.csv", tmp_path / "a" / "metrics.csv", shallow=False)
     assert torch.equal(resumed.params, reference.params)
