@@ -59,7 +59,7 @@ def resolve(value: str) -> torch.device:
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     index = int(value.split(":")[1]) if ":" in value else 0
     if index >= gpus:
-        why = "no CUDA device is usable here (torch.cuda.is_available() is False)" if not gpus else f"this machine has {gpus} GPU(s)"
+        why = f"this machine has {gpus} GPU(s)" if gpus else "no CUDA device is usable here (torch.cuda.is_available() is False)"
         raise ValueError(f"device = {value!r} is not available: {why}; available: {available()}")
     return torch.device("cuda", index)
 

@@ -171,7 +171,8 @@ class Kernels:
         """Run round ``plan.round``; return the number of messages sent."""
         if plan.online is None and plan.delivered is None and plan.src is None and self.replay is None:
             return self._plain_round(plan.round, lr)
-        tab = self.static_edges if plan.src is None else edge_table_from(plan, self.table.n, self.params.dtype, self.params.device)
+        tab = self.static_edges if plan.src is None else edge_table_from(plan, self.table.n, self.params.dtype,
+                                                                          self.params.device)
         actors = self.actors
         if plan.online is not None:
             actors = actors[from_numpy(plan.online, actors.device)[actors]]
@@ -235,7 +236,8 @@ class Kernels:
         block = a if not getattr(self.gossip, "row_independent", True) else max(1, BLOCK_BYTES // max(1, k * d * self.params.element_size()))
         own = self.params[nodes]
         starts = list(range(0, a, block))
-        cuts = torch.searchsorted(rows, torch.tensor(starts + [a], dtype=rows.dtype, device=rows.device)).tolist() if crafted is not None else None
+        ends = torch.tensor(starts + [a], dtype=rows.dtype, device=rows.device)
+        cuts = torch.searchsorted(rows, ends).tolist() if crafted is not None else None
         parts = []
         for b, s in enumerate(starts):
             e = min(s + block, a)

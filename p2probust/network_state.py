@@ -112,7 +112,8 @@ class InboxBuffer:
 
     def __init__(self, idx: Tensor, d: int, dtype: torch.dtype, device: torch.device | str = "cpu"):
         n, k = idx.shape
-        self.has = torch.zeros(n, k, dtype=torch.bool, device="cpu")  # the engine's bookkeeping: on the CPU, written through numpy
+        # the engine's bookkeeping stays on the CPU, written in place through numpy views
+        self.has = torch.zeros(n, k, dtype=torch.bool, device="cpu")
         self.crafted = torch.zeros(n, k, dtype=torch.bool, device="cpu")
         self.sender = idx.clone()
         self.sent_at = np.full((n, k), -np.inf)

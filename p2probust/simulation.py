@@ -114,7 +114,8 @@ def simulate(
     history = StaleModels() if specs["timing_attack"].kind == "replay" else None
     kern = Kernels(
         params, run.momentum, run.table, is_byz, run.f, run.actors, trainer, run.gossip, adversary, t.local_steps,
-        t.momentum, torch_stream(seed, "batches", params.device), torch_stream(seed, "attack", params.device), run.task.dataset.num_classes,
+        t.momentum, torch_stream(seed, "batches", params.device), torch_stream(seed, "attack", params.device),
+        run.task.dataset.num_classes,
         oracle=cfg.rule.tolerance == "oracle",
         replay=history.replay_fn(specs["timing_attack"].value) if history is not None else None,
         jit=cfg.jit, order=t.order, server=server,

@@ -37,7 +37,7 @@ def readable(x: Tensor, mask: Tensor) -> Tensor:
 
 def zero_unless(x: Tensor, ok: Tensor) -> Tensor:
     """Rows where ``ok`` is False set to 0 (``[..., m, d], [..., m] -> [..., m, d]``)."""
-    return torch.where(ok.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
+    return torch.where(ok.unsqueeze(-1), x, x.new_zeros(()))
 
 
 def safe_norm(x: Tensor) -> Tensor:
@@ -64,7 +64,7 @@ def clip_rows(v: Tensor, tau: Tensor, ok: Tensor | None = None) -> Tensor:
     v = zero_unless(v, ok)
     nrm = safe_norm(v)
     tau = torch.as_tensor(tau, dtype=v.dtype, device=v.device)
-    scale = torch.where(nrm > tau, tau / nrm.clamp_min(torch.finfo(v.dtype).tiny), torch.ones((), dtype=v.dtype, device=v.device))
+    scale = torch.where(nrm > tau, tau / nrm.clamp_min(torch.finfo(v.dtype).tiny), v.new_ones(()))
     return v * scale.unsqueeze(-1)
 
 
@@ -78,14 +78,14 @@ def coordinate_median(x: Tensor, mask: Tensor) -> Tensor:
     ranks = torch.arange(x.shape[-2], device=x.device)
     keep = ((ranks == (m - 1) // 2) | (ranks == m // 2)) & (m > 0)
     out = select_ranks(s, keep) / keep.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
-    return torch.where(torch.isfinite(out), out, torch.zeros((), dtype=x.dtype, device=x.device))
+    return torch.where(torch.isfinite(out), out, x.new_zeros(()))
 
 
 def _gram_sq_dists(g: Tensor, ok: Tensor) -> Tensor:
     """Squared distances from a Gram matrix; ``+inf`` off the ``ok`` rows/columns and for NaN."""
     sq = torch.diagonal(g, dim1=-2, dim2=-1)
     d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * g).clamp_min(0)
-    inf = torch.tensor(float("inf"), dtype=g.dtype, device=g.device)
+    inf = g.new_tensor(float("inf"))
     return torch.where(ok.unsqueeze(-1) & ok.unsqueeze(-2) & ~torch.isnan(d2), d2, inf)
 
 
@@ -100,7 +100,7 @@ def central_row(g: Tensor, ok: Tensor) -> Tensor:
     d2 = _gram_sq_dists(g, ok)
     q = (ok.sum(-1, keepdim=True) // 2).unsqueeze(-1)  # rank of the median, itself (0) included
     kth = torch.gather(torch.sort(d2, dim=-1).values, -1, q.expand(*d2.shape[:-1], 1)).squeeze(-1)
-    kth = torch.where(ok, kth, torch.tensor(float("inf"), dtype=g.dtype, device=g.device))
+    kth = torch.where(ok, kth, g.new_tensor(float("inf")))
     return kth.argmin(-1, keepdim=True)
 
 
@@ -160,7 +160,7 @@ def ranks(v: Tensor, tie: Tensor | None = None) -> Tensor:
 def weighted_select(x: Tensor, sel: Tensor) -> Tensor:
     """Mean of the selected rows (unselected rows never read): ``[..., m, d], [..., m] -> [..., d]``."""
     count = sel.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
-    return torch.where(sel.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device)).sum(-2) / count
+    return torch.where(sel.unsqueeze(-1), x, x.new_zeros(())).sum(-2) / count
 
 
 def as_long(f: Tensor | int) -> Tensor:

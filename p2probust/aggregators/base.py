@@ -153,4 +153,4 @@ def chain(*parts: AbstractPreAggregator | AbstractAggregator) -> Chain:
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Mean of the real rows: ``[..., m, d], [..., m] -> [..., d]`` (padding never read)."""
     count = mask.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
-    return torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device)).sum(-2) / count
+    return torch.where(mask.unsqueeze(-1), x, x.new_zeros(())).sum(-2) / count

@@ -39,7 +39,7 @@ class StaticClipping(AbstractPreAggregator):
         self.C = _check_positive("clipping norm C", C)
 
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
-        return clip_rows(x, torch.tensor(self.C, dtype=x.dtype, device=x.device)), mask
+        return clip_rows(x, x.new_tensor(self.C)), mask
 
     batched = __call__
 
@@ -67,7 +67,7 @@ class SelfCentredClipping(AbstractPreAggregator):
 
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
         own = x[..., :1, :]
-        return own + clip_rows(x - own, torch.tensor(self.C, dtype=x.dtype, device=x.device)), mask
+        return own + clip_rows(x - own, x.new_tensor(self.C)), mask
 
     batched = __call__
 
@@ -99,15 +99,15 @@ class ARC(AbstractPreAggregator):
 
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
         ok = readable(x, mask)
-        inf = torch.tensor(float("inf"), dtype=x.dtype, device=x.device)
-        nrm = torch.where(ok, safe_norm(torch.where(ok.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))), inf)
+        inf = x.new_tensor(float("inf"))
+        nrm = torch.where(ok, safe_norm(torch.where(ok.unsqueeze(-1), x, x.new_zeros(()))), inf)
         m = mask.sum(-1)
         f = as_long(f)
         k = torch.div(2 * f * (m - f), m.clamp_min(1), rounding_mode="floor")  # integer ⌊2f(m−f)/m⌋
         key = torch.where(mask, -nrm, inf)  # largest norm first, padding last
         r = ranks(key)
-        thr = torch.where(r == k.unsqueeze(-1), nrm, torch.zeros((), dtype=x.dtype, device=x.device)).sum(-1)  # ‖x_(k+1)‖
-        thr = torch.where(k < m, thr, torch.zeros((), dtype=x.dtype, device=x.device))
+        thr = torch.where(r == k.unsqueeze(-1), nrm, x.new_zeros(())).sum(-1)  # ‖x_(k+1)‖
+        thr = torch.where(k < m, thr, x.new_zeros(()))
         y = clip_rows(x, thr.unsqueeze(-1), ok)
         return torch.where(mask.unsqueeze(-1), y, x), mask
 
@@ -142,7 +142,7 @@ class CentredClipping(AbstractAggregator):
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor, centre: Tensor | None = None) -> Tensor:
         v = x[..., 0, :] if centre is None else centre.to(x.dtype)
         count = mask.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
-        tau = torch.tensor(self.tau, dtype=x.dtype, device=x.device)
+        tau = x.new_tensor(self.tau)
         for _ in range(self.iters):
             v = v + clip_rows(x - v.unsqueeze(-2), tau, mask).sum(-2) / count
         return v

@@ -186,7 +186,7 @@ def mean_around_median(x: Tensor, mask: Tensor, drop: Tensor) -> Tensor:
     mid = (ranks == ((m - 1) // 2).unsqueeze(-1)) | (ranks == (m // 2).unsqueeze(-1))
     med = select_ranks(s, mid) / mid.sum(-1, keepdim=True).to(x.dtype)
     dist = (s - med.unsqueeze(-2)).abs()
-    dist = torch.where(torch.isnan(dist), torch.tensor(float("inf"), dtype=x.dtype, device=x.device), dist)
+    dist = torch.where(torch.isnan(dist), x.new_tensor(float("inf")), dist)
     r = ranks.unsqueeze(-1)  # [m, 1]
     qq = q.unsqueeze(-1).unsqueeze(-1)  # [..., 1, 1]
     best_cost = torch.full_like(med, float("inf"))
@@ -194,12 +194,12 @@ def mean_around_median(x: Tensor, mask: Tensor, drop: Tensor) -> Tensor:
     d_max = int(drop.max()) if drop.numel() else 0
     for a in range(d_max + 1):
         window = (r >= a) & (r < a + qq)  # [..., m, 1]
-        cost = torch.where(window, dist, torch.zeros((), dtype=x.dtype, device=x.device)).sum(-2)
+        cost = torch.where(window, dist, x.new_zeros(())).sum(-2)
         better = (cost < best_cost) & (a <= drop).unsqueeze(-1)
         best_cost = torch.where(better, cost, best_cost)
         best_a = torch.where(better, a, best_a)
     keep = (r >= best_a.unsqueeze(-2)) & (r < best_a.unsqueeze(-2) + qq)
-    out = torch.where(keep, s, torch.zeros((), dtype=x.dtype, device=x.device)).sum(-2) / q.unsqueeze(-1).to(x.dtype)
+    out = torch.where(keep, s, x.new_zeros(())).sum(-2) / q.unsqueeze(-1).to(x.dtype)
     # no window with finite cost (cannot happen with 2 drop < m): fall back to the median
     return torch.where(torch.isfinite(best_cost), out, med)
 

@@ -25,13 +25,13 @@ def krum_scores(d2: Tensor, alive: Tensor, f: Tensor) -> Tensor:
 
     ``d2 [..., m, m], alive [..., m], f [...] -> [..., m]``; dead slots score ``+inf``.
     """
-    inf = torch.tensor(_INF, dtype=d2.dtype, device=d2.device)
+    inf = d2.new_tensor(_INF)
     m = d2.shape[-1]
     eye = torch.eye(m, dtype=torch.bool, device=d2.device)
     others = torch.where(eye | ~alive.unsqueeze(-2), inf, d2)
     q = (alive.sum(-1) - f - 2).clamp_min(1)
     near = ranks(others) < q.unsqueeze(-1).unsqueeze(-1)
-    score = torch.where(near, others, torch.zeros((), dtype=d2.dtype, device=d2.device)).sum(-1)
+    score = torch.where(near, others, d2.new_zeros(())).sum(-1)
     return torch.where(alive, score, inf)
 
 
@@ -120,7 +120,7 @@ class Bulyan(AbstractAggregator):
         theta = (m - 2 * f).clamp_min(1)
         alive, chosen = mask.clone(), torch.zeros_like(mask)
         rounds = int(theta.max()) if theta.numel() else 0
-        zero = torch.zeros((), dtype=d2.dtype, device=d2.device)
+        zero = d2.new_zeros(())
         for t in range(rounds):
             # ties (mutual nearest neighbours once few remain) → smaller total distance, then slot
             spread = torch.where(alive.unsqueeze(-2) & alive.unsqueeze(-1), d2, zero).sum(-1)

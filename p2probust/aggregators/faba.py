@@ -52,7 +52,7 @@ class FABA(AbstractAggregator):
         g = centred_gram(x, ok)
         diag = torch.diagonal(g, dim1=-2, dim2=-1)
         ok = ok & torch.isfinite(diag)
-        g = torch.where(ok.unsqueeze(-1) & ok.unsqueeze(-2), g, torch.zeros((), dtype=g.dtype, device=g.device))
+        g = torch.where(ok.unsqueeze(-1) & ok.unsqueeze(-2), g, g.new_zeros(()))
         diag = torch.diagonal(g, dim1=-2, dim2=-1)
         own = torch.arange(x.shape[-2], device=x.device) == 0
         alive = mask & ~own if self.own == "keep" else mask.clone()

@@ -94,10 +94,10 @@ class GeometricMedian(AbstractAggregator):
         dist0 = safe_norm(y)
         ok = ok & torch.isfinite(dist0)
         y = zero_unless(y, ok)
-        inf = torch.tensor(float("inf"), dtype=x.dtype, device=x.device)
+        inf = x.new_tensor(float("inf"))
         scale = _masked_median(torch.where(ok, dist0, inf), ok)
-        eps = self.nu * torch.where(scale > 0, scale, torch.ones((), dtype=x.dtype, device=x.device))
-        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        eps = self.nu * torch.where(scale > 0, scale, x.new_ones(()))
+        zero = x.new_zeros(())
         u = torch.zeros_like(z0)  # z − z0
         done = ~ok.any(-1)
         shortcut = not is_batched(x)
@@ -106,9 +106,9 @@ class GeometricMedian(AbstractAggregator):
             diff = y - u.unsqueeze(-2)  # [..., m, d]
             dist = torch.linalg.vector_norm(diff, dim=-1)
             at = ok & (dist <= eps.unsqueeze(-1))
-            inv = torch.where(ok & ~at, 1.0 / torch.where(at, torch.ones((), dtype=x.dtype, device=x.device), dist), zero)
+            inv = torch.where(ok & ~at, 1.0 / torch.where(at, x.new_ones(()), dist), zero)
             wsum = inv.sum(-1, keepdim=True)
-            t_tilde = (inv.unsqueeze(-1) * y).sum(-2) / torch.where(wsum > 0, wsum, torch.ones((), dtype=x.dtype, device=x.device))
+            t_tilde = (inv.unsqueeze(-1) * y).sum(-2) / torch.where(wsum > 0, wsum, x.new_ones(()))
             r = torch.linalg.vector_norm((inv.unsqueeze(-1) * diff).sum(-2), dim=-1)
             eta = at.sum(-1).to(x.dtype)
             lam = torch.where(eta > 0, torch.clamp(eta / r.clamp_min(torch.finfo(x.dtype).tiny), max=1.0), zero)
@@ -132,13 +132,13 @@ class GeometricMedian(AbstractAggregator):
         Weiszfeld approaches a median that is an input point only sublinearly; testing the nearest
         input point exactly (:math:`\|R(x_k)\| \le \eta(x_k)`) ends the iteration there.
         """
-        inf = torch.tensor(float("inf"), dtype=y.dtype, device=y.device)
+        inf = y.new_tensor(float("inf"))
         k = torch.where(ok, dist, inf).argmin(-1, keepdim=True)  # [..., 1]
         yk = torch.gather(y, -2, k.unsqueeze(-1).expand(*k.shape, y.shape[-1])).squeeze(-2)
         diff = y - yk.unsqueeze(-2)
         dk = torch.linalg.vector_norm(diff, dim=-1)
         at = ok & (dk <= eps.unsqueeze(-1))
-        inv = torch.where(ok & ~at, 1.0 / torch.where(at, torch.ones((), dtype=y.dtype, device=y.device), dk), torch.zeros((), dtype=y.dtype, device=y.device))
+        inv = torch.where(ok & ~at, 1.0 / torch.where(at, y.new_ones(()), dk), y.new_zeros(()))
         r = torch.linalg.vector_norm((inv.unsqueeze(-1) * diff).sum(-2), dim=-1)
         eta = at.sum(-1).to(y.dtype)
         return yk, (eta > 0) & (r <= eta) & ok.any(-1)
@@ -155,8 +155,8 @@ class GeometricMedian(AbstractAggregator):
 
 def _masked_median(v: Tensor, ok: Tensor) -> Tensor:
     """Lower median of the ``ok`` entries of the last axis (0 when none): ``[..., m] -> [...]``."""
-    big = torch.tensor(float("inf"), dtype=v.dtype, device=v.device)
+    big = v.new_tensor(float("inf"))
     s = torch.sort(torch.where(ok, v, big), dim=-1).values
     k = ((ok.sum(-1) - 1).clamp_min(0) // 2).unsqueeze(-1)
     med = torch.gather(s, -1, k).squeeze(-1)
-    return torch.where(torch.isfinite(med), med, torch.zeros((), dtype=v.dtype, device=v.device))
+    return torch.where(torch.isfinite(med), med, v.new_zeros(()))

@@ -47,15 +47,15 @@ class NNM(AbstractPreAggregator):
         ok = readable(x, mask)
         d2 = sq_dists(x, ok)
         eye = torch.eye(x.shape[-2], dtype=torch.bool, device=x.device)
-        d2 = torch.where(eye, torch.full((), -1.0, dtype=d2.dtype, device=d2.device), d2)  # itself always first
-        d2 = torch.where(mask.unsqueeze(-2), d2, torch.tensor(float("inf"), dtype=d2.dtype, device=d2.device))
+        d2 = torch.where(eye, d2.new_full((), -1.0), d2)  # itself always first
+        d2 = torch.where(mask.unsqueeze(-2), d2, d2.new_tensor(float("inf")))
         keep_n = (mask.sum(-1) - as_long(f)).clamp_min(1)
         sel = ranks(d2) < keep_n.unsqueeze(-1).unsqueeze(-1)  # [..., m (row i), m (neighbour j)]
         sel = sel & mask.unsqueeze(-2)
         bad = (sel & ~ok.unsqueeze(-2)).any(-1)  # rows that mixed in an unreadable vector
         w = sel.to(x.dtype) / sel.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
         y = w @ zero_unless(x, ok)
-        y = torch.where(bad.unsqueeze(-1), torch.tensor(float("nan"), dtype=x.dtype, device=x.device), y)
+        y = torch.where(bad.unsqueeze(-1), x.new_tensor(float("nan")), y)
         return torch.where(mask.unsqueeze(-1), y, x), mask
 
     batched = __call__
@@ -110,9 +110,9 @@ class Bucketing(AbstractPreAggregator):
         w = member.to(x.dtype) / member.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
         y = w @ zero_unless(x, ok)
         bad = (member & ~ok.unsqueeze(-2)).any(-1)
-        y = torch.where(bad.unsqueeze(-1), torch.tensor(float("nan"), dtype=x.dtype, device=x.device), y)
+        y = torch.where(bad.unsqueeze(-1), x.new_tensor(float("nan")), y)
         out_mask = member.any(-1)
-        return torch.where(out_mask.unsqueeze(-1), y, torch.zeros((), dtype=x.dtype, device=x.device)), out_mask
+        return torch.where(out_mask.unsqueeze(-1), y, x.new_zeros(())), out_mask
 
     batched = __call__
 

@@ -104,7 +104,7 @@ def sort_masked(x: Tensor, mask: Tensor) -> Tensor:
 
 def select_ranks(sorted_x: Tensor, keep: Tensor) -> Tensor:
     """Sum over the kept ranks: ``[..., m, d], [..., m] bool -> [..., d]`` (others never read)."""
-    zero = torch.zeros((), dtype=sorted_x.dtype, device=sorted_x.device)
+    zero = sorted_x.new_zeros(())
     return torch.where(keep.unsqueeze(-1), sorted_x, zero).sum(-2)
 
 

@@ -120,7 +120,7 @@ class MDA(AbstractAggregator):
         def diameter(keep: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
             k = keep & real.unsqueeze(-2)  # [..., T, m]
             pair = k.unsqueeze(-1) & k.unsqueeze(-2)
-            within = torch.where(pair, d2.unsqueeze(-3), torch.tensor(-1.0, dtype=d2.dtype, device=d2.device))
+            within = torch.where(pair, d2.unsqueeze(-3), d2.new_tensor(-1.0))
             return within.amax((-1, -2)), within.clamp_min(0).sum((-1, -2))
 
         keep = best_subset(diameter, mask, f, torch.ones(f.shape, dtype=torch.bool, device=f.device))
@@ -179,7 +179,7 @@ class SMEA(AbstractAggregator):
         ok = readable(x, mask)
         g = centred_gram(x, ok)  # the covariance is translation invariant; centring keeps precision
         ok = ok & torch.isfinite(torch.diagonal(g, dim1=-2, dim2=-1))
-        g = torch.where(ok.unsqueeze(-1) & ok.unsqueeze(-2), g, torch.zeros((), dtype=g.dtype, device=g.device))
+        g = torch.where(ok.unsqueeze(-1) & ok.unsqueeze(-2), g, g.new_zeros(()))
         perm = _compact(mask)
         g = _gather2(g, perm)
         bad = torch.gather(mask & ~ok, -1, perm)  # compact positions
@@ -194,7 +194,7 @@ class SMEA(AbstractAggregator):
         def top_eig(keep: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
             k = keep & real.unsqueeze(-2)  # [..., T, m]
             lam = _lambda_max(g.unsqueeze(-3), k)
-            lam = torch.where((k & bad.unsqueeze(-2)).any(-1), torch.tensor(float("inf"), dtype=lam.dtype, device=lam.device), lam)
+            lam = torch.where((k & bad.unsqueeze(-2)).any(-1), lam.new_tensor(float("inf")), lam)
             return lam, torch.zeros_like(lam)
 
         keep = best_subset(top_eig, mask, f, exact) if bool(exact.any()) else None
@@ -211,9 +211,9 @@ class SMEA(AbstractAggregator):
         for step in range(int(f.max())):
             cand = keep.unsqueeze(-2) & ~eye  # [..., j (removed), m]
             lam = _lambda_max(g.unsqueeze(-3), cand)
-            lam = torch.where(bad & keep, torch.tensor(-1.0, dtype=lam.dtype, device=lam.device), lam)
-            lam = torch.where(keep, lam, torch.tensor(float("inf"), dtype=lam.dtype, device=lam.device))
-            lam = torch.where(torch.isnan(lam), torch.tensor(float("inf"), dtype=lam.dtype, device=lam.device), lam)
+            lam = torch.where(bad & keep, lam.new_tensor(-1.0), lam)
+            lam = torch.where(keep, lam, lam.new_tensor(float("inf")))
+            lam = torch.where(torch.isnan(lam), lam.new_tensor(float("inf")), lam)
             drop = torch.nn.functional.one_hot(lam.argmin(-1), m_cap).bool() & (step < f).unsqueeze(-1)
             keep = keep & ~drop
         return keep

@@ -90,7 +90,7 @@ class AttackContext:
         appears on several edges) and gathered back to the edges."""
         uniq, inv = self.recipient_groups
         w = self.honest_slots[uniq].unsqueeze(-1).to(self.params.dtype)  # [R, k, 1]
-        msgs = torch.where(w > 0, self.params[self.idx[uniq]], torch.zeros((), dtype=self.params.dtype, device=self.params.device))
+        msgs = torch.where(w > 0, self.params[self.idx[uniq]], self.params.new_zeros(()))
         own = self.params[uniq]
         count = 1 + w.sum(1)
         mean = (own + msgs.sum(1)) / count
@@ -191,7 +191,7 @@ class AttackContext:
     def slot_weights(self) -> Tensor:
         """``[n, k]``: the mixing weights (``weights``, or 1 on every real slot when absent), 0 on padding."""
         w = self.weights if self.weights is not None else torch.ones(self.mask.shape, dtype=self.params.dtype, device=self.params.device)
-        return torch.where(self.mask, w.to(self.params.dtype), torch.zeros((), dtype=self.params.dtype, device=self.params.device))
+        return torch.where(self.mask, w.to(self.params.dtype), self.params.new_zeros(()))
 
     def node_tolerance(self) -> Tensor:
         """``LongTensor [n]``: the tolerance ``f`` of each node's rule (the oracle count when absent)."""

@@ -46,7 +46,7 @@ def honest_pull(ctx: AttackContext, weights: str = "rule") -> tuple[Tensor, Tens
     byz = ctx.mask[r] & ctx.is_byzantine[ctx.idx[r]]
     own = ctx.params[r]
     diff = ctx.params[ctx.idx[r]] - own.unsqueeze(1)  # [R, k, d]
-    zero = torch.zeros((), dtype=w.dtype, device=w.device)
+    zero = w.new_zeros(())
     pull = torch.where(honest.unsqueeze(-1), w.unsqueeze(-1) * diff, zero).sum(1)
     return own, pull, torch.where(byz, w, zero).sum(1)
 

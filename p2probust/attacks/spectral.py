@@ -125,7 +125,7 @@ class SpectralHeterogeneity(AbstractAttack):
     def direction(self, ctx: AttackContext) -> Tensor:
         r"""``[E, d]``: :math:`u_i \sum_{j\in H} u_j\theta_j` for each edge's recipient ``i``."""
         u = self.fiedler(ctx).to(ctx.params.device, ctx.params.dtype)
-        split = u @ torch.where(ctx.is_byzantine.unsqueeze(1), torch.zeros((), dtype=u.dtype, device=u.device), ctx.params)
+        split = u @ torch.where(ctx.is_byzantine.unsqueeze(1), u.new_zeros(()), ctx.params)
         return u[ctx.recipients].unsqueeze(1) * split
 
     def craft(self, ctx: AttackContext) -> Tensor:

@@ -23,7 +23,7 @@ def differences(own: Tensor, msgs: Tensor, mask: Tensor) -> tuple[Tensor, Tensor
     """
     ok = readable(msgs, mask) & torch.isfinite(own).all(-1, keepdim=True)
     delta = zero_unless(msgs - own.unsqueeze(-2), ok)
-    dist = torch.where(ok, safe_norm(delta), torch.tensor(float("inf"), dtype=own.dtype, device=own.device))
+    dist = torch.where(ok, safe_norm(delta), own.new_tensor(float("inf")))
     return delta, dist, ok
 
 
@@ -44,7 +44,8 @@ def byzantine_weight(w: Tensor, mask: Tensor, f: Tensor, mode: str = "sum") -> T
     ``w [..., k] float64, mask [..., k], f [...] -> [...]``.
     """
     if mode == "max":
-        top = torch.where(mask, w, torch.zeros((), dtype=_F64, device=w.device)).amax(-1) if w.shape[-1] else torch.zeros(w.shape[:-1], dtype=_F64, device=w.device)
+        zero = torch.zeros((), dtype=_F64, device=w.device)
+        top = torch.where(mask, w, zero).amax(-1) if w.shape[-1] else torch.zeros(w.shape[:-1], dtype=_F64, device=w.device)
         return as_long(f).to(_F64) * top
     key = torch.where(mask, -w, torch.tensor(float("inf"), dtype=_F64, device=w.device))
     top = ranks(key) < as_long(f).unsqueeze(-1)

@@ -45,11 +45,11 @@ def bridge_krum_scores(dist: Tensor, alive: Tensor, f: Tensor) -> Tensor:
     ``dist [..., m, m]`` (unsquared, ``+inf`` for unreadable), ``alive [..., m]``, ``f [...]``
     ``-> [..., m]``; dead slots score ``+inf``.
     """
-    inf = torch.tensor(float("inf"), dtype=dist.dtype, device=dist.device)
+    inf = dist.new_tensor(float("inf"))
     row = torch.where(alive.unsqueeze(-2), dist, inf)
     q = (alive.sum(-1) - f - 2).clamp_min(1)
     near = ranks(row) < q.unsqueeze(-1).unsqueeze(-1)
-    score = torch.where(near, row, torch.zeros((), dtype=dist.dtype, device=dist.device)).sum(-1)
+    score = torch.where(near, row, dist.new_zeros(())).sum(-1)
     return torch.where(alive, score, inf)
 
 
@@ -59,7 +59,7 @@ class BridgeKrum(AbstractAggregator):
 
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
         dist = sq_dists(x, readable(x, mask)).sqrt()
-        spread = torch.where(mask.unsqueeze(-2) & mask.unsqueeze(-1), dist, torch.zeros((), dtype=dist.dtype, device=dist.device)).sum(-1)
+        spread = torch.where(mask.unsqueeze(-2) & mask.unsqueeze(-1), dist, dist.new_zeros(())).sum(-1)
         return weighted_select(x, ranks(bridge_krum_scores(dist, mask, as_long(f)), spread) == 0)
 
     batched = __call__
@@ -78,7 +78,7 @@ class BridgeBulyan(AbstractAggregator):
         dist = sq_dists(x, readable(x, mask)).sqrt()
         theta = (mask.sum(-1) - 2 * f).clamp_min(1)
         alive, chosen = mask.clone(), torch.zeros_like(mask)
-        zero = torch.zeros((), dtype=dist.dtype, device=dist.device)
+        zero = dist.new_zeros(())
         for t in range(int(theta.max()) if theta.numel() else 0):
             # once |A| - f - 2 <= 1 every score is the zero self distance: ties → least total
             # distance to A, then the lower slot (the code takes list order), so slot order never matters

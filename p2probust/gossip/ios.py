@@ -50,7 +50,7 @@ class IOS(AbstractGossipRule):
         sq = torch.diagonal(g, dim1=-2, dim2=-1)
         ok = ok & torch.isfinite(sq)
         both = ok.unsqueeze(-1) & ok.unsqueeze(-2)
-        g = torch.where(both, g, torch.zeros((), dtype=g.dtype, device=g.device)).to(torch.float64)
+        g = torch.where(both, g, g.new_zeros(())).to(torch.float64)
         y = zero_unless(y, ok)
         w = real_weights(weights, mask)
         self_w = (1.0 - w.sum(-1)).clamp_min(0)

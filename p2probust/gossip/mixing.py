@@ -39,8 +39,8 @@ class Gossip(AbstractGossipRule):
 
     def __call__(self, own: Tensor, msgs: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
         w = weights if self.weighted else torch.ones_like(weights)
-        w = torch.where(mask, w, torch.zeros((), dtype=w.dtype, device=w.device)).to(own.dtype)
-        diff = torch.where(mask.unsqueeze(-1), msgs - own.unsqueeze(-2), torch.zeros((), dtype=own.dtype, device=own.device))
+        w = torch.where(mask, w, w.new_zeros(())).to(own.dtype)
+        diff = torch.where(mask.unsqueeze(-1), msgs - own.unsqueeze(-2), own.new_zeros(()))
         return own + self.alpha * (w.unsqueeze(-1) * diff).sum(-2)
 
     batched = __call__

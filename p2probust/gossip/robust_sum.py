@@ -93,7 +93,7 @@ class _RobustSum(AbstractGossipRule):
         if self.eta is None:
             eta = (1.0 / (2.0 * w.sum(-1)).clamp_min(1e-12)).to(own.dtype).unsqueeze(-1)
         else:
-            eta = torch.tensor(self.eta, dtype=own.dtype, device=own.device)
+            eta = own.new_tensor(self.eta)
         return own + self.alpha * eta * step
 
     batched = __call__
@@ -105,7 +105,7 @@ class _RobustSum(AbstractGossipRule):
 
         if self.eta_graph == "honest":
             byz = table.byzantine_slots(is_byzantine) | is_byzantine.unsqueeze(1)
-            table = dataclasses.replace(table, weights=torch.where(byz, torch.zeros((), dtype=table.weights.dtype, device=table.weights.device),
+            table = dataclasses.replace(table, weights=torch.where(byz, table.weights.new_zeros(()),
                                                                     table.weights))
         return type(self)(alpha=self.alpha, eta=1.0 / laplacian_max_eigenvalue(table), **self._options())
 
@@ -132,7 +132,7 @@ class CSPlus(_RobustSum):
 
     def summand(self, delta: Tensor, o: WeightedOrder, b: Tensor) -> Tensor:
         keep = o.within(o.total - 2 * b)
-        neg = torch.tensor(-1.0, dtype=o.dist.dtype, device=o.dist.device)
+        neg = o.dist.new_tensor(-1.0)
         tau = torch.where(keep, o.dist, neg).amax(-1).clamp_min(0)
         tau = torch.where(b > 0, tau.to(torch.float64), torch.tensor(float("inf"), dtype=torch.float64, device=tau.device))
         return _clipped_sum(delta, o, tau)
@@ -170,9 +170,9 @@ class GTS(_RobustSum):
         if self.variant == "code":  # ranks before searchsorted(cum, target), boundary gets cum - target
             full = o.within(o.total - b, strict=True)
             first_out = o.real & ~full & (torch.cumsum((o.real & ~full).long(), -1) == 1)
-            kept = torch.where(full, o.w, torch.where(first_out, (o.cum - target).clamp_min(0), torch.zeros((), dtype=o.w.dtype, device=o.w.device)))
-            kept = torch.where(o.real, kept, torch.zeros((), dtype=kept.dtype, device=kept.device))
+            kept = torch.where(full, o.w, torch.where(first_out, (o.cum - target).clamp_min(0), o.w.new_zeros(())))
+            kept = torch.where(o.real, kept, kept.new_zeros(()))
             return (o.to_slots(kept).to(delta.dtype).unsqueeze(-1) * delta).sum(-2)
         kept = torch.minimum(o.w, target - before).clamp_min(0)
-        kept = torch.where(o.real, kept, torch.zeros((), dtype=kept.dtype, device=kept.device))
+        kept = torch.where(o.real, kept, kept.new_zeros(()))
         return (o.to_slots(kept).to(delta.dtype).unsqueeze(-1) * delta).sum(-2)

@@ -4,7 +4,8 @@
   mean, the inbox gather fused into a register-resident sorting network (same bits as torch).
 
 The torch paths remain the reference and serve everything else (``vmap``, other rules, small
-calls, and every run whose tensors are not on the CPU: ``RunConfig.device``). ``RunConfig.jit`` (``--jit``) chooses: ``auto`` uses a kernel when the call is large
+calls, and every run whose tensors are not on the CPU: ``RunConfig.device``). ``RunConfig.jit``
+(``--jit``) chooses: ``auto`` uses a kernel when the call is large
 enough to repay its one-off compilation, ``on`` always, ``off`` never. Compiled code is cached on
 disk (numba ``cache=True``), so compilation is paid once per machine.
 
@@ -47,7 +48,8 @@ def check_mode(mode: str, needed: bool, device: torch.device | str = "cpu") -> b
         raise ValueError(f"jit = {mode!r} must be one of: {', '.join(MODES)}")
     on_cpu = torch.device(device).type == "cpu"
     if mode == "on" and needed and not on_cpu:
-        raise ValueError(f"jit = 'on' needs the run on the cpu, not on {str(device)!r} (the compiled kernels read CPU memory); use jit = 'auto' or 'off'")
+        raise ValueError(f"jit = 'on' needs the run on the cpu, not on {str(device)!r} (the compiled kernels read "
+                         "CPU memory); use jit = 'auto' or 'off'")
     if mode == "on" and needed and not available():
         raise ValueError("jit = 'on' needs numba, which cannot be imported here (pip install numba); use jit = 'auto' or 'off'")
     return mode != "off" and on_cpu and available()
