@@ -39,7 +39,19 @@ def describe_run(cfg: RunConfig) -> list[str]:
     limit = f"{human(available_bytes())} available" if cap is None else f"--max-memory {human(cap)}"
     verdict = "fits" if memory.total <= (available_bytes() if cap is None else cap) else "does NOT fit"
     lines.append(f"memory: {verdict} ({limit})")
+    lines.append(_device_line(cfg.device))
     return lines
+
+
+def _device_line(name: str) -> str:
+    """Where the run would compute, and whether this machine has it (the run would stop if not)."""
+    from .device import resolve
+
+    try:
+        resolve(name)
+    except ValueError as err:
+        return f"device: {name} is NOT usable here: {str(err).split('is not available: ', 1)[-1]}"
+    return f"device: {name} (available here)"
 
 
 def _plain(cfg: RunConfig) -> dict[str, Any]:

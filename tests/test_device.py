@@ -166,6 +166,16 @@ def test_cuda_without_a_gpu_is_one_line_naming_what_is_available(monkeypatch, tm
                      "(torch.cuda.is_available() is False); available: cpu"]
 
 
+def test_the_dry_run_says_whether_the_device_is_usable(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    res = CliRunner().invoke(main, ["run", "--dry-run", "--device", "cuda"])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[-1] == ("device: cuda is NOT usable here: no CUDA device is usable here "
+                                           "(torch.cuda.is_available() is False); available: cpu")
+    res = CliRunner().invoke(main, ["run", "--dry-run"])
+    assert res.output.splitlines()[-1] == "device: cpu (available here)"
+
+
 def test_a_gpu_index_beyond_the_machines_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
