@@ -127,7 +127,7 @@ def _setup(cfg: RunConfig, graph: nx.Graph | None, task: Any):
     for line in report.lines():
         (log.warning if line.lower().startswith("warning") else log.info)(line)
     table = NeighborTable.from_graph(G, weights=cfg.topology.weights)
-    task = task.to("cpu") if task is not None else build_task(cfg)
+    task = task if task is not None else build_task(cfg)  # a given task may already be on the device
     parts, part_table, lengths = build_partition(cfg, task, ~is_byz)
     estimate_run(cfg, task, table).check(cfg.max_memory)
     t = cfg.train

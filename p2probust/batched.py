@@ -38,6 +38,7 @@ from .attacks.base import AttackContext
 from .build import resolved_config
 from .config import RunConfig
 from .data.setup import build_task
+from .device import resolve as resolve_device
 from .engine import RoundTiming, SyncEngine
 from .gossip.mixing import AggregateAndMix
 from .gossip.registry import make_rule
@@ -170,7 +171,7 @@ def simulate_seeds(configs: Sequence[RunConfig], outs: Sequence[str | Path | Non
     reason = batch_blocker(configs[0])
     if reason is not None:
         raise ValueError(f"these runs cannot be batched: {reason}")
-    task = build_task(configs[0])
+    task = build_task(configs[0]).to(resolve_device(configs[0].device))  # one copy of the data on the device
     runs = [assemble(cfg, task=task) for cfg in configs]
     results: list[Result | None] = [None] * len(runs)
     widths: dict[int, list[int]] = {}
