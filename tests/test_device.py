@@ -244,3 +244,25 @@ def test_a_resumed_run_restores_onto_the_runs_device(tmp_path):
     resumed = _under_meta_default(lambda: pr.resume(tmp_path / "a"))
     assert filecmp.cmp(tmp_path / "ref" / "metrics.csv", tmp_path / "a" / "metrics.csv", shallow=False)
     assert torch.equal(resumed.params, reference.params)
+
+
+#: the modules a round runs, and the ``torch.from_numpy`` calls they may keep: each of these makes
+#: a tensor that is meant to stay on the CPU or is moved by its caller (say why when adding one)
+ROUND_PATH = ("kernels.py", "async_kernel.py", "network_state.py", "shared_inbox.py", "observer.py", "sampling.py",
+              "local.py", "node_recorder.py", "metrics.py", "gossip", "aggregators", "attacks", "privacy")
+CPU_ON_PURPOSE = {
+    "async_kernel.py": 2,  # indices into the inbox buffer's CPU bookkeeping (has, crafted, sender)
+    "metrics.py": 2,  # the evaluation sample, drawn during the CPU set-up and moved by assemble
+    "attacks/spectral.py": 2,  # the Fiedler vector (scipy), moved by SpectralHeterogeneity.direction
+}
+
+
+def test_the_round_path_crosses_from_numpy_through_the_device_helper():
+    from pathlib import Path
+
+    root = Path(pr.__file__).parent
+    files = [p for name in ROUND_PATH for p in ((root / name).rglob("*.py") if (root / name).is_dir() else [root / name])]
+    found = {str(p.relative_to(root)): p.read_text().count("torch.from_numpy(") for p in files}
+    found = {name: count for name, count in found.items() if count}
+    assert found == CPU_ON_PURPOSE, ("use p2probust.device.from_numpy(array, device) on the round path, so that the "
+                                     "tensor lands on the run's device")
