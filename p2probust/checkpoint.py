@@ -6,8 +6,9 @@ The file is written atomically (temporary file, ``fsync``, rename) and in a safe
 tensors plus one JSON string (``torch.load(path, weights_only=True)`` reads it; nothing is
 unpickled but tensors, strings and numbers). It holds
 
-* ``params``, ``momentum`` ``[n, d]``;
-* every random state: the ``batches`` and ``attack`` torch generators, the privacy noise
+* the :class:`~p2probust.state.SimState`: ``params``, ``momentum`` ``[n, d]``, the round and the
+  states of the ``batches`` and ``attack`` torch generators (:meth:`Simulation.capture`);
+* every other random state: the privacy noise
   generator, torch generators inside the rule (e.g. bucketing), the ``engine`` numpy generator;
 * the round, the simulated time and the engine's next round plan (its online nodes, edges and
   delivered messages, already drawn when the round ends), the churn processes' state;
@@ -34,6 +35,7 @@ from torch import Tensor
 
 from . import __version__
 from .rundir import write_atomic
+from .state import SimState
 
 FILE = "checkpoint.pt"
 #: bumped when the layout of the file changes
@@ -84,39 +86,41 @@ def _ours(value: Any) -> bool:
 
 
 class Checkpointer:
-    """Saves and restores the state of one synchronous run (the objects :func:`simulate` wired)."""
+    """Saves and restores the state of one synchronous run: the :class:`~p2probust.state.SimState`
+    the loop hands it, plus what the engine, the rule, the attack and the observer remember."""
 
-    def __init__(self, cfg, run, kern, engine, churn, observer, history, path: Path | None):
-        self.cfg, self.run, self.kern, self.engine = cfg, run, kern, engine
+    def __init__(self, cfg, run, sim, engine, churn, observer, history, path: Path | None):
+        self.cfg, self.run, self.sim, self.engine = cfg, run, sim, engine
         self.churn, self.observer, self.history, self.path = churn, observer, history, path
 
-    def after_round(self, done: int, last: bool) -> None:
-        """Write the checkpoint after round ``done`` when it is due (not after the last round)."""
+    def after_round(self, state: SimState, last: bool) -> None:
+        """Write the checkpoint of ``state`` when it is due (not after the last round)."""
         every = self.cfg.checkpoint_every
-        if self.path is not None and every and done % every == 0 and not last:
+        if self.path is not None and every and state.round % every == 0 and not last:
             buf = io.BytesIO()
-            torch.save(self.state(done), buf)
+            torch.save(self.state(self.sim.capture(state)), buf)
             write_atomic(self.path / FILE, buf.getvalue())
 
-    def state(self, done: int) -> dict[str, Any]:
-        kern, run, engine = self.kern, self.run, self.engine
+    def state(self, st: SimState) -> dict[str, Any]:
+        """The file's content for a captured state ``st`` (its generator states filled)."""
+        sim, run, engine = self.sim, self.run, self.engine
         tensors: dict[str, Tensor] = {
-            "params": kern.params, "momentum": kern.momentum,
-            "gen.batches": kern.gen_batches.get_state(), "gen.attack": kern.gen_attack.get_state(),
+            "params": st.params, "momentum": st.momentum,
+            "gen.batches": st.rng["batches"], "gen.attack": st.rng["attack"],
         }
-        for key, obj in (("attack", kern.adversary), ("rule", kern.gossip)):
+        for key, obj in (("attack", sim.adversary), ("rule", sim.gossip)):
             tensors.update({f"{key}.{p}": v for p, v in object_memory(obj).items() if isinstance(v, Tensor)})
         meta: dict[str, Any] = {
-            "round": done, "now": float(engine.env.now), "events": engine.events,
+            "round": st.round, "now": float(engine.env.now), "events": engine.events,
             "engine_rng": engine.network.rng.bit_generator.state if engine.network is not None else None,
             "plan": _plan_meta(engine.next_plan, tensors),
-            "attack": _plain(object_memory(kern.adversary)), "rule": _plain(object_memory(kern.gossip)),
+            "attack": _plain(object_memory(sim.adversary)), "rule": _plain(object_memory(sim.gossip)),
             "rows": self.observer.recorder.history, "timing": self.observer.recorder.timing,
             "diverged": self.observer.diverged,
         }
         if run.privacy is not None:
             tensors["privacy.generator"], tensors["privacy.steps"] = run.privacy.generator.get_state(), run.privacy.steps
-        sampler = kern.trainer.sampler
+        sampler = sim.trainer.sampler
         if getattr(sampler, "kind", None) == "epoch":
             tensors["sampler.perm"], tensors["sampler.cursor"] = sampler.perm, sampler.cursor
         if self.churn is not None:
@@ -126,23 +130,24 @@ class Checkpointer:
             meta["history_times"] = self.history.times
             tensors["history.models"] = torch.stack(self.history.models)
         meta.update(config=self.cfg.to_dict(), config_json=_config_hash(self.path), format=FORMAT, version=__version__)
-        return {"tensors": {k: v.detach().clone() for k, v in tensors.items()}, "meta": json.dumps(meta)}
+        return {"tensors": {k: v.detach().cpu().clone() for k, v in tensors.items()}, "meta": json.dumps(meta)}
 
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        """Overwrite the freshly built run's state with ``ckpt`` (from :func:`load`)."""
-        kern, run, engine, observer = self.kern, self.run, self.engine, self.observer
+    def restore(self, ckpt: dict[str, Any]) -> SimState:
+        """Overwrite the freshly built run's memory with ``ckpt`` (from :func:`load`); the state to continue from."""
+        sim, run, engine, observer = self.sim, self.run, self.engine, self.observer
         tensors, meta = ckpt["tensors"], json.loads(ckpt["meta"])
-        kern.params, kern.momentum = tensors["params"], tensors["momentum"]
-        kern.gen_batches.set_state(tensors["gen.batches"])
-        kern.gen_attack.set_state(tensors["gen.attack"])
-        for key, obj in (("attack", kern.adversary), ("rule", kern.gossip)):
+        dev = sim.wiring.idx.device
+        state = SimState(tensors["params"].to(dev), tensors["momentum"].to(dev), meta["round"], meta["now"],
+                         rng={"batches": tensors["gen.batches"], "attack": tensors["gen.attack"]})
+        sim.restore(state)
+        for key, obj in (("attack", sim.adversary), ("rule", sim.gossip)):
             memory = {**meta[key], **{k[len(key) + 1:]: v for k, v in tensors.items() if k.startswith(f"{key}.")}}
             restore_memory(obj, memory)
         if run.privacy is not None:
             run.privacy.generator.set_state(tensors["privacy.generator"])
             run.privacy.steps = tensors["privacy.steps"]
         if "sampler.perm" in tensors:
-            kern.trainer.sampler.perm, kern.trainer.sampler.cursor = tensors["sampler.perm"], tensors["sampler.cursor"]
+            sim.trainer.sampler.perm, sim.trainer.sampler.cursor = tensors["sampler.perm"], tensors["sampler.cursor"]
         if self.churn is not None:
             self.churn.now = meta["churn_now"]
             self.churn.up_state, self.churn.next_toggle = tensors["churn.up"].numpy(), tensors["churn.next"].numpy()
@@ -154,6 +159,7 @@ class Checkpointer:
         engine.resume_at(_plan_from(meta["plan"], tensors), meta["now"], meta["events"])
         observer.diverged = list(meta["diverged"])
         observer.restored = (meta["rows"], meta["timing"])
+        return state
 
 
 def _plain(memory: dict[str, Any]) -> dict[str, Any]:

@@ -48,9 +48,12 @@ class AttackContext:
     tolerance : LongTensor [n] or None
         The tolerance f each node's rule uses (omniscient).
     wiring_cache : dict or None
-        Shared across rounds whose wiring (``idx``, ``mask``, ``is_byzantine``, ``senders``,
-        ``recipients``, ``slots``) is the same: helpers store there what depends on the wiring
-        only (e.g. the recipients' honest-neighbour adjacency). None: computed afresh.
+        The :attr:`~p2probust.wiring.Wiring.cache` of this round's graph, given when every round
+        that uses it asks for the same edges (``idx``, ``mask``, ``weights``, ``tolerance``,
+        ``is_byzantine``, ``senders``, ``recipients``, ``slots`` all equal): helpers store there
+        what depends on the wiring only (e.g. the recipients' honest-neighbour adjacency, the
+        spectral attack's Fiedler vector), under a key of their own. None (a round with dropped
+        messages or offline nodes, an asynchronous inbox): computed afresh.
     """
 
     params: Tensor
