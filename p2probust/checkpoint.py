@@ -98,12 +98,12 @@ class Checkpointer:
         every = self.cfg.checkpoint_every
         if self.path is not None and every and state.round % every == 0 and not last:
             buf = io.BytesIO()
-            torch.save(self.state(self.sim.capture(state)), buf)
+            torch.save(self.state(self.sim.capture(state, engine=sync_engine_state(self.engine, self.churn))), buf)
             write_atomic(self.path / FILE, buf.getvalue())
 
     def state(self, st: SimState) -> dict[str, Any]:
-        """The file's content for a captured state ``st`` (its generator states filled)."""
-        sim, run, engine = self.sim, self.run, self.engine
+        """The file's content for a captured state ``st`` (generator states and engine state filled)."""
+        sim, run, eng = self.sim, self.run, st.engine
         tensors: dict[str, Tensor] = {
             "params": st.params, "momentum": st.momentum,
             "gen.batches": st.rng["batches"], "gen.attack": st.rng["attack"],
@@ -111,9 +111,8 @@ class Checkpointer:
         for key, obj in (("attack", sim.adversary), ("rule", sim.gossip)):
             tensors.update({f"{key}.{p}": v for p, v in object_memory(obj).items() if isinstance(v, Tensor)})
         meta: dict[str, Any] = {
-            "round": st.round, "now": float(engine.env.now), "events": engine.events,
-            "engine_rng": engine.network.rng.bit_generator.state if engine.network is not None else None,
-            "plan": _plan_meta(engine.next_plan, tensors),
+            "round": st.round, "now": eng["now"], "events": eng["events"], "engine_rng": eng["rng"],
+            "plan": _plan_meta(eng["plan"], tensors),
             "attack": _plain(object_memory(sim.adversary)), "rule": _plain(object_memory(sim.gossip)),
             "rows": self.observer.recorder.history, "timing": self.observer.recorder.timing,
             "diverged": self.observer.diverged,
@@ -123,9 +122,9 @@ class Checkpointer:
         sampler = sim.trainer.sampler
         if getattr(sampler, "kind", None) == "epoch":
             tensors["sampler.perm"], tensors["sampler.cursor"] = sampler.perm, sampler.cursor
-        if self.churn is not None:
-            meta["churn_now"] = self.churn.now
-            tensors["churn.up"], tensors["churn.next"] = map(torch.from_numpy, (self.churn.up_state, self.churn.next_toggle))
+        if eng["churn"] is not None:
+            meta["churn_now"] = eng["churn"][0]
+            tensors["churn.up"], tensors["churn.next"] = map(torch.from_numpy, eng["churn"][1:])
         if self.history is not None:
             meta["history_times"] = self.history.times
             tensors["history.models"] = torch.stack(self.history.models)
@@ -137,8 +136,13 @@ class Checkpointer:
         sim, run, engine, observer = self.sim, self.run, self.engine, self.observer
         tensors, meta = ckpt["tensors"], json.loads(ckpt["meta"])
         dev = sim.wiring.idx.device
+        churn = None
+        if self.churn is not None:
+            churn = meta["churn_now"], tensors["churn.up"].numpy(), tensors["churn.next"].numpy()
+        eng = {"now": meta["now"], "events": meta["events"], "rng": meta["engine_rng"], "churn": churn,
+               "plan": _plan_from(meta["plan"], tensors)}
         state = SimState(tensors["params"].to(dev), tensors["momentum"].to(dev), meta["round"], meta["now"],
-                         rng={"batches": tensors["gen.batches"], "attack": tensors["gen.attack"]})
+                         rng={"batches": tensors["gen.batches"], "attack": tensors["gen.attack"]}, engine=eng)
         sim.restore(state)
         for key, obj in (("attack", sim.adversary), ("rule", sim.gossip)):
             memory = {**meta[key], **{k[len(key) + 1:]: v for k, v in tensors.items() if k.startswith(f"{key}.")}}
@@ -148,18 +152,32 @@ class Checkpointer:
             run.privacy.steps = tensors["privacy.steps"]
         if "sampler.perm" in tensors:
             sim.trainer.sampler.perm, sim.trainer.sampler.cursor = tensors["sampler.perm"], tensors["sampler.cursor"]
-        if self.churn is not None:
-            self.churn.now = meta["churn_now"]
-            self.churn.up_state, self.churn.next_toggle = tensors["churn.up"].numpy(), tensors["churn.next"].numpy()
         if self.history is not None:
             self.history.times = list(meta["history_times"])
             self.history.models = list(tensors["history.models"].unbind(0))
-        if meta["engine_rng"] is not None:
-            engine.network.rng.bit_generator.state = meta["engine_rng"]
-        engine.resume_at(_plan_from(meta["plan"], tensors), meta["now"], meta["events"])
+        resume_sync_engine(engine, self.churn, eng)
         observer.diverged = list(meta["diverged"])
         observer.restored = (meta["rows"], meta["timing"])
         return state
+
+
+def sync_engine_state(engine, churn) -> dict[str, Any]:
+    """The synchronous engine's state, for :attr:`SimState.engine <p2probust.state.SimState>`: the
+    simulated time, its event count, the ``engine`` stream's state, the next round's plan (already
+    drawn when a round ends) and the churn processes' state (None without churn)."""
+    rng = engine.network.rng.bit_generator.state if engine.network is not None else None
+    churn_state = None if churn is None else (churn.now, churn.up_state.copy(), churn.next_toggle.copy())
+    return {"now": float(engine.env.now), "events": engine.events, "rng": rng, "plan": engine.next_plan,
+            "churn": churn_state}
+
+
+def resume_sync_engine(engine, churn, state: dict[str, Any]) -> None:
+    """Put :func:`sync_engine_state`'s ``state`` back into a freshly built engine and churn schedule."""
+    if state["churn"] is not None:
+        churn.now, churn.up_state, churn.next_toggle = state["churn"]
+    if state["rng"] is not None:
+        engine.network.rng.bit_generator.state = state["rng"]
+    engine.resume_at(state["plan"], state["now"], state["events"])
 
 
 def _plain(memory: dict[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,11 @@ two generator states per round would cost a copy each); :meth:`Simulation.captur
 when an observer or a checkpoint asks for it. Rule and attack objects keep their own memory
 (:func:`~p2probust.checkpoint.object_memory`).
 
-**The engine's slot.** ``SimState.engine`` is opaque to the step functions: an engine that has
-state worth saving puts it there when a state is captured (None for the synchronous engine,
-whose plan, clock and churn the checkpoint reads from the engine itself).
+**The engine's slot.** ``SimState.engine`` is opaque to the step functions and to
+:class:`Simulation`: whoever captures a state for a checkpoint puts the engine's state there
+(the synchronous engine's is :func:`~p2probust.checkpoint.sync_engine_state`: clock, event count,
+``engine`` stream, next round's plan, churn; an asynchronous engine's is its own value) and hands
+it back to the engine on resume. The step functions return states with ``engine = None``.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class SimState:
         ``{"batches": state, "attack": state}`` of the run's torch streams; None: not captured
         (see the module docstring).
     engine : object
-        The engine's own state, opaque here (None: not captured, or nothing to keep).
+        The engine's own state, opaque here (None: not captured).
     """
 
     params: Tensor

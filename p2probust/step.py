@@ -173,7 +173,8 @@ def sync_round(sim: Any, state: Any, plan: RoundPlan, lr: float) -> tuple[Any, i
     if update is not None:
         params = params.index_add(0, view.actors, update)
     sent = groups.messages(sim) if groups and groups.server else _messages(view.wiring, plan.online, plain)
-    return replace(state, params=params, momentum=momentum, round=plan.round + 1, time=float(plan.end), rng=None), sent
+    return replace(state, params=params, momentum=momentum, round=plan.round + 1, time=float(plan.end), rng=None,
+                   engine=None), sent
 
 
 def _messages(wiring: Any, online: np.ndarray | None, plain: bool) -> int:
