@@ -97,7 +97,7 @@ class AsyncKernel:
         rows, slots = torch.nonzero(mask & buf.crafted[a], as_tuple=True)
         crafted = None
         if rows.numel():
-            all_w = w.weights if not self.dynamic else torch.zeros(buf.has.shape, dtype=dtype)
+            all_w = w.weights if not self.dynamic else torch.zeros(buf.has.shape, dtype=dtype, device=w.weights.device)
             crafted = sim.craft(self.params, a[rows], senders[rows, slots], slots, self.round, buf.sender, buf.has,
                                 all_w, w.f, buf.sent_at[nodes[rows.numpy()], slots.numpy()])
         slot_rows = buf.slot_rows(nodes, rows, slots, crafted)  # may grow the pool: before reading it

@@ -164,9 +164,9 @@ def sync_round(sim: Any, state: Any, plan: RoundPlan, lr: float) -> tuple[Any, i
         crafted = None
         if view.rows.numel():
             w = view.wiring
+            sent_at = np.full(view.rows.numel(), plan.start) if sim.replay is not None else None
             crafted = sim.craft(params, view.actors[view.rows], view.idx[view.rows, view.slots], view.slots, plan.round,
-                                w.idx, view.delivered, w.weights, w.f, np.full(view.rows.numel(), plan.start),
-                                view.cache if plain else None)
+                                w.idx, view.delivered, w.weights, w.f, sent_at, view.cache if plain else None)
         inbox = Inbox(view.idx, view.rows, view.slots, crafted)
         new = mix_rows(sim, params, view.actors, inbox, view.mask, view.weights, view.f, view.cache if plain else None)
         params = params.index_copy(0, view.actors, new)
