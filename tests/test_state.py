@@ -116,3 +116,20 @@ def test_a_captured_state_replays_the_same_round():
     sim.restore(captured)
     again, _ = sync_round(sim, captured, plan, 0.1)
     assert torch.equal(first.params, again.params) and torch.equal(first.momentum, again.momentum)
+
+
+def test_async_kernel_materialises_a_state_of_copies_with_the_engine_slot():
+    from p2probust.async_kernel import AsyncKernel
+
+    cfg = pr.RunConfig().replace(**{"topology.nodes": 12, "byzantine.count": 1})
+    sim, state = build(cfg)
+    initial = state.params.clone()
+    ak = AsyncKernel(sim, state, sim.wiring.idx, dynamic=False, schedule=lambda r: 0.1, measure=None, eval_every=1,
+                     rounds=1, duration=0.0, bar=None)
+    ak.compute(np.array([0, 3]), np.array([0, 1]), round=2)
+    snap = ak.state(now=0.25, engine={"opaque": 1})
+    assert (snap.round, snap.time, snap.engine) == (2, 0.25, {"opaque": 1})
+    assert torch.equal(snap.params, ak.params) and snap.params.data_ptr() != ak.params.data_ptr()
+    assert not torch.equal(ak.params[0], initial[0]) and torch.equal(state.params, initial)  # a step replaces params
+    ak.params.index_copy_(0, torch.tensor([0]), torch.zeros(1, ak.params.shape[1]))  # the working tensor moves on
+    assert not torch.equal(snap.params, ak.params)
