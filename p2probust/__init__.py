@@ -17,6 +17,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from . import aggregators, attacks, data, gossip, registry, topology  # noqa: E402  (registration)
 from .aggregators import (  # noqa: E402
     ARC,
+    AbstractAggregator,
+    AbstractPreAggregator,
     FABA,
     NeighbourTrimmedMean,
     Bucketing,
@@ -73,6 +75,7 @@ from .config import (  # noqa: E402
     load_config,
 )
 from .gossip import (  # noqa: E402
+    AbstractGossipRule,
     AggregateAndMix,
     BridgeScreening,
     CSHe,
@@ -95,7 +98,10 @@ __all__ = [
     "FABA",
     "NeighbourTrimmedMean",
     "SCC",
+    "AbstractAggregator",
     "AbstractAttack",
+    "AbstractGossipRule",
+    "AbstractPreAggregator",
     "AggregateAndMix",
     "AttackConfig",
     "AttackContext",

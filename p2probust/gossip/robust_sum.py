@@ -85,8 +85,8 @@ class _RobustSum(AbstractGossipRule):
     def summand(self, delta: Tensor, o: WeightedOrder, b: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def __call__(self, own: Tensor, msgs: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
-        delta, dist, _ = differences(own, msgs, mask)
+    def __call__(self, own: Tensor, inbox: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
+        delta, dist, _ = differences(own, inbox, mask)
         w = real_weights(weights, mask)
         b = byzantine_weight(w, mask, f, self.byzantine_weight)
         step = self.summand(delta, WeightedOrder(dist, w, mask), b)  # = −F_i

@@ -54,13 +54,13 @@ class CodeCentredClipping(AbstractGossipRule):
         view.rows = nodes
         return view
 
-    def batched(self, own, msgs, mask, weights, f):
+    def batched(self, own, inbox, mask, weights, f):
         if self.state is None:
             raise ValueError("CodeCentredClipping needs bind(table, is_byzantine) first")
         rows = self.rows if self.rows is not None else torch.arange(own.shape[0])
         if self.state["memory"] is None:
             self.state["memory"] = torch.zeros(self.state["n"], own.shape[-1], dtype=own.dtype)
-        x = torch.cat([own.unsqueeze(-2), msgs], dim=-2)
+        x = torch.cat([own.unsqueeze(-2), inbox], dim=-2)
         m = torch.cat([torch.ones_like(mask[..., :1]), mask], dim=-1)
         new = self.cc(x, m, f, centre=self.state["memory"][rows])
         self.state["memory"][rows] = new

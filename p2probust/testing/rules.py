@@ -176,14 +176,14 @@ def check_gossip_rule(rule, *, n: int = 4, k: int = 8, d: int = 5, f: int | None
                       dtype: torch.dtype = torch.float64, seed: int = 0, atol: float = 1e-9) -> None:
     """Run the conformance checks on a gossip rule; see the module notes.
 
-    ``rule(own[d], msgs[k, d], mask[k], weights[k], f[]) -> [d]`` and ``rule.batched`` over
+    ``rule(own[d], inbox[k, d], mask[k], weights[k], f[]) -> [d]`` and ``rule.batched`` over
     ``[n, ...]``. Weights are Metropolis-like (``1/(k+1)`` per real slot); node 1 has 2 padding
     slots. ``f`` defaults to the largest value up to 2 that the rule accepts.
     """
     name = repr(rule)
     g = torch.Generator().manual_seed(seed)
     own = torch.randn(n, d, generator=g, dtype=dtype)
-    msgs = torch.randn(n, k, d, generator=g, dtype=dtype)
+    inbox = torch.randn(n, k, d, generator=g, dtype=dtype)
     mask = torch.ones(n, k, dtype=torch.bool)
     mask[1, -2:] = False
     w = torch.where(mask, torch.tensor(1.0 / (k + 1), dtype=dtype), torch.zeros((), dtype=dtype))
@@ -195,30 +195,30 @@ def check_gossip_rule(rule, *, n: int = 4, k: int = 8, d: int = 5, f: int | None
     def run(o, mm, msk, ww, ff):
         return _fresh(rule).batched(o, mm, msk, ww, ff)
 
-    inputs = [own.clone(), msgs.clone(), mask.clone(), w.clone(), fv.clone()]
-    out = run(own, msgs, mask, w, fv)
-    _unchanged(inputs, [own, msgs, mask, w, fv], name)
+    inputs = [own.clone(), inbox.clone(), mask.clone(), w.clone(), fv.clone()]
+    out = run(own, inbox, mask, w, fv)
+    _unchanged(inputs, [own, inbox, mask, w, fv], name)
     assert out.shape == (n, d), f"{name}: batched output shape {tuple(out.shape)}, expected {(n, d)}"
     assert out.dtype == dtype, f"{name}: output dtype {out.dtype}, expected {dtype}"
     randomized = getattr(rule, "randomized", False) or getattr(getattr(rule, "aggregator", None), "randomized", False)
     for i in range(n):
-        y = _fresh(rule)(own[i], msgs[i], mask[i], w[i], fv[i])
+        y = _fresh(rule)(own[i], inbox[i], mask[i], w[i], fv[i])
         assert y.shape == (d,), f"{name}: one-node output shape {tuple(y.shape)}, expected {(d,)}"
-        ref = run(own[i:i + 1], msgs[i:i + 1], mask[i:i + 1], w[i:i + 1], fv[i:i + 1])[0] if randomized else out[i]
+        ref = run(own[i:i + 1], inbox[i:i + 1], mask[i:i + 1], w[i:i + 1], fv[i:i + 1])[0] if randomized else out[i]
         _same(ref, y, f"{name}: batched differs from the loop over nodes (node {i})", atol)
-    _same(run(own, msgs, mask, w, fv), out, f"{name}: not deterministic", 0.0)
+    _same(run(own, inbox, mask, w, fv), out, f"{name}: not deterministic", 0.0)
     if not randomized:
         perm = torch.stack([torch.randperm(k, generator=g) for _ in range(n)])
-        pm = torch.gather(msgs, 1, perm.unsqueeze(-1).expand(n, k, d))
+        pm = torch.gather(inbox, 1, perm.unsqueeze(-1).expand(n, k, d))
         got = run(own, pm, torch.gather(mask, 1, perm), torch.gather(w, 1, perm), fv)
         _same(got, out, f"{name}: not invariant to a permutation of the neighbour slots", 1e-7)
     for junk in (*BAD_VALUES, 7.0):
-        mj = torch.where(mask.unsqueeze(-1), msgs, torch.tensor(junk, dtype=dtype))
+        mj = torch.where(mask.unsqueeze(-1), inbox, torch.tensor(junk, dtype=dtype))
         wj = torch.where(mask, w, torch.tensor(5.0, dtype=dtype))
         _same(run(own, mj, mask, wj, fv), out, f"{name}: padding filled with {junk} changed the output", atol)
     check_node_subsets(rule, d=d, dtype=dtype, seed=seed, atol=atol)
     v = torch.randn(n, d, generator=g, dtype=dtype) * 3 + 1
-    same = torch.where(mask.unsqueeze(-1), v.unsqueeze(1).expand(n, k, d), msgs)
+    same = torch.where(mask.unsqueeze(-1), v.unsqueeze(1).expand(n, k, d), inbox)
     if getattr(getattr(rule, "aggregator", rule), "fixed_point", True):
         _same(run(v, same, mask, w, fv), v, f"{name}: identical inputs are not a fixed point", 1e-7)
     if getattr(rule, "robust", True) and f > 0:
@@ -226,7 +226,7 @@ def check_gossip_rule(rule, *, n: int = 4, k: int = 8, d: int = 5, f: int | None
         for i in range(n):
             bad[i, torch.nonzero(mask[i]).squeeze(1)[-f:]] = True
         honest = torch.cat([torch.ones(n, 1, dtype=torch.bool), mask & ~bad], 1)
-        allx = torch.cat([own.unsqueeze(1), msgs], 1)
+        allx = torch.cat([own.unsqueeze(1), inbox], 1)
         lo = torch.where(honest.unsqueeze(-1), allx, torch.tensor(float("inf"), dtype=dtype)).amin(1)
         hi = torch.where(honest.unsqueeze(-1), allx, torch.tensor(float("-inf"), dtype=dtype)).amax(1)
         coordinatewise = getattr(getattr(rule, "aggregator", None), "coordinatewise", False)
@@ -234,7 +234,7 @@ def check_gossip_rule(rule, *, n: int = 4, k: int = 8, d: int = 5, f: int | None
             for partial in (False, True):
                 coords = torch.zeros(d, dtype=torch.bool)
                 coords[: (1 if partial else d)] = True
-                mb = torch.where(bad.unsqueeze(-1) & coords, torch.tensor(value, dtype=dtype), msgs)
+                mb = torch.where(bad.unsqueeze(-1) & coords, torch.tensor(value, dtype=dtype), inbox)
                 y = run(own, mb, mask, w, fv)
                 what = f"{name}: {f} message(s) {'with one coordinate ' if partial else ''}set to {value}"
                 assert bool(torch.isfinite(y).all()), f"{what} gave a non-finite output"
