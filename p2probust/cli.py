@@ -14,6 +14,7 @@ from typing import Any, Callable
 import click
 
 from .cli_options import RUN_OPTIONS, overrides_from_flags, run_options
+from .registry import FAMILIES
 from .viz import LAYOUTS
 
 __all__ = ["RUN_OPTIONS", "main"]
@@ -258,11 +259,9 @@ def plot(runs: tuple[str, ...], metric: str, x_axis: str, out: str, title: str |
     click.echo(f"wrote {out}")
 
 
-FAMILIES = ("topologies", "placements", "tasks", "partitions", "rules", "aggregators", "preaggregators", "attacks")
-
-
 @main.command(name="list")
 @click.argument("what", required=False, type=click.Choice(FAMILIES))
+@user_errors
 def list_(what: str | None) -> None:
     """List the available topologies, placements, tasks, partitions, rules, aggregators and attacks."""
     import p2probust  # noqa: F401  (registers the built-ins)
