@@ -23,7 +23,7 @@ from .aggregators import (  # noqa: E402
     NeighbourTrimmedMean,
     Bucketing,
     Bulyan,
-    CentredClipping,
+    CenteredClipping,
     CoordinateWiseMedian,
     GeometricMedian,
     Krum,
@@ -33,7 +33,7 @@ from .aggregators import (  # noqa: E402
     MultiKrum,
     NNM,
     SMEA,
-    SelfCentredClipping,
+    SelfCenteredClipping,
     StaticClipping,
     TrimmedMean,
     chain,
@@ -92,6 +92,13 @@ from .simulation import Result, simulate  # noqa: E402
 from .checkpoint import resume  # noqa: E402
 from .batched import batch_blocker, simulate_seeds  # noqa: E402
 
+
+def __getattr__(name: str):
+    """Old public names (``CentredClipping``): the renamed class, with one ``FutureWarning``."""
+    if name in aggregators.RENAMED:
+        return aggregators.renamed(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "ALIE",
     "ARC",
@@ -111,7 +118,7 @@ __all__ = [
     "ByzantineConfig",
     "CSHe",
     "CSPlus",
-    "CentredClipping",
+    "CenteredClipping",
     "ClippedGossip",
     "ConfigError",
     "CoordinateWiseMedian",
@@ -145,7 +152,7 @@ __all__ = [
     "RunConfig",
     "SMEA",
     "SampleDuplication",
-    "SelfCentredClipping",
+    "SelfCenteredClipping",
     "SignFlip",
     "Silent",
     "SpectralHeterogeneity",

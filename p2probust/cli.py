@@ -264,9 +264,7 @@ def plot(runs: tuple[str, ...], metric: str, x_axis: str, out: str, title: str |
 @user_errors
 def list_(what: str | None) -> None:
     """List the available topologies, placements, tasks, partitions, rules, aggregators and attacks."""
-    import p2probust  # noqa: F401  (registers the built-ins)
-
-    from . import registry
+    from . import registry  # importing p2probust.* registered the built-ins
 
     for family in [what] if what else FAMILIES:
         reg = getattr(registry, family)

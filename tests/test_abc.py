@@ -110,3 +110,19 @@ def test_minimal_pre_aggregator_chains():
     f = torch.zeros(3, dtype=torch.long)
     out = pr.chain(Halve(), pr.Mean()).batched(x, mask, f)
     assert torch.allclose(out, pr.Mean().batched(x, mask, f) / 2)
+
+
+def test_old_clipping_names_are_deprecated_aliases_that_warn_once(monkeypatch):
+    import warnings
+
+    monkeypatch.setattr(aggregators, "_warned", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert pr.CentredClipping is pr.CenteredClipping is aggregators.CentredClipping
+        assert aggregators.SelfCentredClipping is pr.SelfCenteredClipping
+    messages = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+    assert messages == ["p2probust: CentredClipping is renamed CenteredClipping (registry names unchanged); the old name will be removed",
+                        "p2probust: SelfCentredClipping is renamed SelfCenteredClipping (registry names unchanged); the old name will be removed"]
+    assert "CentredClipping" not in pr.__all__ and "CenteredClipping" in pr.__all__
+    with pytest.raises(AttributeError, match="no attribute 'CentredClippin'"):
+        pr.CentredClippin
