@@ -16,6 +16,7 @@ import p2probust as pr
 from p2probust import registry
 from p2probust.cli import main
 from p2probust.gossip import AggregateAndMix, make_rule
+from p2probust.testing import check_aggregator
 
 MODULE = "p2probust_demo_plugin"
 
@@ -32,6 +33,7 @@ class HalfMean(pr.AbstractAggregator):
     """demo: half the masked mean"""
 
     robust = False
+    fixed_point = False
 
     def __call__(self, x, mask, f):
         w = mask.to(x.dtype).unsqueeze(-1)
@@ -115,6 +117,7 @@ def test_registries_see_the_plugin(plugin):
     assert isinstance(agg, pr.AbstractAggregator)
     x, mask = torch.tensor([[2.0, 4.0], [6.0, 8.0], [9.0, 9.0]]), torch.tensor([True, True, False])
     assert torch.equal(agg(x, mask, torch.tensor(0)), torch.tensor([2.0, 3.0]))
+    check_aggregator(agg)  # the conformance suite accepts it (it claims no robustness, no fixed point)
     assert isinstance(make_rule("demo-half-mean", alpha=0.5), AggregateAndMix)  # an aggregator is a rule
     rule = make_rule("demo-gossip", alpha=0.25)
     assert isinstance(rule, pr.AbstractGossipRule) and rule.alpha == 0.25

@@ -137,9 +137,9 @@ class AbstractLineSearch(AbstractAttack):
         return self.messages(stats, factor), factor, err
 
     def craft(self, ctx: AttackContext) -> Tensor:
-        msgs, factor, _ = self.search(ctx)
+        crafted, factor, _ = self.search(ctx)
         self._factor = float(factor.double().mean()) if factor.numel() else None
-        return msgs
+        return crafted
 
     def report(self) -> dict[str, float | None]:
         """``{"attack_factor": mean factor over the attacked edges of the last craft}``."""

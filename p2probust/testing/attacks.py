@@ -193,13 +193,13 @@ def _check_simulation(attack: AbstractAttack, G: nx.Graph, byz: Tensor, seed: in
     idx, mask = table.idx[actors], table.mask[actors]
     honest_slot = mask & ~res.is_byzantine[idx]
     assert rule.calls, "the simulation never called the gossip rule"
-    for own, inbox, present in rule.calls:
+    for own, inbox, inbox_mask in rule.calls:
         expected = own[pos[idx].clamp_min(0)]  # the sender's model (every honest sender acts)
         assert torch.equal(inbox[honest_slot], expected[honest_slot]), (
             f"{type(attack).__name__}: a simulated round changed an inbox slot whose sender is honest"
         )
         if not attack.sends:
-            assert not bool((present & ~honest_slot).any()), (
+            assert not bool((inbox_mask & ~honest_slot).any()), (
                 f"{type(attack).__name__} sends nothing (sends=False) but a Byzantine slot was present in an inbox"
             )
     for name in attack.report_columns:
