@@ -99,6 +99,7 @@ def __getattr__(name: str):
         return aggregators.renamed(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "ALIE",
     "ARC",

@@ -174,3 +174,30 @@ def test_a_broken_entry_point_is_one_line_naming_plugin_and_group(tmp_path, monk
         errors = [line for line in res.stderr.splitlines() if "Error" in line or "Traceback" in line]
         assert len(errors) == 1 and errors[0].startswith("Error: plugin 'broken'"), res.stderr
         assert "p2probust.aggregators" in errors[0] and errors[0] == res.stderr.strip().splitlines()[-1]
+
+
+def test_the_readme_plugin_example_installs_lists_and_conforms(tmp_path, monkeypatch, fresh_registries):
+    """The README's plugin package, as written: its pyproject's entry points and its module."""
+    import tomllib
+    from pathlib import Path
+
+    from p2probust.testing import check_attack
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Plugins\n", 1)[1].split("\n## ", 1)[0]
+    pyproject = tomllib.loads(section.split("# pyproject.toml\n", 1)[1].split("```", 1)[0])
+    code = section.split("# p2probust_halfmean.py\n", 1)[1].split("```", 1)[0]
+    groups = pyproject["project"]["entry-points"]
+    assert set(groups) <= {f"p2probust.{family}" for family in registry.FAMILIES}
+    ini = "".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) for group, eps in groups.items())
+    site = tmp_path / "site"
+    site.mkdir()
+    _install(site, "p2probust_halfmean", ini, code)
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        res = CliRunner().invoke(main, ["list"])
+        assert res.exit_code == 0 and " half-mean " in res.output and " double-flip " in res.output, res.output
+        check_aggregator(registry.aggregators.create("half-mean"))
+        check_attack(registry.attacks.create("double-flip", scale=3.0))
+    finally:
+        sys.modules.pop("p2probust_halfmean", None)
