@@ -14,7 +14,7 @@ from typing import Any, Callable
 import click
 
 from .cli_options import RUN_OPTIONS, overrides_from_flags, run_options
-from .registry import FAMILIES
+from .registry import FAMILIES, PluginError
 from .viz import LAYOUTS
 
 __all__ = ["RUN_OPTIONS", "main"]
@@ -79,6 +79,8 @@ class OneLineErrors(click.Group):
             sys.exit(err.exit_code)
         except click.UsageError as err:
             _fail(err.format_message())
+        except PluginError as err:  # a broken plugin met while building help or choices
+            _fail(str(err))
         except click.ClickException as err:
             err.show()
             sys.exit(err.exit_code)

@@ -201,3 +201,15 @@ def test_the_readme_plugin_example_installs_lists_and_conforms(tmp_path, monkeyp
         check_attack(registry.attacks.create("double-flip", scale=3.0))
     finally:
         sys.modules.pop("p2probust_halfmean", None)
+
+
+def test_a_broken_topology_plugin_met_while_building_help_is_one_line(tmp_path, monkeypatch, fresh_registries):
+    site = tmp_path / "site"
+    site.mkdir()
+    _install(site, MODULE, "[p2probust.topologies]\nbroken-graph = p2probust_no_such_module:graph\n", None)
+    monkeypatch.syspath_prepend(str(site))
+    res = CliRunner().invoke(main, ["run", "--help"])  # the help lists the topology names
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert res.stderr.strip().splitlines() == [
+        "Error: plugin 'broken-graph' (entry point 'p2probust_no_such_module:graph' in group 'p2probust.topologies') "
+        "failed to load: ModuleNotFoundError: No module named 'p2probust_no_such_module'"]
