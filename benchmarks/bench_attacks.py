@@ -24,7 +24,6 @@ import time
 import networkx as nx
 import torch
 
-import p2probust  # noqa: F401  (registers the built-ins)
 from p2probust import registry
 from p2probust.aggregators import TrimmedMean
 from p2probust.attacks import AttackContext

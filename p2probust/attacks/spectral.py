@@ -133,9 +133,9 @@ class SpectralHeterogeneity(AbstractAttack):
         if self.factor is not None:
             self._found = self.factor
             return own + self.factor * direction
-        msgs, c = search_factor(ctx, own, direction, gossip_target(ctx, self.weights), (self.evals, 0.0, 1.0, 0.8))
+        crafted, c = search_factor(ctx, own, direction, gossip_target(ctx, self.weights), (self.evals, 0.0, 1.0, 0.8))
         self._found = float(c.double().mean()) if c.numel() else None
-        return msgs
+        return crafted
 
     def report(self) -> dict[str, float | None]:
         return {"attack_factor": self._found}
