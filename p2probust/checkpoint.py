@@ -6,8 +6,9 @@ The file is written atomically (temporary file, ``fsync``, rename) and in a safe
 tensors plus one JSON string (``torch.load(path, weights_only=True)`` reads it; nothing is
 unpickled but tensors, strings and numbers). It holds
 
-* ``params``, ``momentum`` ``[n, d]``;
-* every random state: the ``batches`` and ``attack`` torch generators, the privacy noise
+* the :class:`~p2probust.state.SimState`: ``params``, ``momentum`` ``[n, d]``, the round and the
+  states of the ``batches`` and ``attack`` torch generators (:meth:`Simulation.capture`);
+* every other random state: the privacy noise
   generator, torch generators inside the rule (e.g. bucketing), the ``engine`` numpy generator;
 * the round, the simulated time and the engine's next round plan (its online nodes, edges and
   delivered messages, already drawn when the round ends), the churn processes' state;
@@ -34,6 +35,7 @@ from torch import Tensor
 
 from . import __version__
 from .rundir import write_atomic
+from .state import SimState
 
 FILE = "checkpoint.pt"
 #: bumped when the layout of the file changes
@@ -84,79 +86,99 @@ def _ours(value: Any) -> bool:
 
 
 class Checkpointer:
-    """Saves and restores the state of one synchronous run (the objects :func:`simulate` wired)."""
+    """Saves and restores the state of one synchronous run: the :class:`~p2probust.state.SimState`
+    the loop hands it, plus what the engine, the rule, the attack and the observer remember."""
 
-    def __init__(self, cfg, run, kern, engine, churn, observer, history, path: Path | None):
-        self.cfg, self.run, self.kern, self.engine = cfg, run, kern, engine
+    def __init__(self, cfg, run, sim, engine, churn, observer, history, path: Path | None):
+        self.cfg, self.run, self.sim, self.engine = cfg, run, sim, engine
         self.churn, self.observer, self.history, self.path = churn, observer, history, path
 
-    def after_round(self, done: int, last: bool) -> None:
-        """Write the checkpoint after round ``done`` when it is due (not after the last round)."""
+    def after_round(self, state: SimState, last: bool) -> None:
+        """Write the checkpoint of ``state`` when it is due (not after the last round)."""
         every = self.cfg.checkpoint_every
-        if self.path is not None and every and done % every == 0 and not last:
+        if self.path is not None and every and state.round % every == 0 and not last:
             buf = io.BytesIO()
-            torch.save(self.state(done), buf)
+            torch.save(self.state(self.sim.capture(state, engine=sync_engine_state(self.engine, self.churn))), buf)
             write_atomic(self.path / FILE, buf.getvalue())
 
-    def state(self, done: int) -> dict[str, Any]:
-        kern, run, engine = self.kern, self.run, self.engine
+    def state(self, st: SimState) -> dict[str, Any]:
+        """The file's content for a captured state ``st`` (generator states and engine state filled)."""
+        sim, run, eng = self.sim, self.run, st.engine
         tensors: dict[str, Tensor] = {
-            "params": kern.params, "momentum": kern.momentum,
-            "gen.batches": kern.gen_batches.get_state(), "gen.attack": kern.gen_attack.get_state(),
+            "params": st.params, "momentum": st.momentum,
+            "gen.batches": st.rng["batches"], "gen.attack": st.rng["attack"],
         }
-        for key, obj in (("attack", kern.adversary), ("rule", kern.gossip)):
+        for key, obj in (("attack", sim.adversary), ("rule", sim.gossip)):
             tensors.update({f"{key}.{p}": v for p, v in object_memory(obj).items() if isinstance(v, Tensor)})
         meta: dict[str, Any] = {
-            "round": done, "now": float(engine.env.now), "events": engine.events,
-            "engine_rng": engine.network.rng.bit_generator.state if engine.network is not None else None,
-            "plan": _plan_meta(engine.next_plan, tensors),
-            "attack": _plain(object_memory(kern.adversary)), "rule": _plain(object_memory(kern.gossip)),
+            "round": st.round, "now": eng["now"], "events": eng["events"], "engine_rng": eng["rng"],
+            "plan": _plan_meta(eng["plan"], tensors),
+            "attack": _plain(object_memory(sim.adversary)), "rule": _plain(object_memory(sim.gossip)),
             "rows": self.observer.recorder.history, "timing": self.observer.recorder.timing,
             "diverged": self.observer.diverged,
         }
         if run.privacy is not None:
             tensors["privacy.generator"], tensors["privacy.steps"] = run.privacy.generator.get_state(), run.privacy.steps
-        sampler = kern.trainer.sampler
+        sampler = sim.trainer.sampler
         if getattr(sampler, "kind", None) == "epoch":
             tensors["sampler.perm"], tensors["sampler.cursor"] = sampler.perm, sampler.cursor
-        if self.churn is not None:
-            meta["churn_now"] = self.churn.now
-            tensors["churn.up"], tensors["churn.next"] = map(torch.from_numpy, (self.churn.up_state, self.churn.next_toggle))
+        if eng["churn"] is not None:
+            meta["churn_now"] = eng["churn"][0]
+            tensors["churn.up"], tensors["churn.next"] = map(torch.from_numpy, eng["churn"][1:])
         if self.history is not None:
             meta["history_times"] = self.history.times
             tensors["history.models"] = torch.stack(self.history.models)
         meta.update(config=self.cfg.to_dict(), config_json=_config_hash(self.path), format=FORMAT, version=__version__)
-        # CPU copies (a run on a GPU writes the same file; restore moves them back)
-        return {"tensors": {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}, "meta": json.dumps(meta)}
+        return {"tensors": {k: v.detach().cpu().clone() for k, v in tensors.items()}, "meta": json.dumps(meta)}
 
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        """Overwrite the freshly built run's state with ``ckpt`` (from :func:`load`)."""
-        kern, run, engine, observer = self.kern, self.run, self.engine, self.observer
+    def restore(self, ckpt: dict[str, Any]) -> SimState:
+        """Overwrite the freshly built run's memory with ``ckpt`` (from :func:`load`); the state to continue from."""
+        sim, run, engine, observer = self.sim, self.run, self.engine, self.observer
         tensors, meta = ckpt["tensors"], json.loads(ckpt["meta"])
-        device = kern.params.device  # generator states, churn and plan arrays stay on the CPU
-        tensors = {k: v if k.startswith(_CPU_STATE) else v.to(device) for k, v in tensors.items()}
-        kern.params, kern.momentum = tensors["params"], tensors["momentum"]
-        kern.gen_batches.set_state(tensors["gen.batches"])
-        kern.gen_attack.set_state(tensors["gen.attack"])
-        for key, obj in (("attack", kern.adversary), ("rule", kern.gossip)):
+        dev = sim.wiring.idx.device  # generator states, churn and plan arrays stay on the CPU
+        tensors = {k: v if k.startswith(_CPU_STATE) else v.to(dev) for k, v in tensors.items()}
+        churn = None
+        if self.churn is not None:
+            churn = meta["churn_now"], tensors["churn.up"].numpy(), tensors["churn.next"].numpy()
+        eng = {"now": meta["now"], "events": meta["events"], "rng": meta["engine_rng"], "churn": churn,
+               "plan": _plan_from(meta["plan"], tensors)}
+        state = SimState(tensors["params"].to(dev), tensors["momentum"].to(dev), meta["round"], meta["now"],
+                         rng={"batches": tensors["gen.batches"], "attack": tensors["gen.attack"]}, engine=eng)
+        sim.restore(state)
+        for key, obj in (("attack", sim.adversary), ("rule", sim.gossip)):
             memory = {**meta[key], **{k[len(key) + 1:]: v for k, v in tensors.items() if k.startswith(f"{key}.")}}
             restore_memory(obj, memory)
         if run.privacy is not None:
             run.privacy.generator.set_state(tensors["privacy.generator"])
             run.privacy.steps = tensors["privacy.steps"]
         if "sampler.perm" in tensors:
-            kern.trainer.sampler.perm, kern.trainer.sampler.cursor = tensors["sampler.perm"], tensors["sampler.cursor"]
-        if self.churn is not None:
-            self.churn.now = meta["churn_now"]
-            self.churn.up_state, self.churn.next_toggle = tensors["churn.up"].numpy(), tensors["churn.next"].numpy()
+            sim.trainer.sampler.perm, sim.trainer.sampler.cursor = tensors["sampler.perm"], tensors["sampler.cursor"]
         if self.history is not None:
             self.history.times = list(meta["history_times"])
             self.history.models = list(tensors["history.models"].unbind(0))
-        if meta["engine_rng"] is not None:
-            engine.network.rng.bit_generator.state = meta["engine_rng"]
-        engine.resume_at(_plan_from(meta["plan"], tensors), meta["now"], meta["events"])
+        resume_sync_engine(engine, self.churn, eng)
         observer.diverged = list(meta["diverged"])
         observer.restored = (meta["rows"], meta["timing"])
+        return state
+
+
+def sync_engine_state(engine, churn) -> dict[str, Any]:
+    """The synchronous engine's state, for :attr:`SimState.engine <p2probust.state.SimState>`: the
+    simulated time, its event count, the ``engine`` stream's state, the next round's plan (already
+    drawn when a round ends) and the churn processes' state (None without churn)."""
+    rng = engine.network.rng.bit_generator.state if engine.network is not None else None
+    churn_state = None if churn is None else (churn.now, churn.up_state.copy(), churn.next_toggle.copy())
+    return {"now": float(engine.env.now), "events": engine.events, "rng": rng, "plan": engine.next_plan,
+            "churn": churn_state}
+
+
+def resume_sync_engine(engine, churn, state: dict[str, Any]) -> None:
+    """Put :func:`sync_engine_state`'s ``state`` back into a freshly built engine and churn schedule."""
+    if state["churn"] is not None:
+        churn.now, churn.up_state, churn.next_toggle = state["churn"]
+    if state["rng"] is not None:
+        engine.network.rng.bit_generator.state = state["rng"]
+    engine.resume_at(state["plan"], state["now"], state["events"])
 
 
 #: checkpoint entries that stay on the CPU when restored onto another device

@@ -152,6 +152,18 @@ def test_every_tensor_of_the_assembled_run_is_on_its_device(extra):
         assert run.privacy.generator.device == torch.device("cpu")
 
 
+def test_every_tensor_of_the_built_simulation_is_on_its_device():
+    """``build`` (the frozen Simulation, its Wiring and the initial SimState), under a meta default."""
+    from p2probust.state import build
+
+    sim, state = _under_meta_default(lambda: build(pr.RunConfig().replace(**{**SMALL, "attack.name": "alie"})))
+    found = dict(_tensors((sim, state), set(), "sim"))
+    assert {"sim[0].wiring.idx", "sim[0].wiring.edge_rows", "sim[0].wiring.f", "sim[0].run.params"} <= set(found)
+    assert state.params is sim.run.params and state.momentum.device == torch.device("cpu")
+    assert {path: str(t.device) for path, t in found.items() if t.device != torch.device("cpu")} == {}
+    assert sim.gen_batches.device == sim.gen_attack.device == torch.device("cpu")
+
+
 def test_cuda_without_a_gpu_is_one_line_naming_what_is_available(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cfg = pr.RunConfig().replace(device="cuda")  # valid as a config: the machine is asked when the run starts
@@ -248,10 +260,11 @@ def test_a_resumed_run_restores_onto_the_runs_device(tmp_path):
 
 #: the modules a round runs, and the ``torch.from_numpy`` calls they may keep: each of these makes
 #: a tensor that is meant to stay on the CPU or is moved by its caller (say why when adding one)
-ROUND_PATH = ("kernels.py", "async_kernel.py", "network_state.py", "shared_inbox.py", "observer.py", "sampling.py",
-              "local.py", "node_recorder.py", "metrics.py", "gossip", "aggregators", "attacks", "privacy")
+ROUND_PATH = ("state.py", "step.py", "wiring.py", "simulation.py", "batched.py", "async_kernel.py", "network_state.py",
+              "shared_inbox.py", "observer.py", "sampling.py", "local.py", "node_recorder.py", "metrics.py", "gossip",
+              "aggregators", "attacks", "privacy")
 CPU_ON_PURPOSE = {
-    "async_kernel.py": 2,  # indices into the inbox buffer's CPU bookkeeping (has, crafted, sender)
+    "async_kernel.py": 1,  # indices into the inbox buffer's CPU bookkeeping (has, crafted, sender)
     "metrics.py": 2,  # the evaluation sample, drawn during the CPU set-up and moved by assemble
     "attacks/spectral.py": 2,  # the Fiedler vector (scipy), moved by SpectralHeterogeneity.direction
 }
