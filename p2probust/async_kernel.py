@@ -116,11 +116,15 @@ def make_async_engine(cfg, specs, kern: Kernels, compute, links, churn, dynamics
     return AsyncEngine(setup, cfg.train.rounds, duration=cfg.engine.duration)
 
 
-def run_async(engine: AsyncEngine, kern: Kernels, schedule, measure, cfg, bar) -> AsyncKernel:
-    """Run the asynchronous engine to its end; log a final evaluated row when stopped by duration."""
+def run_async(engine: AsyncEngine, kern: Kernels, schedule, measure, cfg, bar, ckpt=None) -> AsyncKernel:
+    """Run the asynchronous engine to its end; log a final evaluated row when stopped by duration.
+    ``ckpt``: an :class:`~p2probust.checkpoint_async.AsyncCheckpointer` (it restores the kernel's
+    state on resume and writes checkpoints between instants)."""
     dynamic = engine.s.dynamics is not None
     ak = AsyncKernel(kern, torch.from_numpy(engine.s.idx), dynamic=dynamic, schedule=schedule, measure=measure,
                      eval_every=cfg.eval_every, rounds=cfg.train.rounds, duration=cfg.engine.duration, bar=bar)
+    if ckpt is not None:
+        ckpt.attach(ak)
     engine.run(ak)
     if cfg.engine.duration:
         online = None if engine.s.churn is None else engine.online.copy()

@@ -17,8 +17,9 @@ unpickled but tensors, strings and numbers). It holds
 
 Everything else (graph, data, partition, initial models, the wiring caches) is rebuilt from the
 config, which is deterministic in the seed; the state above then overwrites what the rebuild drew.
-The asynchronous engine's state (clock processes, in-flight columns, snapshots) is not saved:
-``checkpoint_every`` with ``engine.mode = "async"`` is refused.
+The asynchronous engine's state (processes, queue, messages in flight, snapshots) is saved by
+:class:`~p2probust.checkpoint_async.AsyncCheckpointer`, which overrides :meth:`Checkpointer.engine_state`
+and :meth:`Checkpointer.engine_restore`.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class Checkpointer:
             write_atomic(self.path / FILE, buf.getvalue())
 
     def state(self, done: int) -> dict[str, Any]:
-        kern, run, engine = self.kern, self.run, self.engine
+        kern, run = self.kern, self.run
         tensors: dict[str, Tensor] = {
             "params": kern.params, "momentum": kern.momentum,
             "gen.batches": kern.gen_batches.get_state(), "gen.attack": kern.gen_attack.get_state(),
@@ -107,9 +108,7 @@ class Checkpointer:
         for key, obj in (("attack", kern.adversary), ("rule", kern.gossip)):
             tensors.update({f"{key}.{p}": v for p, v in object_memory(obj).items() if isinstance(v, Tensor)})
         meta: dict[str, Any] = {
-            "round": done, "now": float(engine.env.now), "events": engine.events,
-            "engine_rng": engine.network.rng.bit_generator.state if engine.network is not None else None,
-            "plan": _plan_meta(engine.next_plan, tensors),
+            "round": done, **self.engine_state(tensors),
             "attack": _plain(object_memory(kern.adversary)), "rule": _plain(object_memory(kern.gossip)),
             "rows": self.observer.recorder.history, "timing": self.observer.recorder.timing,
             "diverged": self.observer.diverged,
@@ -130,7 +129,7 @@ class Checkpointer:
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         """Overwrite the freshly built run's state with ``ckpt`` (from :func:`load`)."""
-        kern, run, engine, observer = self.kern, self.run, self.engine, self.observer
+        kern, run, observer = self.kern, self.run, self.observer
         tensors, meta = ckpt["tensors"], json.loads(ckpt["meta"])
         kern.params, kern.momentum = tensors["params"], tensors["momentum"]
         kern.gen_batches.set_state(tensors["gen.batches"])
@@ -149,11 +148,24 @@ class Checkpointer:
         if self.history is not None:
             self.history.times = list(meta["history_times"])
             self.history.models = list(tensors["history.models"].unbind(0))
+        self.engine_restore(tensors, meta)
+        observer.diverged = list(meta["diverged"])
+        observer.restored = (meta["rows"], meta["timing"])
+
+    def engine_state(self, tensors: dict[str, Tensor]) -> dict[str, Any]:
+        """The engine's part of the checkpoint: JSON scalars returned, arrays added to ``tensors``
+        (the synchronous engine: its clock, random stream and next round plan)."""
+        engine = self.engine
+        return {"now": float(engine.env.now), "events": engine.events,
+                "engine_rng": engine.network.rng.bit_generator.state if engine.network is not None else None,
+                "plan": _plan_meta(engine.next_plan, tensors)}
+
+    def engine_restore(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Put back what :meth:`engine_state` saved."""
+        engine = self.engine
         if meta["engine_rng"] is not None:
             engine.network.rng.bit_generator.state = meta["engine_rng"]
         engine.resume_at(_plan_from(meta["plan"], tensors), meta["now"], meta["events"])
-        observer.diverged = list(meta["diverged"])
-        observer.restored = (meta["rows"], meta["timing"])
 
 
 def _plain(memory: dict[str, Any]) -> dict[str, Any]:

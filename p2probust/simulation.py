@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from .assembly import assemble, make_trainer
 from .attacks.base import AbstractAttack
 from .checkpoint import Checkpointer
+from .checkpoint_async import AsyncCheckpointer
 from .build import default_out_dir, resolved_config  # noqa: F401  (default_out_dir: public here too)
 from .config import RunConfig
 from .async_kernel import StaleModels, make_async_engine, run_async
@@ -149,7 +150,8 @@ def simulate(
         bar.update(1)
 
     run_dir = RunDir(out_dir, overwrite=overwrite, resume=_resume is not None) if out_dir is not None else None
-    ckpt = Checkpointer(cfg, run, kern, engine, churn, observer, history, out_dir) if cfg.checkpoint_every else None
+    saver = AsyncCheckpointer if cfg.engine.mode == "async" else Checkpointer
+    ckpt = saver(cfg, run, kern, engine, churn, observer, history, out_dir) if cfg.checkpoint_every else None
     if _resume is not None:
         ckpt.restore(_resume)
         bar.update(observer.restored[0][-1]["round"])
@@ -160,7 +162,7 @@ def simulate(
             if _resume is None:
                 measure(0, 0.0, None, True, 0, churn.online(0.0) if churn is not None else None)
             if cfg.engine.mode == "async":
-                run_async(engine, kern, schedule, measure, cfg, bar)
+                run_async(engine, kern, schedule, measure, cfg, bar, ckpt)
             else:
                 engine.run(on_plan=on_plan)
             outcome["status"] = "diverged" if observer.diverged else "completed"
