@@ -127,6 +127,7 @@ class AsyncEngine(NodeProcess):
         self._procs: list[simpy.Process | None] = []
         self._churn_proc: simpy.Process | None = None
         self.resumed = False  # set by events_state.restore: the processes exist already
+        self.stepping = False  # within an event (its instant is not over)
         self.on_idle: Any = None  # called with the round between instants after a round ends (checkpoints)
 
     @property
@@ -358,7 +359,9 @@ class AsyncEngine(NodeProcess):
         limit = self.duration if self.duration else math.inf
         idle_round = self.round
         while not self.stopped and self.env.peek() <= limit:
+            self.stepping = True
             self.env.step()
+            self.stepping = False
             self.events += 1
             if self.round != idle_round and self.on_idle is not None and not self.stopped and self.env.peek() > self.env.now:
                 idle_round = self.round  # between instants: nothing of this instant is left to do

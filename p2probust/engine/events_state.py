@@ -44,7 +44,7 @@ class NotBetweenInstants(RuntimeError):
 def engine_state(engine) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """``(arrays, scalars)``: the state of ``engine`` between two instants (see the module)."""
     env = engine.env
-    if engine._compute_batch or engine._agg_batch or env.peek() <= env.now:
+    if engine.stepping or engine._compute_batch or engine._agg_batch or env.peek() <= env.now:
         raise NotBetweenInstants(f"the engine is within the instant {env.now}; save it between instants")
     arrays = _queue(engine)
     eid = next(env._eid)
