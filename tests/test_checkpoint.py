@@ -161,9 +161,8 @@ def test_resume_refuses_a_checkpoint_of_another_version(checkpointed, tmp_path):
     _fails(["--resume", str(b)], "not a readable p2probust checkpoint")
 
 
-def test_resume_refuses_other_flags_and_async_checkpoints(checkpointed, tmp_path):
+def test_resume_refuses_other_flags_and_bad_checkpoint_periods(checkpointed, tmp_path):
     _fails(["--resume", str(checkpointed), "--rounds", "3"], "no other run flags")
-    _fails(["--checkpoint-every", "2", "--mode", "async", "--out", str(tmp_path / "x")], "checkpoint_every", "async")
     _fails(["--checkpoint-every", "-1", "--out", str(tmp_path / "y")], "checkpoint_every", ">= 0")
 
 
