@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import filecmp
 import json
-import shutil
 
 import networkx as nx
 import numpy as np
@@ -21,6 +20,7 @@ from p2probust.engine import specs as sp
 from p2probust.engine.events import AsyncEngine, AsyncSetup
 from p2probust.engine.events_state import NotBetweenInstants, engine_state, restore_engine
 from p2probust.network_state import InboxBuffer
+from test_checkpoint import _interrupted_copy, interrupt_and_resume  # shared with the sync tests
 
 #: momentum, an attack with memory (mimic's running mean and direction), a rule with state
 #: (bucketing's generator), epoch sampling (the sampler's permutations), latency and drops
@@ -33,17 +33,6 @@ TICK = {"engine.clock": "periodic:period=0.02,jitter=0.3", "engine.compute_time"
         "engine.tick": 0.01}
 
 
-def _interrupted_copy(src, dst):
-    """``dst``: the folder ``src`` would be if its process had died after its last checkpoint
-    (no summary.json; rows after the checkpoint, and a torn last line, still in the files)."""
-    shutil.copytree(src, dst)
-    (dst / "summary.json").unlink()
-    (dst / "params.pt").unlink()
-    with open(dst / "metrics.csv", "a") as fh:
-        fh.write("12,0.1")
-    return dst
-
-
 @pytest.mark.parametrize("extra", [
     TICK,
     {"engine.clock": "poisson:rate=50", "engine.churn": "up=0.2,down=0.05,crash=0.1,crash_time=0.1"},
@@ -52,16 +41,8 @@ def _interrupted_copy(src, dst):
      "privacy.clip": 1.0, "privacy.noise_multiplier": 1.0, "train.sampling": "uniform"},
 ], ids=["periodic-tick", "poisson-churn", "wait-flood", "wait-epidemic-replay-dp"])
 def test_resumed_async_run_writes_the_uninterrupted_metrics(tmp_path, extra):
-    cfg = pr.RunConfig().replace(**{**MEMORY, **extra})
-    reference = pr.simulate(cfg, out=tmp_path / "ref")
-    pr.simulate(cfg.replace(checkpoint_every=4), out=tmp_path / "a")
-    assert filecmp.cmp(tmp_path / "ref" / "metrics.csv", tmp_path / "a" / "metrics.csv", shallow=False)
-    b = _interrupted_copy(tmp_path / "a", tmp_path / "b")
+    reference, resumed, b = interrupt_and_resume(pr.RunConfig().replace(**{**MEMORY, **extra}), tmp_path)
     assert json.loads(torch.load(b / FILE, weights_only=True)["meta"])["round"] == 8
-    resumed = pr.resume(b)
-    assert filecmp.cmp(tmp_path / "ref" / "metrics.csv", b / "metrics.csv", shallow=False)
-    assert torch.equal(resumed.params, reference.params)
-    assert resumed.summary["status"] == "completed" and resumed.summary["best"] == reference.summary["best"]
     assert resumed.summary["simpy_events"] == reference.summary["simpy_events"]
 
 
