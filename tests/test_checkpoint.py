@@ -102,8 +102,14 @@ def _walk(obj, path):
 
 @pytest.mark.slow
 def test_run_killed_by_sigkill_after_a_checkpoint_resumes_identically(tmp_path):
+    kill_after_checkpoint_and_resume(["--rounds", "200", "--eval-every", "25", "--momentum", "0.9", "--attack", "mimic"],
+                                     tmp_path)
+
+
+def kill_after_checkpoint_and_resume(flags, tmp_path):
+    """``p2probust run FLAGS --checkpoint-every 25`` killed by SIGKILL once its checkpoint exists,
+    then ``--resume``: metrics.csv is that of the uninterrupted run, byte for byte."""
     out = tmp_path / "r"
-    flags = ["--rounds", "200", "--eval-every", "25", "--momentum", "0.9", "--attack", "mimic"]
     proc = subprocess.Popen([sys.executable, "-m", "p2probust.cli", "run", *flags, "--checkpoint-every", "25",
                              "-q", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60

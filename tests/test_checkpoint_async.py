@@ -20,7 +20,7 @@ from p2probust.engine import specs as sp
 from p2probust.engine.events import AsyncEngine, AsyncSetup
 from p2probust.engine.events_state import NotBetweenInstants, engine_state, restore_engine
 from p2probust.network_state import InboxBuffer
-from test_checkpoint import _interrupted_copy, interrupt_and_resume  # shared with the sync tests
+from test_checkpoint import _interrupted_copy, interrupt_and_resume, kill_after_checkpoint_and_resume  # shared with sync
 
 #: momentum, an attack with memory (mimic's running mean and direction), a rule with state
 #: (bucketing's generator), epoch sampling (the sampler's permutations), latency and drops
@@ -72,6 +72,14 @@ def test_cli_async_checkpoint_and_resume(tmp_path):
     assert ref.exit_code == 0, ref.output
     assert filecmp.cmp(tmp_path / "ref" / "metrics.csv", b / "metrics.csv", shallow=False)
     assert json.loads((b / "summary.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_async_run_killed_by_sigkill_after_a_checkpoint_resumes_identically(tmp_path):
+    kill_after_checkpoint_and_resume(
+        ["--mode", "async", "--clock", "periodic:period=0.02,jitter=0.3", "--compute-time", "exponential:mean=0.005",
+         "--tick", "0.01", "--latency", "exponential:mean=0.01", "--drop", "0.1", "--momentum", "0.9",
+         "--attack", "mimic", "--rounds", "200", "--eval-every", "25"], tmp_path)
 
 
 # --- the engine alone (no kernels): state saved between instants, a new engine continues -------

@@ -35,6 +35,11 @@ event order, as before; at a compute flush, the senders in increasing node order
 message's delay, then every message's drop draw (the per-message engine drew delay then drop
 per sender, so runs with random latency *and* drops draw in a new order; every other run draws
 the same numbers). Epidemic push draws a sender's peers, delays and drops sender by sender.
+
+State as data (checkpoints): a node's process keeps its phase and wake-up time in arrays
+(:mod:`~p2probust.engine.node_process`), and ``on_idle(round)`` is called once the instant in which
+a round ended is over; :mod:`~p2probust.engine.events_state` saves the engine there and rebuilds an
+engine that continues from it.
 """
 
 from __future__ import annotations
