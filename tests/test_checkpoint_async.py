@@ -18,7 +18,7 @@ from p2probust.cli import main
 from p2probust.engine import ComputeModel, LinkModel
 from p2probust.engine import specs as sp
 from p2probust.engine.events import AsyncEngine, AsyncSetup
-from p2probust.engine.events_state import NotBetweenInstants, engine_state, restore_engine
+from p2probust.engine.events_state import NotBetweenInstants, engine_state
 from p2probust.network_state import InboxBuffer
 from test_checkpoint import _interrupted_copy, interrupt_and_resume, kill_after_checkpoint_and_resume  # shared with sync
 
@@ -79,7 +79,7 @@ def test_async_run_killed_by_sigkill_after_a_checkpoint_resumes_identically(tmp_
     kill_after_checkpoint_and_resume(
         ["--mode", "async", "--clock", "periodic:period=0.02,jitter=0.3", "--compute-time", "exponential:mean=0.005",
          "--tick", "0.01", "--latency", "exponential:mean=0.01", "--drop", "0.1", "--momentum", "0.9",
-         "--attack", "mimic", "--rounds", "200", "--eval-every", "25"], tmp_path)
+         "--attack", "mimic", "--rounds", "80", "--eval-every", "20"], tmp_path)
 
 
 # --- the engine alone (no kernels): state saved between instants, a new engine continues -------
@@ -124,7 +124,7 @@ def test_engine_state_round_trip_continues_the_same_calls(clock):
 
     def idle(r):
         if r == 5:
-            saved["state"], saved["at"] = engine_state(first), len(kernel.log)
+            saved["state"], saved["at"] = first.state(), len(kernel.log)
 
     kernel = Recording()
     first.on_idle = idle
@@ -134,7 +134,7 @@ def test_engine_state_round_trip_continues_the_same_calls(clock):
     setup = _setup(clock)
     setup.rng.random(7)  # the random stream, too, comes from the save
     second, again = AsyncEngine(setup, 12), Recording()
-    restore_engine(second, arrays, scalars)
+    second.restore(arrays, scalars)  # = restore_engine(second, arrays, scalars)
     second.run(again)
     assert again.log == kernel.log[saved["at"]:] and len(again.log) > 20
     assert (second.env.now, second.events, second.round) == (first.env.now, first.events, first.round)

@@ -353,6 +353,19 @@ class AsyncEngine(NodeProcess):
             if done is not None:
                 done.succeed()
 
+    # --- state (checkpoints) ------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, scalars)``: this engine's state between two instants (see :mod:`.events_state`)."""
+        from .events_state import engine_state
+
+        return engine_state(self)
+
+    def restore(self, arrays: dict[str, np.ndarray], scalars: dict[str, Any]) -> None:
+        """Continue from :meth:`state`'s result (a freshly built engine with the same setup, before :meth:`run`)."""
+        from .events_state import restore_engine
+
+        restore_engine(self, arrays, scalars)
+
     # --- run --------------------------------------------------------------------------------
     def run(self, kernel: Any) -> float:
         """Run with ``kernel`` (``compute``, ``aggregate``, ``progress``); return the final time."""
