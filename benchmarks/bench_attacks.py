@@ -24,12 +24,12 @@ import time
 import networkx as nx
 import torch
 
-import p2probust  # noqa: F401  (registers the built-ins)
 from p2probust import registry
 from p2probust.aggregators import TrimmedMean
 from p2probust.attacks import AttackContext
 from p2probust.gossip import AggregateAndMix
 from p2probust.topology import NeighborTable, place_byzantine
+from p2probust.wiring import Wiring, tolerance_cap
 
 
 def setup(n: int, d: int, degree: int, device: str = "cpu"):
@@ -50,7 +50,7 @@ def kernel(attack, byz, table, params, rule, f, actors, generator):
     inbox = params[idx]
     if attack is not None and not attack.sends:  # crash: Byzantine slots absent, f capped as the simulator does
         mask = mask & ~byz[idx]
-        act_f = torch.minimum(act_f, rule.aggregator.max_tolerance(mask.sum(1) + 1).to(act_f.dtype))
+        act_f = Wiring.of_table(table, byz, f, actors, cap=tolerance_cap(rule)).tolerance(actors, mask)
     elif attack is not None:
         rows, slots = torch.nonzero(mask & byz[idx], as_tuple=True)
         ctx = AttackContext(

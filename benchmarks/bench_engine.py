@@ -63,11 +63,11 @@ def per_round(res) -> float:
 
 #: (label, file, function): cumulative times read from the profile
 SPLIT = [
-    ("local steps", "kernels.py", "local_step"),
+    ("local steps", "p2probust/step.py", "local_step"),
     ("snapshots of sent models", "network_state.py", "store"),
     ("deliveries into the inbox buffer", "network_state.py", "deliver"),
-    ("attack (crafted messages)", "kernels.py", "craft"),
-    ("rule (aggregate and mix)", "kernels.py", "mix"),
+    ("attack (crafted messages)", "p2probust/state.py", "craft"),
+    ("rule (aggregate and mix)", "p2probust/step.py", "mix_rows"),
     ("metrics and logging", "async_kernel.py", "progress"),
 ]
 _KERNEL_CALLS = [("async_kernel.py", name) for name in ("compute", "aggregate", "progress")]

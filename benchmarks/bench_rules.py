@@ -21,7 +21,6 @@ import time
 
 import torch
 
-import p2probust  # noqa: F401  (registers the built-ins)
 from p2probust import jit, registry
 from p2probust.gossip import make_rule
 from p2probust.jit import rank_mean as jit_rank_mean

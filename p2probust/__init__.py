@@ -17,11 +17,13 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from . import aggregators, attacks, data, gossip, registry, topology  # noqa: E402  (registration)
 from .aggregators import (  # noqa: E402
     ARC,
+    AbstractAggregator,
+    AbstractPreAggregator,
     FABA,
     NeighbourTrimmedMean,
     Bucketing,
     Bulyan,
-    CentredClipping,
+    CenteredClipping,
     CoordinateWiseMedian,
     GeometricMedian,
     Krum,
@@ -31,7 +33,7 @@ from .aggregators import (  # noqa: E402
     MultiKrum,
     NNM,
     SMEA,
-    SelfCentredClipping,
+    SelfCenteredClipping,
     StaticClipping,
     TrimmedMean,
     chain,
@@ -73,6 +75,7 @@ from .config import (  # noqa: E402
     load_config,
 )
 from .gossip import (  # noqa: E402
+    AbstractGossipRule,
     AggregateAndMix,
     BridgeScreening,
     CSHe,
@@ -89,13 +92,24 @@ from .simulation import Result, simulate  # noqa: E402
 from .checkpoint import resume  # noqa: E402
 from .batched import batch_blocker, simulate_seeds  # noqa: E402
 
+
+def __getattr__(name: str):
+    """Old public names (``CentredClipping``): the renamed class, with one ``FutureWarning``."""
+    if name in aggregators.RENAMED:
+        return aggregators.renamed(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "ALIE",
     "ARC",
     "FABA",
     "NeighbourTrimmedMean",
     "SCC",
+    "AbstractAggregator",
     "AbstractAttack",
+    "AbstractGossipRule",
+    "AbstractPreAggregator",
     "AggregateAndMix",
     "AttackConfig",
     "AttackContext",
@@ -105,7 +119,7 @@ __all__ = [
     "ByzantineConfig",
     "CSHe",
     "CSPlus",
-    "CentredClipping",
+    "CenteredClipping",
     "ClippedGossip",
     "ConfigError",
     "CoordinateWiseMedian",
@@ -139,7 +153,7 @@ __all__ = [
     "RunConfig",
     "SMEA",
     "SampleDuplication",
-    "SelfCentredClipping",
+    "SelfCenteredClipping",
     "SignFlip",
     "Silent",
     "SpectralHeterogeneity",

@@ -22,7 +22,6 @@ from .attacks.base import AbstractAttack
 from .build import place
 from .config import RunConfig
 from .data.setup import build_partition, build_task
-from .gossip.mixing import AggregateAndMix
 from .gossip.registry import as_rule, make_rule
 from .local import LocalTrainer
 from .memory import estimate_run
@@ -31,6 +30,7 @@ from .models import ParamSpec, init_stacked
 from .privacy.setup import privacy_from_config
 from .rng import torch_stream
 from .topology import NeighborTable
+from .wiring import configured_tolerance
 
 log = logging.getLogger("p2probust")
 
@@ -121,21 +121,14 @@ def assemble(cfg: RunConfig, graph: nx.Graph | None = None, rule: Any = None, at
 
 def _rule_and_attack(cfg: RunConfig, table: NeighborTable, is_byz: Tensor, rule: Any, attack: Any):
     """The rule bound to the graph, the tolerance ``f [n]`` of each node's rule, and the attack."""
-    n, honest = table.n, ~is_byz
     gossip = as_rule(rule, alpha=cfg.rule.alpha) if rule is not None else make_rule(
         cfg.rule.name, alpha=cfg.rule.alpha, **dict(cfg.rule.params)
     )
     gossip = gossip.bind(table, is_byz)
-    if cfg.rule.tolerance == "oracle":
-        f = table.byzantine_counts(is_byz).clone()
-    else:
-        f = torch.full((n,), int(cfg.rule.tolerance), dtype=torch.long)
-    gossip.check_tolerance(table.degree, torch.where(honest, f, torch.zeros_like(f)))
+    f = configured_tolerance(cfg.rule.tolerance, table, is_byz, gossip)
     adversary = attack if attack is not None else registry.attacks.create(cfg.attack.name, **dict(cfg.attack.params))
     if not isinstance(adversary, AbstractAttack):
         raise TypeError(f"attack must be an attack object, got {adversary!r}")
-    if isinstance(gossip, AggregateAndMix):  # protocol-following Byzantine nodes cap their own f
-        f = torch.where(honest, f, torch.minimum(f, gossip.aggregator.max_tolerance(table.degree + 1)))
     return gossip, f, adversary
 
 

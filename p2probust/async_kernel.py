@@ -1,11 +1,19 @@
-"""The kernels' side of asynchronous gossip: what happens when the engine says "these nodes act now".
+"""The tensor side of asynchronous gossip: what happens when the engine says "these nodes act now".
 
 :class:`AsyncKernel` answers the three calls of :class:`~p2probust.engine.events.AsyncEngine`
-with batched tensor operations on :class:`~p2probust.kernels.Kernels` and an
+with the step functions of :mod:`p2probust.step` over a :class:`~p2probust.state.Simulation` and an
 :class:`~p2probust.network_state.InboxBuffer`: local steps and snapshots of the nodes whose compute
 finished at this instant; delivered messages written into the buffer; the rule over the nodes that
 aggregate at this instant, on their buffered inboxes (slots that never received a message are
-masked; Byzantine slots are crafted by the attack when read).
+masked; Byzantine slots are crafted by the attack when read), through the same
+:func:`~p2probust.step.mix_rows` as a synchronous round.
+
+**Working tensors.** The asynchronous engine owns its working ``params``/``momentum`` between
+instants: the local step replaces them (as in a synchronous round), but the rows mixed at an
+instant are written into ``params`` in place, because a copy of ``[n, d]`` per batch of a few
+nodes would cost more than the batch. Nothing else holds that tensor in between (metrics,
+snapshots and the replay history copy what they keep); :meth:`AsyncKernel.state` materialises a
+:class:`~p2probust.state.SimState` (copies) for observers and checkpoints.
 """
 
 from __future__ import annotations
@@ -17,8 +25,9 @@ import torch
 from torch import Tensor
 
 from .engine.events import AsyncEngine, AsyncSetup, Deliveries
-from .kernels import Kernels
 from .network_state import InboxBuffer
+from .state import SimState, Simulation
+from .step import Inbox, local_step, mix_rows
 
 
 class StaleModels:
@@ -45,10 +54,12 @@ class StaleModels:
 class AsyncKernel:
     """Batched kernels for the asynchronous engine (see the module docstring)."""
 
-    def __init__(self, kern: Kernels, capacity_idx: Tensor, *, dynamic: bool, schedule: Callable[[int], float],
-                 measure: Callable[..., None], eval_every: int, rounds: int, duration: float, bar: Any):
-        self.k = kern
-        self.buf = InboxBuffer(capacity_idx, kern.params.shape[1], kern.params.dtype)
+    def __init__(self, sim: Simulation, state: SimState, capacity_idx: Tensor, *, dynamic: bool,
+                 schedule: Callable[[int], float], measure: Callable[..., None], eval_every: int, rounds: int,
+                 duration: float, bar: Any):
+        self.sim = sim
+        self.params, self.momentum = state.params, state.momentum  # the working tensors (module docstring)
+        self.buf = InboxBuffer(capacity_idx, self.params.shape[1], self.params.dtype)
         self.dynamic = dynamic
         self.schedule, self.measure, self.bar = schedule, measure, bar
         self.eval_every, self.rounds, self.duration = eval_every, rounds, duration
@@ -56,77 +67,79 @@ class AsyncKernel:
         self.round = 0
         self.last_evaluated = True
 
+    def state(self, now: float, engine: Any = None) -> SimState:
+        """A :class:`~p2probust.state.SimState` of this instant (copies of the working tensors)."""
+        return SimState(self.params.clone(), self.momentum.clone(), self.round, float(now), engine=engine)
+
     def compute(self, nodes: np.ndarray, handles: np.ndarray, round: int) -> None:
         """Local steps of ``nodes`` (one batched call), then snapshot their models."""
         self.round = round
         self.lr = self.schedule(round)
-        t = torch.from_numpy(nodes)
-        self.k.local_step(t, self.lr)
-        self.buf.store(handles, self.k.params[t])
+        t = torch.from_numpy(nodes).to(self.params.device)
+        self.params, self.momentum = local_step(self.sim, self.params, self.momentum, t, self.lr)
+        self.buf.store(handles, self.params[t])
 
     def aggregate(self, nodes: np.ndarray, dl: Deliveries, now: float) -> None:
         """Write the deliveries, then the rule over ``nodes`` on their buffered inboxes (read from
         the snapshot pool in place; Byzantine slots are crafted into its scratch rows)."""
-        buf, k = self.buf, self.k
+        buf, sim, w = self.buf, self.sim, self.sim.wiring
         buf.deliver(dl.dst, dl.slot, dl.src, dl.sent_at, dl.handle)
         if nodes.size == 0:
             return
         a = torch.from_numpy(nodes)
-        mask = buf.has[a] & ~buf.crafted[a] if k.silent else buf.has[a]  # silent: Byzantine slots absent
+        mask = buf.has[a] & ~buf.crafted[a] if w.silent else buf.has[a]  # silent: Byzantine slots absent
         senders = buf.sender[a]
+        dtype = self.params.dtype
         if self.dynamic:
-            weights = mask.to(k.params.dtype) / (1 + mask.sum(1, keepdim=True)).to(k.params.dtype)
-            f = (mask & k.is_byzantine[senders]).sum(1) if k.oracle else k.f[a]
+            weights = mask.to(dtype) / (1 + mask.sum(1, keepdim=True)).to(dtype)
         else:
-            weights, f = k.table.weights[a], k.f[a]
+            weights = w.weights[a]
         rows, slots = torch.nonzero(mask & buf.crafted[a], as_tuple=True)
         crafted = None
         if rows.numel():
-            all_w = k.table.weights if not self.dynamic else torch.zeros(buf.has.shape, dtype=k.params.dtype)
-            crafted = k.craft(a[rows], senders[rows, slots], slots, self.round, buf.sender, buf.has, all_w, k.f,
-                              buf.sent_at[nodes[rows.numpy()], slots.numpy()])
+            all_w = w.weights if not self.dynamic else torch.zeros(buf.has.shape, dtype=dtype, device=w.weights.device)
+            crafted = sim.craft(self.params, a[rows], senders[rows, slots], slots, self.round, buf.sender, buf.has,
+                                all_w, w.f, buf.sent_at[nodes[rows.numpy()], slots.numpy()])
         slot_rows = buf.slot_rows(nodes, rows, slots, crafted)  # may grow the pool: before reading it
-        k.mix(a, buf.pool, mask, weights, k.tolerance(a, mask, f), slot_rows)
+        f = w.tolerance(a, mask, senders if self.dynamic else None)
+        new = mix_rows(sim, self.params, a, Inbox(store=buf.pool, slot_rows=slot_rows), mask, weights, f,
+                       block_bytes=None)  # one call per instant: a rule's random draws are per aggregation
+        self.params.index_copy_(0, a, new)
 
     def progress(self, r: int, now: float, messages: int, online: np.ndarray | None) -> bool:
         """Log round ``r`` (evaluated every ``eval_every`` rounds and at the last one)."""
         self.last_evaluated = r % self.eval_every == 0 or (not self.duration and r >= self.rounds)
-        self.measure(r, now, self.lr, self.last_evaluated, messages, online)
+        self.measure(self.params, r, now, self.lr, self.last_evaluated, messages, online)
         self.bar.update(1)
         return False
 
 
-def make_async_engine(cfg, specs, kern: Kernels, compute, links, churn, dynamics, rng, honest) -> AsyncEngine:
+def make_async_engine(cfg, specs, sim: Simulation, compute, links, churn, dynamics, rng) -> AsyncEngine:
     """Wire the asynchronous engine for a run (torch tensors → integer arrays)."""
     if dynamics is not None and dynamics.spec.kind != "epidemic":
         raise ValueError(f"engine.dynamics = {str(dynamics.spec)!r} needs mode sync; in async mode use epidemic:s=S")
-    n = kern.table.n
+    w = sim.wiring
+    n = w.n
+    byz = w.is_byzantine.cpu().numpy()
     actors = np.zeros(n, dtype=bool)
-    actors[kern.actors.numpy()] = True
+    actors[w.actors.cpu().numpy()] = True
     if dynamics is None:
-        idx, mask = kern.table.idx.numpy(), kern.table.mask.numpy()
-        if kern.silent:  # crashed Byzantine nodes send nothing and nobody waits for them
-            byz = kern.is_byzantine.numpy()
+        idx, mask = w.idx.cpu().numpy(), w.mask.cpu().numpy()
+        if w.silent:  # crashed Byzantine nodes send nothing and nobody waits for them
             mask = mask & ~byz[idx] & ~byz[:, None]
     else:
         cap = 2 * dynamics.spec.value
         idx, mask = np.repeat(np.arange(n)[:, None], cap, 1), np.ones((n, cap), dtype=bool)
-    setup = AsyncSetup(idx, mask, kern.is_byzantine.numpy(), actors, actors, compute, links, specs["clock"], rng,
+    setup = AsyncSetup(idx, mask, byz, actors, actors, compute, links, specs["clock"], rng,
                        churn, dynamics, specs["timing_attack"], cfg.engine.tick)
     return AsyncEngine(setup, cfg.train.rounds, duration=cfg.engine.duration)
 
 
-def run_async(engine: AsyncEngine, kern: Kernels, schedule, measure, cfg, bar, ckpt=None) -> AsyncKernel:
-    """Run the asynchronous engine to its end; log a final evaluated row when stopped by duration.
-    ``ckpt``: an :class:`~p2probust.checkpoint_async.AsyncCheckpointer` (it restores the kernel's
-    state on resume and writes checkpoints between instants)."""
-    dynamic = engine.s.dynamics is not None
-    ak = AsyncKernel(kern, torch.from_numpy(engine.s.idx), dynamic=dynamic, schedule=schedule, measure=measure,
-                     eval_every=cfg.eval_every, rounds=cfg.train.rounds, duration=cfg.engine.duration, bar=bar)
-    if ckpt is not None:
-        ckpt.attach(ak)
+def run_async(engine: AsyncEngine, ak: AsyncKernel, cfg) -> SimState:
+    """Run the asynchronous engine to its end; log a final evaluated row when stopped by
+    duration; the final state (``ak`` holds the working tensors while it runs)."""
     engine.run(ak)
     if cfg.engine.duration:
         online = None if engine.s.churn is None else engine.online.copy()
-        measure(engine.round, float(engine.env.now), ak.lr, True, engine.messages, online)
-    return ak
+        ak.measure(ak.params, engine.round, float(engine.env.now), ak.lr, True, engine.messages, online)
+    return SimState(ak.params, ak.momentum, engine.round, float(engine.env.now))

@@ -41,7 +41,6 @@ from .data.setup import build_task
 from .engine import RoundTiming, SyncEngine
 from .gossip.mixing import AggregateAndMix
 from .gossip.registry import make_rule
-from .kernels import Kernels
 from .local import LRSchedule
 from .observer import RunObserver, metric_columns
 from .result import Result
@@ -49,8 +48,11 @@ from .rng import ReplicaGenerators, torch_stream
 from .rundir import RunDir
 from .sampling import BatchSampler, ReplicaSampler
 from .signals import stop_on_signals
+from .state import Simulation, checked
+from .step import sync_round
 from .status import Diverged, failure_fields
 from .topology import NeighborTable
+from .wiring import Wiring, tolerance_cap
 
 
 def replica_safe(component: Any) -> bool:
@@ -96,41 +98,34 @@ def batch_blocker(cfg: RunConfig) -> str | None:
     return None
 
 
-@dataclass
-class ReplicaKernels(Kernels):
-    """:class:`~p2probust.kernels.Kernels` over the joined graph whose attack is crafted per replica.
+@dataclass(frozen=True, eq=False)
+class ReplicaSimulation(Simulation):
+    """A :class:`~p2probust.state.Simulation` over the joined graph whose attack is crafted per replica.
 
     ``replicas``: each replica's :class:`~p2probust.assembly.RunParts` (its attack object, table,
     tolerances and bound rule); ``attack_gens``: each replica's ``attack`` stream;
-    ``offsets``: ``R + 1`` node offsets."""
+    ``offsets``: ``R + 1`` node offsets; ``caches``: each replica's attack wiring cache."""
 
     replicas: list = field(default_factory=list)
     attack_gens: list = field(default_factory=list)
     offsets: list = field(default_factory=list)
+    caches: list = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._wiring = [{} for _ in self.replicas]  # each replica's attack wiring cache
-
-    def craft(self, recipients: Tensor, senders: Tensor, slots: Tensor, round: int, idx: Tensor, mask: Tensor,
-              weights: Tensor, tolerance: Tensor, sent_at: np.ndarray | None = None,
-              wiring_cache: dict | None = None) -> Tensor:
+    def craft(self, params: Tensor, recipients: Tensor, senders: Tensor, slots: Tensor, round: int, idx: Tensor,
+              mask: Tensor, weights: Tensor, tolerance: Tensor, sent_at: np.ndarray | None = None,
+              cache: dict | None = None) -> Tensor:
         """The Byzantine messages of every attacked edge, crafted replica by replica (edges come
         grouped by recipient in ascending order, so each replica's edges are one block)."""
         out = []
         for r, pos in ReplicaGenerators(self.attack_gens, self.offsets).split(recipients):
             run, lo, hi = self.replicas[r], self.offsets[r], self.offsets[r + 1]
             ctx = AttackContext(
-                params=self.params[lo:hi], is_byzantine=run.is_byz, idx=run.table.idx, mask=run.table.mask,
+                params=params[lo:hi], is_byzantine=run.is_byz, idx=run.table.idx, mask=run.table.mask,
                 senders=senders[pos] - lo, recipients=recipients[pos] - lo, slots=slots[pos], round=round,
                 generator=self.attack_gens[r], rule=run.gossip, num_classes=self.num_classes,
-                weights=run.table.weights, tolerance=run.f, wiring_cache=self._wiring[r],
+                weights=run.table.weights, tolerance=run.f, wiring_cache=self.caches[r],
             )
-            crafted = run.adversary.craft(ctx)
-            e, d = int(ctx.senders.numel()), self.params.shape[1]
-            if crafted.shape != (e, d):
-                raise ValueError(f"{run.adversary!r} returned messages of shape {tuple(crafted.shape)}, expected {(e, d)}")
-            out.append(crafted.to(self.params.dtype))
+            out.append(checked(run.adversary, run.adversary.craft(ctx), ctx, params))
         return out[0] if len(out) == 1 else torch.cat(out)
 
 
@@ -197,56 +192,60 @@ def _join(runs: list[RunParts]) -> tuple[list[int], NeighborTable, Tensor]:
     return offsets, table, torch.cat([run.is_byz for run in runs])
 
 
-def _kernels(runs: list[RunParts], offsets: list[int], table: NeighborTable, is_byz: Tensor) -> ReplicaKernels:
+def _simulation(runs: list[RunParts], offsets: list[int], table: NeighborTable, is_byz: Tensor) -> ReplicaSimulation:
     cfg, first = runs[0].cfg, runs[0]
     t = cfg.train
     samplers = [BatchSampler(run.part_table, run.lengths, t.batch_size, t.sampling) for run in runs]
     trainer = make_trainer(first, ReplicaSampler(samplers, offsets), flipped=is_byz)
     gossip = make_rule(cfg.rule.name, alpha=cfg.rule.alpha, **dict(cfg.rule.params)).bind(table, is_byz)
-    return ReplicaKernels(
-        torch.cat([run.params for run in runs]), torch.cat([run.momentum for run in runs]), table, is_byz,
-        torch.cat([run.f for run in runs]), torch.cat([run.actors + off for run, off in zip(runs, offsets)]),
-        trainer, gossip, first.adversary, t.local_steps, t.momentum,
+    actors = torch.cat([run.actors + off for run, off in zip(runs, offsets)])
+    wiring = Wiring.of_table(table, is_byz, torch.cat([run.f for run in runs]), actors,
+                             oracle=cfg.rule.tolerance == "oracle", silent=not getattr(first.adversary, "sends", True),
+                             cap=tolerance_cap(gossip))
+    return ReplicaSimulation(
+        wiring, trainer, gossip, first.adversary, t.local_steps, t.momentum,
         ReplicaGenerators([torch_stream(run.cfg.seed, "batches") for run in runs], offsets), torch.Generator(),
-        first.task.dataset.num_classes, oracle=cfg.rule.tolerance == "oracle", jit=cfg.jit, order=t.order,
+        first.task.dataset.num_classes, dtype=first.params.dtype, jit=cfg.jit, order=t.order,
         replicas=runs, attack_gens=[torch_stream(run.cfg.seed, "attack") for run in runs], offsets=offsets,
+        caches=[{} for _ in runs],
     )
 
 
-def _messages(kern: ReplicaKernels, run: RunParts) -> int:
+def _messages(sim: ReplicaSimulation, run: RunParts) -> int:
     """Messages one replica sends per round (what its separate plain round returns)."""
     tab = run.table
-    return int((tab.mask & ~run.is_byz[tab.idx]).sum()) if kern.silent else int(tab.mask.sum())
+    return int((tab.mask & ~run.is_byz[tab.idx]).sum()) if sim.silent else int(tab.mask.sum())
 
 
 def _run_batch(runs: list[RunParts], outs: list, overwrite: bool) -> list[Result]:
     """One batched simulation of ``runs`` (same table width), each replica into its own folder."""
     cfg = runs[0].cfg
     offsets, table, is_byz = _join(runs)
-    kern = _kernels(runs, offsets, table, is_byz)
+    sim = _simulation(runs, offsets, table, is_byz)
+    live = [sim.state(torch.cat([run.params for run in runs]), torch.cat([run.momentum for run in runs]))]
     t = cfg.train
     schedule = LRSchedule(t.lr, t.lr_schedule, t.lr_decay, t.lr_step, t.lr_offset, t.lr_milestones)
     specs = cfg.engine.specs()
-    msg_bytes = runs[0].d * kern.params.element_size()
+    msg_bytes = runs[0].d * live[0].params.element_size()
     timing = RoundTiming(compute_time=specs["compute_time"].mean, latency=specs["latency"].mean,
                          local_steps=t.local_steps, message_bytes=msg_bytes, bandwidth=cfg.engine.bandwidth)
     engine = SyncEngine(t.rounds, timing, duration=cfg.engine.duration)
-    reps = [_Replica(run, out, msg_bytes, _messages(kern, run)) for run, out in zip(runs, outs)]
+    reps = [_Replica(run, out, msg_bytes, _messages(sim, run)) for run, out in zip(runs, outs)]
     blocks = [slice(lo, hi) for lo, hi in zip(offsets, offsets[1:])]
 
     def on_plan(plan) -> bool:
         lr = schedule(plan.round)
-        kern.sync_round(plan, lr)
+        live[0] = sync_round(sim, live[0], plan, lr)[0]
         done = plan.round + 1
         evaluate = done % cfg.eval_every == 0 or done == t.rounds or plan.last
         for rep, block in zip(reps, blocks):
-            rep.observe(kern.params[block], engine, done, plan.end, lr, evaluate)
+            rep.observe(live[0].params[block], engine, done, plan.end, lr, evaluate)
         return not any(rep.live for rep in reps)
 
     with stop_on_signals() as signals:
         try:
             for rep, block in zip(reps, blocks):
-                rep.start(kern.params[block], engine, overwrite)
+                rep.start(live[0].params[block], engine, overwrite)
             if any(rep.live for rep in reps):
                 engine.run(on_plan=on_plan)
             for rep in reps:
@@ -257,7 +256,7 @@ def _run_batch(runs: list[RunParts], outs: list, overwrite: bool) -> list[Result
             raise
         finally:
             signals.hold()  # a second signal must not cut the clean-up short
-            out = [rep.finish(kern.params[block], engine) for rep, block in zip(reps, blocks)]
+            out = [rep.finish(live[0].params[block], engine) for rep, block in zip(reps, blocks)]
     return out
 
 

@@ -1,4 +1,4 @@
-"""Checkpoint and resume (issue 15): ``checkpoint_every = K`` writes the state of a synchronous run
+"""Checkpoint and resume (issue 15): ``checkpoint_every = K`` writes the state of a run
 to ``checkpoint.pt`` in its run folder every K rounds; :func:`resume` continues it so that
 ``metrics.csv`` ends up identical, byte for byte, to the file of an uninterrupted run.
 
@@ -6,8 +6,9 @@ The file is written atomically (temporary file, ``fsync``, rename) and in a safe
 tensors plus one JSON string (``torch.load(path, weights_only=True)`` reads it; nothing is
 unpickled but tensors, strings and numbers). It holds
 
-* ``params``, ``momentum`` ``[n, d]``;
-* every random state: the ``batches`` and ``attack`` torch generators, the privacy noise
+* the :class:`~p2probust.state.SimState`: ``params``, ``momentum`` ``[n, d]``, the round and the
+  states of the ``batches`` and ``attack`` torch generators (:meth:`Simulation.capture`);
+* every other random state: the privacy noise
   generator, torch generators inside the rule (e.g. bucketing), the ``engine`` numpy generator;
 * the round, the simulated time and the engine's next round plan (its online nodes, edges and
   delivered messages, already drawn when the round ends), the churn processes' state;
@@ -17,9 +18,11 @@ unpickled but tensors, strings and numbers). It holds
 
 Everything else (graph, data, partition, initial models, the wiring caches) is rebuilt from the
 config, which is deterministic in the seed; the state above then overwrites what the rebuild drew.
-The asynchronous engine's state (processes, queue, messages in flight, snapshots) is saved by
-:class:`~p2probust.checkpoint_async.AsyncCheckpointer`, which overrides :meth:`Checkpointer.engine_state`
-and :meth:`Checkpointer.engine_restore`.
+The engine's part is the :attr:`SimState.engine <p2probust.state.SimState>` slot: the synchronous
+engine's (:func:`sync_engine_state`) is written by :class:`Checkpointer`; the asynchronous engine's
+(processes, queue, messages in flight, snapshots, the inbox buffer) by
+:class:`~p2probust.checkpoint_async.AsyncCheckpointer`, which overrides the three engine hooks
+:meth:`Checkpointer.engine_meta`, :meth:`Checkpointer.engine_from` and :meth:`Checkpointer.resume_engine`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from torch import Tensor
 
 from . import __version__
 from .rundir import write_atomic
+from .state import SimState
 
 FILE = "checkpoint.pt"
 #: bumped when the layout of the file changes
@@ -85,87 +89,126 @@ def _ours(value: Any) -> bool:
 
 
 class Checkpointer:
-    """Saves and restores the state of one synchronous run (the objects :func:`simulate` wired)."""
+    """Saves and restores the state of one run: the :class:`~p2probust.state.SimState` the loop
+    hands it (its engine slot: the synchronous engine's here), plus what the rule, the attack, the
+    privacy accountant, the sampler, the replay history and the observer remember."""
 
-    def __init__(self, cfg, run, kern, engine, churn, observer, history, path: Path | None):
-        self.cfg, self.run, self.kern, self.engine = cfg, run, kern, engine
+    def __init__(self, cfg, run, sim, engine, churn, observer, history, path: Path | None):
+        self.cfg, self.run, self.sim, self.engine = cfg, run, sim, engine
         self.churn, self.observer, self.history, self.path = churn, observer, history, path
 
-    def after_round(self, done: int, last: bool) -> None:
-        """Write the checkpoint after round ``done`` when it is due (not after the last round)."""
+    def after_round(self, state: SimState, last: bool) -> None:
+        """Write the checkpoint of ``state`` when it is due (not after the last round)."""
         every = self.cfg.checkpoint_every
-        if self.path is not None and every and done % every == 0 and not last:
-            buf = io.BytesIO()
-            torch.save(self.state(done), buf)
-            write_atomic(self.path / FILE, buf.getvalue())
+        if self.path is not None and every and state.round % every == 0 and not last:
+            self.write(self.sim.capture(state, engine=sync_engine_state(self.engine, self.churn)))
 
-    def state(self, done: int) -> dict[str, Any]:
-        kern, run = self.kern, self.run
+    def write(self, st: SimState) -> None:
+        """Write the checkpoint of a captured state ``st`` atomically into the run folder."""
+        buf = io.BytesIO()
+        torch.save(self.state(st), buf)
+        write_atomic(self.path / FILE, buf.getvalue())
+
+    def state(self, st: SimState) -> dict[str, Any]:
+        """The file's content for a captured state ``st`` (generator states and engine state filled)."""
+        sim, run, eng = self.sim, self.run, st.engine
         tensors: dict[str, Tensor] = {
-            "params": kern.params, "momentum": kern.momentum,
-            "gen.batches": kern.gen_batches.get_state(), "gen.attack": kern.gen_attack.get_state(),
+            "params": st.params, "momentum": st.momentum,
+            "gen.batches": st.rng["batches"], "gen.attack": st.rng["attack"],
         }
-        for key, obj in (("attack", kern.adversary), ("rule", kern.gossip)):
+        for key, obj in (("attack", sim.adversary), ("rule", sim.gossip)):
             tensors.update({f"{key}.{p}": v for p, v in object_memory(obj).items() if isinstance(v, Tensor)})
         meta: dict[str, Any] = {
-            "round": done, **self.engine_state(tensors),
-            "attack": _plain(object_memory(kern.adversary)), "rule": _plain(object_memory(kern.gossip)),
+            "round": st.round, **self.engine_meta(eng, tensors),
+            "attack": _plain(object_memory(sim.adversary)), "rule": _plain(object_memory(sim.gossip)),
             "rows": self.observer.recorder.history, "timing": self.observer.recorder.timing,
             "diverged": self.observer.diverged,
         }
         if run.privacy is not None:
             tensors["privacy.generator"], tensors["privacy.steps"] = run.privacy.generator.get_state(), run.privacy.steps
-        sampler = kern.trainer.sampler
+        sampler = sim.trainer.sampler
         if getattr(sampler, "kind", None) == "epoch":
             tensors["sampler.perm"], tensors["sampler.cursor"] = sampler.perm, sampler.cursor
-        if self.churn is not None:
-            meta["churn_now"] = self.churn.now
-            tensors["churn.up"], tensors["churn.next"] = map(torch.from_numpy, (self.churn.up_state, self.churn.next_toggle))
+        if eng["churn"] is not None:
+            meta["churn_now"] = eng["churn"][0]
+            tensors["churn.up"], tensors["churn.next"] = map(torch.from_numpy, eng["churn"][1:])
         if self.history is not None:
             meta["history_times"] = self.history.times
             tensors["history.models"] = torch.stack(self.history.models)
         meta.update(config=self.cfg.to_dict(), config_json=_config_hash(self.path), format=FORMAT, version=__version__)
-        return {"tensors": {k: v.detach().clone() for k, v in tensors.items()}, "meta": json.dumps(meta)}
+        return {"tensors": {k: v.detach().cpu().clone() for k, v in tensors.items()}, "meta": json.dumps(meta)}
 
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        """Overwrite the freshly built run's state with ``ckpt`` (from :func:`load`)."""
-        kern, run, observer = self.kern, self.run, self.observer
+    def restore(self, ckpt: dict[str, Any]) -> SimState:
+        """Overwrite the freshly built run's memory with ``ckpt`` (from :func:`load`); the state to continue from."""
+        sim, run, observer = self.sim, self.run, self.observer
         tensors, meta = ckpt["tensors"], json.loads(ckpt["meta"])
-        kern.params, kern.momentum = tensors["params"], tensors["momentum"]
-        kern.gen_batches.set_state(tensors["gen.batches"])
-        kern.gen_attack.set_state(tensors["gen.attack"])
-        for key, obj in (("attack", kern.adversary), ("rule", kern.gossip)):
+        dev = sim.wiring.idx.device
+        churn = None
+        if self.churn is not None:
+            churn = meta["churn_now"], tensors["churn.up"].numpy(), tensors["churn.next"].numpy()
+        eng = {**self.engine_from(meta, tensors), "churn": churn}
+        state = SimState(tensors["params"].to(dev), tensors["momentum"].to(dev), meta["round"], meta["now"],
+                         rng={"batches": tensors["gen.batches"], "attack": tensors["gen.attack"]}, engine=eng)
+        sim.restore(state)
+        for key, obj in (("attack", sim.adversary), ("rule", sim.gossip)):
             memory = {**meta[key], **{k[len(key) + 1:]: v for k, v in tensors.items() if k.startswith(f"{key}.")}}
             restore_memory(obj, memory)
         if run.privacy is not None:
             run.privacy.generator.set_state(tensors["privacy.generator"])
             run.privacy.steps = tensors["privacy.steps"]
         if "sampler.perm" in tensors:
-            kern.trainer.sampler.perm, kern.trainer.sampler.cursor = tensors["sampler.perm"], tensors["sampler.cursor"]
-        if self.churn is not None:
-            self.churn.now = meta["churn_now"]
-            self.churn.up_state, self.churn.next_toggle = tensors["churn.up"].numpy(), tensors["churn.next"].numpy()
+            sim.trainer.sampler.perm, sim.trainer.sampler.cursor = tensors["sampler.perm"], tensors["sampler.cursor"]
         if self.history is not None:
             self.history.times = list(meta["history_times"])
             self.history.models = list(tensors["history.models"].unbind(0))
-        self.engine_restore(tensors, meta)
+        self.resume_engine(eng)
         observer.diverged = list(meta["diverged"])
         observer.restored = (meta["rows"], meta["timing"])
+        return state
 
-    def engine_state(self, tensors: dict[str, Tensor]) -> dict[str, Any]:
-        """The engine's part of the checkpoint: JSON scalars returned, arrays added to ``tensors``
-        (the synchronous engine: its clock, random stream and next round plan)."""
-        engine = self.engine
-        return {"now": float(engine.env.now), "events": engine.events,
-                "engine_rng": engine.network.rng.bit_generator.state if engine.network is not None else None,
-                "plan": _plan_meta(engine.next_plan, tensors)}
+    # --- the engine's part (the synchronous engine here; overridden for the asynchronous one) ---
+    def engine_meta(self, eng: dict[str, Any], tensors: dict[str, Tensor]) -> dict[str, Any]:
+        """The file's part of the engine slot ``eng``: JSON scalars returned (``now`` and ``events``
+        among them), arrays added to ``tensors`` (the churn state is written by :meth:`state`)."""
+        return {"now": eng["now"], "events": eng["events"], "engine_rng": eng["rng"],
+                "plan": _plan_meta(eng["plan"], tensors)}
 
-    def engine_restore(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        """Put back what :meth:`engine_state` saved."""
-        engine = self.engine
-        if meta["engine_rng"] is not None:
-            engine.network.rng.bit_generator.state = meta["engine_rng"]
-        engine.resume_at(_plan_from(meta["plan"], tensors), meta["now"], meta["events"])
+    def engine_from(self, meta: dict[str, Any], tensors: dict[str, Tensor]) -> dict[str, Any]:
+        """The engine slot (less its churn state) back from what :meth:`engine_meta` wrote."""
+        return {"now": meta["now"], "events": meta["events"], "rng": meta["engine_rng"],
+                "plan": _plan_from(meta["plan"], tensors)}
+
+    def resume_engine(self, eng: dict[str, Any]) -> None:
+        """Put the engine slot ``eng`` back into the freshly built engine and churn schedule."""
+        resume_sync_engine(self.engine, self.churn, eng)
+
+
+def sync_engine_state(engine, churn) -> dict[str, Any]:
+    """The synchronous engine's state, for :attr:`SimState.engine <p2probust.state.SimState>`: the
+    simulated time, its event count, the ``engine`` stream's state, the next round's plan (already
+    drawn when a round ends) and the churn processes' state (None without churn)."""
+    rng = engine.network.rng.bit_generator.state if engine.network is not None else None
+    return {"now": float(engine.env.now), "events": engine.events, "rng": rng, "plan": engine.next_plan,
+            "churn": churn_state(churn)}
+
+
+def churn_state(churn) -> tuple | None:
+    """The churn processes' state ``(now, up, next toggle)`` (copies; None without churn)."""
+    return None if churn is None else (churn.now, churn.up_state.copy(), churn.next_toggle.copy())
+
+
+def resume_churn(churn, state: tuple | None) -> None:
+    """Put :func:`churn_state`'s ``state`` back into a freshly built churn schedule."""
+    if state is not None:
+        churn.now, churn.up_state, churn.next_toggle = state
+
+
+def resume_sync_engine(engine, churn, state: dict[str, Any]) -> None:
+    """Put :func:`sync_engine_state`'s ``state`` back into a freshly built engine and churn schedule."""
+    resume_churn(churn, state["churn"])
+    if state["rng"] is not None:
+        engine.network.rng.bit_generator.state = state["rng"]
+    engine.resume_at(state["plan"], state["now"], state["events"])
 
 
 def _plain(memory: dict[str, Any]) -> dict[str, Any]:

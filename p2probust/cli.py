@@ -14,6 +14,7 @@ from typing import Any, Callable
 import click
 
 from .cli_options import RUN_OPTIONS, overrides_from_flags, run_options
+from .registry import FAMILIES, PluginError
 from .viz import LAYOUTS
 
 __all__ = ["RUN_OPTIONS", "main"]
@@ -78,6 +79,8 @@ class OneLineErrors(click.Group):
             sys.exit(err.exit_code)
         except click.UsageError as err:
             _fail(err.format_message())
+        except PluginError as err:  # a broken plugin met while building help or choices
+            _fail(str(err))
         except click.ClickException as err:
             err.show()
             sys.exit(err.exit_code)
@@ -258,16 +261,12 @@ def plot(runs: tuple[str, ...], metric: str, x_axis: str, out: str, title: str |
     click.echo(f"wrote {out}")
 
 
-FAMILIES = ("topologies", "placements", "tasks", "partitions", "rules", "aggregators", "preaggregators", "attacks")
-
-
 @main.command(name="list")
 @click.argument("what", required=False, type=click.Choice(FAMILIES))
+@user_errors
 def list_(what: str | None) -> None:
     """List the available topologies, placements, tasks, partitions, rules, aggregators and attacks."""
-    import p2probust  # noqa: F401  (registers the built-ins)
-
-    from . import registry
+    from . import registry  # importing p2probust.* registered the built-ins
 
     for family in [what] if what else FAMILIES:
         reg = getattr(registry, family)

@@ -92,9 +92,14 @@ class _ConfigOption(click.Option):
         self.names = names
 
     def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
-        if self.names and self.help and "{names}" in self.help:
-            self.help = self.help.replace("{names}", ", ".join(registry_names(self.names)))
-        return super().get_help_record(ctx)
+        if not (self.names and self.help and "{names}" in self.help):
+            return super().get_help_record(ctx)
+        template = self.help  # filled afresh each time: names registered later appear too
+        self.help = template.replace("{names}", ", ".join(registry_names(self.names)))
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = template
 
 
 def registry_names(family: str) -> list[str]:

@@ -10,8 +10,12 @@ import click
 
 def register(main: click.Group, user_errors) -> None:
     """Add the sweep commands to the ``p2probust`` group."""
+    main.add_command(_sweep_command(user_errors))
+    main.add_command(_table_command(user_errors))
 
-    @main.command()
+
+def _sweep_command(user_errors) -> click.Command:
+    @click.command()
     @click.argument("grid_file", type=click.Path(dir_okay=False))
     @click.option("--out", default=None, help="sweep folder [default: sweeps/<grid file name>]; rerun to resume")
     @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -47,7 +51,11 @@ def register(main: click.Group, user_errors) -> None:
         done = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing to run"
         click.echo(f"sweep {out}: {done}; index in {Path(out) / 'index.sqlite'}")
 
-    @main.command()
+    return sweep
+
+
+def _table_command(user_errors) -> click.Command:
+    @click.command()
     @click.argument("sweep_dir", type=click.Path(exists=True, file_okay=False))
     @click.option("--rows", default="rule", show_default=True, help="key(s) of the rows, comma separated")
     @click.option("--cols", default="", help="key(s) of the columns, comma separated")
@@ -66,6 +74,8 @@ def register(main: click.Group, user_errors) -> None:
         df = filter_rows(read_index(sweep_dir), where)
         click.echo(table_text(df, metric, _split(rows), _split(cols), worst_over=worst_over, tune=_split(tune),
                               fmt=fmt, scale=100.0 if percent else 1.0, digits=1 if percent else 3), nl=False)
+
+    return table
 
 
 def _split(text: str) -> list[str]:

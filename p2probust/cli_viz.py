@@ -33,8 +33,12 @@ def plot_graph(runs, metric, round_, layout, positions, out, title) -> None:
 
 def register(main: click.Group, user_errors) -> None:
     """Add the visual commands to the ``p2probust`` group."""
+    for build in (_animate_command, _heatmap_command, _report_command):
+        main.add_command(build(user_errors))
 
-    @main.command()
+
+def _animate_command(user_errors) -> click.Command:
+    @click.command()
     @click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
     @click.option("--metric", type=click.Choice(list(METRICS)), default="distance",
                   show_default=True, help="per-node value: distance to the honest mean, that distance ÷ the round's consensus "
@@ -56,8 +60,11 @@ def register(main: click.Group, user_errors) -> None:
                               positions=positions)
         click.echo(f"wrote {path}")
 
+    return animate
 
-    @main.command()
+
+def _heatmap_command(user_errors) -> click.Command:
+    @click.command()
     @click.argument("folder", metavar="RUN|SWEEP", type=click.Path(exists=True, file_okay=False))
     @click.option("--metric", default=None,
                   help="a recorded run: distance (default), relative (÷ the round's consensus distance), loss or accuracy; "
@@ -80,27 +87,48 @@ def register(main: click.Group, user_errors) -> None:
         import matplotlib.pyplot as plt
 
         if (Path(folder) / "index.sqlite").is_file():
-            from .sweep.results import filter_rows, plot_heatmap as sweep_heatmap, read_index
-
-            if not (x and y):
-                raise ValueError(f"{folder!r} is a sweep: give --x KEY and --y KEY (e.g. --x f --y dirichlet_alpha)")
-            df = filter_rows(read_index(folder), where)
-            fig, ax = plt.subplots(figsize=(6.0, 4.4))
-            sweep_heatmap(df, x, y, metric or "accuracy", worst_over=worst_over, ax=ax)
+            fig = _sweep_heatmap(folder, metric, x, y, worst_over, where)
         else:
-            from .viz import load_recording, plot_heatmap
-
-            metric = metric or "distance"
-            if metric not in RUN_METRICS:
-                raise ValueError(f"--metric {metric!r} is invalid for a run; expected one of: {', '.join(RUN_METRICS)}")
-            fig, ax = plt.subplots(figsize=(7.5, 4.5))
-            plot_heatmap(load_recording(folder), metric, order=order, ax=ax)
+            fig = _run_heatmap(folder, metric, order)
         fig.tight_layout()
         fig.savefig(out, dpi=120)
         plt.close(fig)
         click.echo(f"wrote {out}")
 
-    @main.command()
+    return heatmap
+
+
+def _sweep_heatmap(folder: str, metric: str | None, x: str | None, y: str | None, worst_over: str | None,
+                   where: tuple[str, ...]):
+    """``heatmap SWEEP``: a final metric over the grid keys ``x`` and ``y``, mean over seeds."""
+    import matplotlib.pyplot as plt
+
+    from .sweep.results import filter_rows, plot_heatmap as sweep_heatmap, read_index
+
+    if not (x and y):
+        raise ValueError(f"{folder!r} is a sweep: give --x KEY and --y KEY (e.g. --x f --y dirichlet_alpha)")
+    df = filter_rows(read_index(folder), where)
+    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    sweep_heatmap(df, x, y, metric or "accuracy", worst_over=worst_over, ax=ax)
+    return fig
+
+
+def _run_heatmap(folder: str, metric: str | None, order: str):
+    """``heatmap RUN``: honest nodes × rounds of a recorded run, coloured by a per-node value."""
+    import matplotlib.pyplot as plt
+
+    from .viz import load_recording, plot_heatmap
+
+    metric = metric or "distance"
+    if metric not in RUN_METRICS:
+        raise ValueError(f"--metric {metric!r} is invalid for a run; expected one of: {', '.join(RUN_METRICS)}")
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    plot_heatmap(load_recording(folder), metric, order=order, ax=ax)
+    return fig
+
+
+def _report_command(user_errors) -> click.Command:
+    @click.command()
     @click.argument("runs", metavar="RUN [RUN ...]", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
     @click.option("--out", default="report.html", show_default=True, type=click.Path(dir_okay=False), help="HTML file to write")
     @click.option("--frames", type=int, default=40, show_default=True, help="frames of each embedded animation")
@@ -110,3 +138,5 @@ def register(main: click.Group, user_errors) -> None:
         from .viz.report import build_report
 
         click.echo(f"wrote {build_report(runs, out, frames=frames)}")
+
+    return report

@@ -16,8 +16,6 @@ from .topology import NeighborTable
 
 def describe_run(cfg: RunConfig) -> list[str]:
     """Lines describing the run ``cfg`` would make (see the module docstring)."""
-    import p2probust  # noqa: F401  (registers the built-ins)
-
     from .build import place
     from .data.setup import build_task
 

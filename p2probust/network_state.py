@@ -1,10 +1,9 @@
-"""Tensor-side state of the network: padded edge tables and the asynchronous inbox buffer.
+"""Tensor-side state of the asynchronous network: the inbox buffer.
 
 The engine (no torch) says *which* messages arrived: integer arrays ``dst, slot, src, send_time,
-handle``. This module keeps *what* they hold:
+handle``. This module keeps *what* they hold (a graph's padded tables and edge order are its
+:class:`~p2probust.wiring.Wiring`):
 
-* :class:`EdgeTable` — a padded ``idx[n, k]`` / ``mask[n, k]`` / ``weights[n, k]`` table with the
-  order of its edges, built from the static neighbour table or from a round's edge list;
 * :class:`InboxBuffer` — the latest delivered message per ``(recipient, slot)`` with its sender and
   send time (so its age), as a reference into a store of snapshots of sent models, indexed by
   integer handles that the engine allocates and frees.
@@ -12,69 +11,11 @@ handle``. This module keeps *what* they hold:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from .engine.inflight import latest_per_slot
-
-
-@dataclass(frozen=True, eq=False)
-class EdgeTable:
-    """A padded table of directed edges ``idx[i, s] → i``.
-
-    Attributes
-    ----------
-    idx, mask : LongTensor [n, k], BoolTensor [n, k]
-    weights : Tensor [n, k]
-    rows, slots : LongTensor [E]
-        Position of edge ``e`` (in the engine's edge order: by recipient, then slot).
-    """
-
-    idx: Tensor
-    mask: Tensor
-    weights: Tensor
-    rows: Tensor
-    slots: Tensor
-
-    def with_delivered(self, delivered: np.ndarray) -> Tensor:
-        """``[n, k]`` mask of the slots whose message arrived (``delivered [E]`` in edge order)."""
-        return self.mask.index_put((self.rows, self.slots), torch.from_numpy(np.ascontiguousarray(delivered)))
-
-    def byzantine_counts(self, is_byzantine: Tensor) -> Tensor:
-        """``[n]`` number of Byzantine senders per recipient."""
-        return (self.mask & is_byzantine[self.idx]).sum(1)
-
-    def edges(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(src [E], dst [E])`` in edge order."""
-        return self.idx[self.rows, self.slots].numpy(), self.rows.numpy()
-
-
-def edge_table(table=None, *, n: int = 0, src: np.ndarray | None = None, dst: np.ndarray | None = None,
-               dtype: torch.dtype = torch.float32) -> EdgeTable:
-    """From a :class:`~p2probust.topology.NeighborTable`, or from edges sorted by ``dst`` with
-    weights ``1 / (1 + in-degree of dst)`` (the uniform average of epidemic learning; equal to
-    Metropolis–Hastings on regular graphs)."""
-    if table is not None:
-        rows, slots = torch.nonzero(table.mask, as_tuple=True)
-        return EdgeTable(table.idx, table.mask, table.weights, rows, slots)
-    dst = np.asarray(dst, dtype=np.int64)
-    src = np.asarray(src, dtype=np.int64)
-    if dst.size and np.any(np.diff(dst) < 0):
-        raise ValueError("edges must be sorted by recipient")
-    deg = np.bincount(dst, minlength=n)
-    k = max(int(deg.max(initial=0)), 1)
-    start = np.concatenate([[0], np.cumsum(deg)[:-1]])
-    slot = np.arange(dst.size) - start[dst]
-    idx = np.repeat(np.arange(n, dtype=np.int64)[:, None], k, axis=1)
-    idx[dst, slot] = src
-    mask = np.zeros((n, k), dtype=bool)
-    mask[dst, slot] = True
-    w = np.where(mask, 1.0 / (1.0 + deg[:, None]), 0.0)
-    return EdgeTable(torch.from_numpy(idx), torch.from_numpy(mask), torch.from_numpy(w).to(dtype),
-                     torch.from_numpy(dst), torch.from_numpy(slot))
 
 
 class InboxBuffer:

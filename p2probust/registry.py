@@ -25,6 +25,10 @@ class UnknownNameError(ValueError):
     """A name that is not registered in a family; the message lists the known names."""
 
 
+class PluginError(ValueError):
+    """A plugin's entry point that cannot be loaded; the message names the plugin and its group."""
+
+
 @dataclass(frozen=True)
 class Entry:
     """One registered component: its name, factory and one-line description."""
@@ -60,13 +64,36 @@ class Registry:
             description = doc.splitlines()[0] if doc else ""
         self._entries[name] = Entry(name, factory, description)
 
+    @property
+    def group(self) -> str:
+        """The entry-point group of plugins for this family: ``p2probust.<family>``."""
+        return f"p2probust.{self.family}"
+
     def _load_plugins(self) -> None:
+        """Register every entry point of :attr:`group` not registered yet (a built-in name wins).
+
+        A plugin that fails to load raises :class:`PluginError` (one line naming it and the
+        group); the next lookup tries again."""
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        for ep in entry_points(group=f"p2probust.{self.family}"):
-            if ep.name not in self._entries:
-                self.add(ep.name, ep.load())
+        for ep in entry_points(group=self.group):
+            if ep.name in self._entries:
+                continue
+            try:
+                factory = ep.load()
+            except Exception as err:  # any failure inside third-party code: one line, not a traceback
+                self._plugins_loaded = False
+                reason = str(err).splitlines()[0] if str(err) else ""
+                raise PluginError(
+                    f"plugin {ep.name!r} (entry point {ep.value!r} in group {self.group!r}) failed to load: "
+                    f"{type(err).__name__}{': ' + reason if reason else ''}"
+                ) from err
+            if not callable(factory):
+                self._plugins_loaded = False
+                raise PluginError(f"plugin {ep.name!r} (entry point {ep.value!r} in group {self.group!r}) "
+                                  f"is {factory!r}, not a class or function")
+            self.add(ep.name, factory)
 
     def get(self, name: str) -> Entry:
         self._load_plugins()
@@ -131,13 +158,17 @@ def check_params(factory: Callable[..., Any], params: dict[str, Any], what: str)
             raise ValueError(f"{what} parameter {key} = {value!r} is invalid; expected a number (default {default!r})")
 
 
+#: The families, in the order ``p2probust list`` shows them; plugins use the entry-point group
+#: ``p2probust.<family>`` (e.g. ``p2probust.aggregators``).
+FAMILIES = ("topologies", "placements", "tasks", "partitions", "rules", "aggregators", "preaggregators", "attacks")
+
 topologies = Registry("topologies", "topology")
 placements = Registry("placements")
 tasks = Registry("tasks")
 partitions = Registry("partitions")
 rules = Registry("rules")
 aggregators = Registry("aggregators")
-preaggregators = Registry("preaggregators")
+preaggregators = Registry("preaggregators", "pre-aggregator")
 attacks = Registry("attacks")
 
 register_topology = topologies.register

@@ -53,7 +53,7 @@ from .jit import rank_mean as jit_rank_mean
 
 @dataclass(frozen=True)
 class InboxGroups:
-    """Actors grouped by their (closed) inbox. Positions index ``kern.actors``.
+    """Actors grouped by their (closed) inbox. Positions index the wiring's ``actors``.
 
     Attributes
     ----------
@@ -74,84 +74,99 @@ class InboxGroups:
     server: bool = False
 
     @classmethod
-    def of(cls, kern: Any, reps: Tensor, inverse: Tensor, server: bool = False) -> "InboxGroups":
-        mask = kern.act_mask[reps]
-        rows, slots = torch.nonzero(mask & kern.is_byzantine[kern.act_idx[reps]], as_tuple=True)
+    def of(cls, wiring: Any, reps: Tensor, inverse: Tensor, server: bool = False) -> "InboxGroups":
+        mask = wiring.act_mask[reps]
+        rows, slots = torch.nonzero(mask & wiring.is_byzantine[wiring.act_idx[reps]], as_tuple=True)
         return cls(reps, inverse, rows, slots, server)
 
-    def mix(self, kern: Any, r: int, cache: dict) -> None:
-        """One plain round's attack, aggregation and mixing, once per group (``kern.params`` replaced)."""
-        reps, actors = self.reps, kern.actors
-        idx, mask, f = kern.act_idx[reps], kern.act_mask[reps], kern.act_f[reps]
+    def mix(self, sim: Any, params: Tensor, r: int) -> Tensor:
+        """One plain round's attack, aggregation and mixing, once per group: the new ``params``."""
+        w = sim.wiring
+        reps, actors = self.reps, w.actors
+        idx, mask, f = w.act_idx[reps], w.act_mask[reps], w.act_f[reps]
+        cache = w.cache.setdefault("inbox_groups", {})
         crafted = None
         if self.rows.numel():
-            crafted = kern.craft(actors[reps][self.rows], idx[self.rows, self.slots], self.slots, r, kern.table.idx,
-                                 kern.table.mask, kern.table.weights, kern.f, wiring_cache=cache)
-        agg = aggregate(kern, actors[reps], idx, mask, f, self.rows, self.slots, crafted, cache)
+            crafted = sim.craft(params, actors[reps][self.rows], idx[self.rows, self.slots], self.slots, r, w.idx,
+                                w.mask, w.weights, w.f, cache=cache)
+        agg = aggregate(sim, params, actors[reps], idx, mask, f, self.rows, self.slots, crafted, cache)
         agg = agg.expand(actors.numel(), -1) if reps.numel() == 1 else agg[self.inverse]
         if not self.server:
-            alpha = kern.gossip.alpha
-            agg = (1 - alpha) * kern.params[actors] + alpha * agg  # AggregateAndMix's arithmetic, row for row
-        kern.params = kern.params.index_copy(0, actors, agg)
+            alpha = sim.gossip.alpha
+            agg = (1 - alpha) * params[actors] + alpha * agg  # AggregateAndMix's arithmetic, row for row
+        return params.index_copy(0, actors, agg)
 
-    def messages(self, kern: Any) -> int:
+    def messages(self, sim: Any) -> int:
         """Server rounds: uploads from the clients that send, plus one broadcast per acting client."""
-        senders = kern.table.n - (int(kern.is_byzantine.sum()) if kern.silent else 0)
-        return senders + int(kern.actors.numel())
+        w = sim.wiring
+        senders = w.n - (int(w.is_byzantine.sum()) if w.silent else 0)
+        return senders + int(w.actors.numel())
 
 
-def aggregate(kern: Any, nodes: Tensor, idx: Tensor, mask: Tensor, f: Tensor, rows: Tensor, slots: Tensor,
-              crafted: Tensor | None, cache: dict) -> Tensor:
+def aggregate(sim: Any, params: Tensor, nodes: Tensor, idx: Tensor, mask: Tensor, f: Tensor, rows: Tensor,
+              slots: Tensor, crafted: Tensor | None, cache: dict) -> Tensor:
     """``[G, d]``: the aggregator over each representative's own model and inbox (Byzantine slots
     ``(rows, slots)`` replaced by ``crafted``), through the compiled table-driven kernel whenever
     ``jit`` allows it (compiled once per machine for every size, so ``auto`` uses it at any size)."""
     g, k = idx.shape
-    agg = kern.gossip.aggregator
-    if isinstance(agg, RankMean) and kern._fusable and jit_rank_mean.supports(k + 1, kern.params.dtype):
+    agg = sim.gossip.aggregator
+    dev = params.device
+    if isinstance(agg, RankMean) and sim.fusable and jit_rank_mean.supports(k + 1, params.dtype):
         if "sources" not in cache:
             source = torch.where(mask, idx, -1)
             if rows.numel():
-                source = source.index_put((rows, slots), -2 - torch.arange(rows.numel()))
-            present = torch.cat([torch.ones((g, 1), dtype=torch.bool), mask], 1)
+                source = source.index_put((rows, slots), -2 - torch.arange(rows.numel(), device=dev))
+            present = torch.cat([torch.ones((g, 1), dtype=torch.bool, device=dev), mask], 1)
             cache["sources"] = torch.cat([nodes.unsqueeze(1), source], 1), agg.kept_ranks(present, f)
         source, keep = cache["sources"]
-        return jit_rank_mean.rank_mean(kern.params, crafted, source, keep, table=True)
-    inbox = kern.params[idx]
+        return jit_rank_mean.rank_mean(params, crafted, source, keep, table=True)
+    inbox = params[idx]
     if crafted is not None:
         inbox = inbox.index_put((rows, slots), crafted)
-    x = torch.cat([kern.params[nodes].unsqueeze(1), inbox], 1)
-    present = torch.cat([torch.ones((g, 1), dtype=torch.bool), mask], 1)
+    x = torch.cat([params[nodes].unsqueeze(1), inbox], 1)
+    present = torch.cat([torch.ones((g, 1), dtype=torch.bool, device=dev), mask], 1)
     return agg.batched(x, present, f)
 
 
-def detect(kern: Any) -> InboxGroups | None:
+def detect_once(sim: Any) -> InboxGroups | None:
+    """:func:`detect`, decided once per wiring (kept in its cache)."""
+    cache = sim.wiring.cache
+    if "groups" not in cache:
+        cache["groups"] = detect(sim)
+    return cache["groups"]
+
+
+def detect(sim: Any) -> InboxGroups | None:
     """The groups of actors that provably share one inbox (see the module docstring), or None when
     grouping would not halve the aggregations or is not provably exact."""
-    if kern.server:
-        return server_groups(kern)
-    rule = kern.gossip
+    w = sim.wiring
+    if sim.server:
+        return server_groups(w)
+    rule = sim.gossip
     if not (isinstance(rule, AggregateAndMix) and isinstance(rule.aggregator, RankMean)):
         return None
-    if kern.rows.numel() and not getattr(kern.adversary, "broadcast", False):
+    if w.byzantine_slots[0].numel() and not getattr(sim.adversary, "broadcast", False):
         return None
-    a = int(kern.actors.numel())
+    a = int(w.actors.numel())
     if a < 2:
         return None
-    closed = torch.cat([kern.actors.unsqueeze(1), torch.where(kern.act_mask, kern.act_idx, -1)], 1).sort(1).values
-    key = torch.cat([closed, kern.act_f.unsqueeze(1)], 1)
+    closed = torch.cat([w.actors.unsqueeze(1), torch.where(w.act_mask, w.act_idx, -1)], 1).sort(1).values
+    key = torch.cat([closed, w.act_f.unsqueeze(1)], 1)
     uniq, inverse = torch.unique(key, dim=0, return_inverse=True)
     if 2 * uniq.shape[0] > a:
         return None
-    reps = torch.full((uniq.shape[0],), a, dtype=torch.long).scatter_reduce(0, inverse, torch.arange(a), "amin")
-    return InboxGroups.of(kern, reps, inverse)
+    arange = torch.arange(a, device=key.device)
+    reps = torch.full((uniq.shape[0],), a, dtype=torch.long, device=key.device).scatter_reduce(0, inverse, arange, "amin")
+    return InboxGroups.of(w, reps, inverse)
 
 
-def server_groups(kern: Any) -> InboxGroups:
+def server_groups(wiring: Any) -> InboxGroups:
     """One group: the server's inbox, seen from the first honest acting client (on the complete
     graph its own model and inbox are all ``n`` models)."""
-    honest = torch.nonzero(~kern.is_byzantine[kern.actors]).squeeze(1)
-    rep = honest[:1] if honest.numel() else torch.zeros(1, dtype=torch.long)
-    return InboxGroups.of(kern, rep, torch.zeros(int(kern.actors.numel()), dtype=torch.long), server=True)
+    dev = wiring.actors.device
+    honest = torch.nonzero(~wiring.is_byzantine[wiring.actors]).squeeze(1)
+    rep = honest[:1] if honest.numel() else torch.zeros(1, dtype=torch.long, device=dev)
+    return InboxGroups.of(wiring, rep, torch.zeros(int(wiring.actors.numel()), dtype=torch.long, device=dev), server=True)
 
 
 def check_server(rule: Any, mode: str, specs: dict, drop: float) -> None:

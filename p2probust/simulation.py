@@ -1,4 +1,13 @@
-"""The one place where the pieces are wired: ``simulate(config) -> Result``.
+"""The one place where a run is wired and driven: ``simulate(config) -> Result``.
+
+Top to bottom: :func:`~p2probust.state.build` makes the frozen :class:`~p2probust.state.Simulation`
+(trainer, rule, attack, :class:`~p2probust.wiring.Wiring`) and the initial
+:class:`~p2probust.state.SimState`; the engine (synchronous rounds, or the event engine) decides
+who acts when, and its loop calls the step functions of :mod:`p2probust.step`, each returning the
+next state; the :class:`~p2probust.observer.RunObserver` measures and records every logged round,
+and the :class:`~p2probust.checkpoint.Checkpointer` saves states (an asynchronous run's
+:class:`~p2probust.checkpoint_async.AsyncCheckpointer` between instants, its engine slot holding
+the event engine's and the kernel's state).
 
 Per synchronous round (one simpy event), for the acting nodes A (honest nodes, plus Byzantine
 nodes whose attack follows the protocol, e.g. label flipping):
@@ -18,28 +27,29 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
-import numpy as np
 from tqdm.auto import tqdm
 
-from .assembly import assemble, make_trainer
+from .async_kernel import AsyncKernel, StaleModels, make_async_engine, run_async
 from .attacks.base import AbstractAttack
+from .build import default_out_dir, resolved_config
 from .checkpoint import Checkpointer
 from .checkpoint_async import AsyncCheckpointer
-from .build import default_out_dir, resolved_config  # noqa: F401  (default_out_dir: public here too)
 from .config import RunConfig
-from .async_kernel import StaleModels, make_async_engine, run_async
 from .engine import ChurnSchedule, ComputeModel, EdgeSampler, LinkModel, RoundPlan, RoundTiming, SyncEngine, SyncNetwork
-from .kernels import Kernels
 from .local import LRSchedule
 from .observer import RunObserver, metric_columns
 from .result import Result
-from .rng import numpy_stream, torch_stream
+from .rng import numpy_stream
 from .rundir import RunDir
 from .shared_inbox import check_server
 from .signals import stop_on_signals
+from .state import SimState, Simulation, build
 from .status import Diverged, failure_fields
+from .step import sync_round
 
 log = logging.getLogger("p2probust")
+
+__all__ = ["Loop", "Result", "default_out_dir", "simulate"]  # default_out_dir: public here too
 
 
 def simulate(
@@ -99,72 +109,33 @@ def simulate(
     if overrides:
         cfg = cfg.replace(**{_SHORT.get(k, k): v for k, v in overrides.items()})
     out_dir = Path(out).expanduser() if out is not None else (Path(cfg.out) if cfg.out else None)
-    seed = cfg.seed
     if cfg.checkpoint_every and any(obj is not None for obj in (graph, rule, attack)):
         raise ValueError("checkpoint_every needs a run built from its config alone (no graph, rule or attack objects), so that it can be rebuilt to resume")
-    run = assemble(cfg, graph, rule, attack)
-    G, is_byz, n, d, params, adversary = run.G, run.is_byz, run.n, run.d, run.params, run.adversary
-    honest, privacy, t = run.honest, run.privacy, cfg.train
-    trainer = make_trainer(run)
-    schedule = LRSchedule(t.lr, t.lr_schedule, t.lr_decay, t.lr_step, t.lr_offset, t.lr_milestones)
     specs = cfg.engine.specs()
     server = cfg.topology.name == "server" and graph is None  # a graph object replaces the configured topology
+    history = StaleModels() if specs["timing_attack"].kind == "replay" else None
+    sim, state = build(cfg, graph, rule, attack, server=server,
+                       replay=history.replay_fn(specs["timing_attack"].value) if history is not None else None)
+    run = sim.run
     if server:
         check_server(run.gossip, cfg.engine.mode, specs, cfg.engine.drop)
-    history = StaleModels() if specs["timing_attack"].kind == "replay" else None
-    kern = Kernels(
-        params, run.momentum, run.table, is_byz, run.f, run.actors, trainer, run.gossip, adversary, t.local_steps,
-        t.momentum, torch_stream(seed, "batches"), torch_stream(seed, "attack"), run.task.dataset.num_classes,
-        oracle=cfg.rule.tolerance == "oracle",
-        replay=history.replay_fn(specs["timing_attack"].value) if history is not None else None,
-        jit=cfg.jit, order=t.order, server=server,
-    )
-
-    # --- recorder ---------------------------------------------------------------------------
-    churning = specs["churn"].active
-    columns = metric_columns(run, churning=churning, asynchronous=cfg.engine.mode == "async")
-    resolved = resolved_config(cfg, G, is_byz, run.gossip, adversary, run.f, n, d, run.report)
-    if privacy is not None:
-        resolved["privacy"].update(privacy.used())
-    msg_bytes = d * params.element_size()
-    rounds = cfg.train.rounds
-    bar = tqdm(total=rounds, desc="rounds", unit="round", disable=not progress or None, leave=False)
-    observer = RunObserver(run, columns, msg_bytes=msg_bytes, churning=churning, history=history, bar=bar)
-
-    def measure(rnd: int, now: float, lr: float | None, evaluate: bool, messages: int, online=None) -> None:
-        observer.observe(kern.params, rnd, now, lr, evaluate, messages, online)
-
-    engine, churn = _make_engine(cfg, specs, kern, msg_bytes, honest)
-    flood = int(specs["timing_attack"].value) if specs["timing_attack"].kind == "flood" else 1
-    byz_np = is_byz.numpy()
-
-    def on_plan(plan: RoundPlan) -> None:
-        lr = schedule(plan.round)
-        sent = kern.sync_round(plan, lr)
-        if flood > 1 and not kern.silent:  # a crashed node floods nothing
-            sent += (flood - 1) * _byzantine_sends(kern, plan, byz_np)
-        done = plan.round + 1
-        measure(done, plan.end, lr, done % cfg.eval_every == 0 or done == rounds or plan.last, sent, plan.online)
-        if ckpt is not None:
-            ckpt.after_round(done, plan.last)
-        bar.update(1)
-
+    observer, resolved, bar = _observer(cfg, run, specs, history, progress)
+    engine, churn = _make_engine(cfg, specs, sim, observer.msg_bytes)
+    loop = Loop(cfg, sim, state, engine, observer, bar, specs)
     run_dir = RunDir(out_dir, overwrite=overwrite, resume=_resume is not None) if out_dir is not None else None
-    saver = AsyncCheckpointer if cfg.engine.mode == "async" else Checkpointer
-    ckpt = saver(cfg, run, kern, engine, churn, observer, history, out_dir) if cfg.checkpoint_every else None
+    if cfg.checkpoint_every:
+        saver = AsyncCheckpointer if cfg.engine.mode == "async" else Checkpointer
+        loop.ckpt = saver(cfg, run, sim, engine, churn, observer, history, out_dir)
     if _resume is not None:
-        ckpt.restore(_resume)
+        loop.state = loop.ckpt.restore(_resume)
         bar.update(observer.restored[0][-1]["round"])
     outcome: dict[str, Any] = {"status": "interrupted"}
     with stop_on_signals() as signals:
         try:
             observer.open(out_dir, run_dir, resolved)
             if _resume is None:
-                measure(0, 0.0, None, True, 0, churn.online(0.0) if churn is not None else None)
-            if cfg.engine.mode == "async":
-                run_async(engine, kern, schedule, measure, cfg, bar, ckpt)
-            else:
-                engine.run(on_plan=on_plan)
+                loop.measure(state.params, 0, 0.0, None, True, 0, churn.online(0.0) if churn is not None else None)
+            loop.run()
             outcome["status"] = "diverged" if observer.diverged else "completed"
         except Diverged:
             outcome["status"] = "diverged"
@@ -176,15 +147,76 @@ def simulate(
         finally:
             signals.hold()  # a second signal must not cut the clean-up short
             bar.close()
-            summary = observer.finish(outcome, engine.env.now, engine.events, kern.params, run_dir)
+            summary = observer.finish(outcome, engine.env.now, engine.events, loop.params, run_dir)
     recorder = observer.recorder
-    return Result(resolved, recorder.history, summary, kern.params, is_byz, G, out_dir, timing=recorder.timing)
+    return Result(resolved, recorder.history, summary, loop.params, run.is_byz, run.G, out_dir, timing=recorder.timing)
 
 
-def _make_engine(cfg: RunConfig, specs: dict, kern: Kernels, msg_bytes: int, honest):
+def _observer(cfg: RunConfig, run: Any, specs: dict, history: StaleModels | None, progress: bool):
+    """The run's observer (metrics and records), its resolved config and its progress bar."""
+    churning = specs["churn"].active
+    columns = metric_columns(run, churning=churning, asynchronous=cfg.engine.mode == "async")
+    resolved = resolved_config(cfg, run.G, run.is_byz, run.gossip, run.adversary, run.f, run.n, run.d, run.report)
+    if run.privacy is not None:
+        resolved["privacy"].update(run.privacy.used())
+    bar = tqdm(total=cfg.train.rounds, desc="rounds", unit="round", disable=not progress or None, leave=False)
+    msg_bytes = run.d * run.params.element_size()
+    return RunObserver(run, columns, msg_bytes=msg_bytes, churning=churning, history=history, bar=bar), resolved, bar
+
+
+class Loop:
+    """The engine loop of one run: it holds the current :class:`~p2probust.state.SimState` and
+    advances it with the step functions, round by round (synchronous) or instant by instant
+    (asynchronous: :class:`~p2probust.async_kernel.AsyncKernel` holds the working tensors)."""
+
+    def __init__(self, cfg: RunConfig, sim: Simulation, state: SimState, engine: Any, observer: RunObserver, bar: Any,
+                 specs: dict):
+        self.cfg, self.sim, self.state, self.engine, self.observer, self.bar = cfg, sim, state, engine, observer, bar
+        t = cfg.train
+        self.schedule = LRSchedule(t.lr, t.lr_schedule, t.lr_decay, t.lr_step, t.lr_offset, t.lr_milestones)
+        self.flood = int(specs["timing_attack"].value) if specs["timing_attack"].kind == "flood" else 1
+        self.ckpt: Checkpointer | None = None
+        self.ak: AsyncKernel | None = None
+
+    @property
+    def params(self):
+        """The current models ``[n, d]`` (the asynchronous engine's working tensor while it runs)."""
+        return self.ak.params if self.ak is not None else self.state.params
+
+    def measure(self, params, rnd: int, now: float, lr: float | None, evaluate: bool, messages: int, online=None) -> None:
+        self.observer.observe(params, rnd, now, lr, evaluate, messages, online)
+
+    def run(self) -> None:
+        if self.cfg.engine.mode != "async":
+            self.engine.run(on_plan=self.on_plan)
+            return
+        cfg, engine = self.cfg, self.engine
+        self.ak = AsyncKernel(self.sim, self.state, self.sim.wiring.idx.new_tensor(engine.s.idx),
+                              dynamic=engine.s.dynamics is not None, schedule=self.schedule, measure=self.measure,
+                              eval_every=cfg.eval_every, rounds=cfg.train.rounds, duration=cfg.engine.duration, bar=self.bar)
+        if self.ckpt is not None:  # an AsyncCheckpointer: restores the kernel's part, writes between instants
+            self.ckpt.attach(self.ak, self.state)
+        self.state = run_async(engine, self.ak, cfg)
+        self.ak = None
+
+    def on_plan(self, plan: RoundPlan) -> None:
+        """One synchronous round: the step function, the flood's extra messages, the observer, the checkpoint."""
+        lr = self.schedule(plan.round)
+        self.state, sent = sync_round(self.sim, self.state, plan, lr)
+        if self.flood > 1 and not self.sim.silent:  # a crashed node floods nothing
+            sent += (self.flood - 1) * _byzantine_sends(self.sim, plan)
+        done = plan.round + 1
+        evaluate = done % self.cfg.eval_every == 0 or done == self.cfg.train.rounds or plan.last
+        self.measure(self.state.params, done, plan.end, lr, evaluate, sent, plan.online)
+        if self.ckpt is not None:
+            self.ckpt.after_round(self.state, plan.last)
+        self.bar.update(1)
+
+
+def _make_engine(cfg: RunConfig, specs: dict, sim: Simulation, msg_bytes: int):
     """The run's engine (synchronous rounds or the event engine) and its churn schedule (or None);
     every random time comes from the ``engine`` stream."""
-    n, rng_engine = kern.table.n, numpy_stream(cfg.seed, "engine")
+    n, rng_engine = sim.wiring.n, numpy_stream(cfg.seed, "engine")
     timing = RoundTiming(
         compute_time=specs["compute_time"].mean, latency=specs["latency"].mean, local_steps=cfg.train.local_steps,
         message_bytes=msg_bytes, bandwidth=cfg.engine.bandwidth,
@@ -194,20 +226,20 @@ def _make_engine(cfg: RunConfig, specs: dict, kern: Kernels, msg_bytes: int, hon
     churn = ChurnSchedule(specs["churn"], n, rng_engine) if specs["churn"].active else None
     dynamics = EdgeSampler(specs["dynamics"], n) if specs["dynamics"].kind != "static" else None
     if cfg.engine.mode == "async":
-        return make_async_engine(cfg, specs, kern, compute, links, churn, dynamics, rng_engine, honest), churn
-    src, dst = kern.static_edges.edges()
-    network = SyncNetwork(compute, links, src, dst, kern.is_byzantine.numpy(), rng_engine, churn, dynamics,
+        return make_async_engine(cfg, specs, sim, compute, links, churn, dynamics, rng_engine), churn
+    src, dst = sim.wiring.edges()
+    network = SyncNetwork(compute, links, src, dst, sim.wiring.is_byzantine.cpu().numpy(), rng_engine, churn, dynamics,
                           specs["timing_attack"])
     return SyncEngine(cfg.train.rounds, timing, network=network, duration=cfg.engine.duration), churn
 
 
-def _byzantine_sends(kern: Kernels, plan: RoundPlan, byz_np: np.ndarray) -> int:
+def _byzantine_sends(sim: Simulation, plan: RoundPlan) -> int:
     """Messages sent by Byzantine nodes in a synchronous round (flooding multiplies them)."""
-    if plan.src is not None:
-        senders = plan.src
-    else:
-        senders = kern.static_edges.edges()[0]
-    alive = byz_np[senders] if plan.online is None else byz_np[senders] & plan.online[senders]
+    byz = sim.wiring.cache.get("byz_np")
+    if byz is None:
+        byz = sim.wiring.cache["byz_np"] = sim.wiring.is_byzantine.cpu().numpy()
+    senders = plan.src if plan.src is not None else sim.wiring.edges()[0]
+    alive = byz[senders] if plan.online is None else byz[senders] & plan.online[senders]
     return int(alive.sum())
 
 

@@ -12,8 +12,8 @@ import torch
 
 from p2probust import registry
 from p2probust.aggregators import (
-    ARC, MDA, NNM, SMEA, Bucketing, Bulyan, CentredClipping, CoordinateWiseMedian, GeometricMedian, Krum,
-    MeaMed, Mean, MultiKrum, SelfCentredClipping, StaticClipping, TrimmedMean, chain,
+    ARC, MDA, NNM, SMEA, Bucketing, Bulyan, CenteredClipping, CoordinateWiseMedian, GeometricMedian, Krum,
+    MeaMed, Mean, MultiKrum, SelfCenteredClipping, StaticClipping, TrimmedMean, chain,
 )
 from p2probust.aggregators.clipping import arc_count
 from p2probust.gossip import make_rule
@@ -90,12 +90,12 @@ def test_static_and_self_centred_clipping():
     y, _ = StaticClipping(C=5.0)(X, M, F1)
     torch.testing.assert_close(y[4], torch.tensor([5.0, 0.0], dtype=T))
     assert torch.equal(y[2], X[2])  # norm sqrt(20) < 5 unchanged
-    y, _ = SelfCentredClipping(C=1.0)(X, M, F1)  # centre A = slot 0
+    y, _ = SelfCenteredClipping(C=1.0)(X, M, F1)  # centre A = slot 0
     torch.testing.assert_close(y[1], X[0] + torch.tensor([1.0, 1.0], dtype=T) / math.sqrt(2))
 
 
 def test_centred_clipping_with_explicit_state():
-    cc = CentredClipping(tau=1.0)
+    cc = CenteredClipping(tau=1.0)
     v = torch.tensor([2.0, 5.0], dtype=T)
     out = cc(X, M, F1, centre=v)
     steps = X - v
@@ -199,7 +199,7 @@ def test_every_component_is_registered_with_a_description():
 @pytest.mark.parametrize("bad", [
     lambda: StaticClipping(C=0), lambda: Bucketing(s=0), lambda: GeometricMedian(max_iter=0),
     lambda: GeometricMedian(tol=-1), lambda: MultiKrum(q=0), lambda: SMEA(max_subsets=0),
-    lambda: CentredClipping(tau=float("inf")),
+    lambda: CenteredClipping(tau=float("inf")),
 ])
 def test_bad_parameters_are_one_line_value_errors(bad):
     with pytest.raises(ValueError) as err:

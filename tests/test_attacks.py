@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import networkx as nx
@@ -183,10 +184,13 @@ def test_spectral_fiedler_vector_splits_the_two_cliques():
     byz[10] = True
     attack = SpectralHeterogeneity()
     ctx = make_attack_context(G, byz, torch.zeros(11, 4, dtype=torch.float64))
+    ctx = dataclasses.replace(ctx, wiring_cache={})
     u = attack.fiedler(ctx)
     assert u[10] == 0 and float(u.norm()) == pytest.approx(1.0) and torch.sign(u[:5]).unique().numel() == 1
     assert torch.all(u[:5] * u[5:10] < 0)  # the two cliques have opposite signs
-    assert attack.fiedler(ctx) is u  # cached
+    assert attack.fiedler(ctx) is u  # kept in the wiring's cache
+    uncached = dataclasses.replace(ctx, wiring_cache=None)
+    assert attack.fiedler(uncached) is not u and torch.equal(attack.fiedler(uncached), u)  # no cache: computed afresh
 
 
 def test_malformed_values():

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import p2probust as pr
 from p2probust.cli import main
 from p2probust.config import ConfigError, RunConfig, load_config
 

@@ -13,7 +13,7 @@ from scipy.stats import norm
 
 import p2probust as pr
 from p2probust.cli import main
-from p2probust.config import ConfigError, PrivacyConfig, from_dict
+from p2probust.config import ConfigError, from_dict
 from p2probust.privacy import calibrate_noise, epsilon, tutorial_noise
 
 dp_accounting = pytest.importorskip("dp_accounting")

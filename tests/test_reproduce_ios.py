@@ -90,18 +90,18 @@ def test_published_table_is_whole_and_registered():
 
 
 def test_code_centred_clipping_matches_the_authors_loop():
-    """ios_checks.CodeCentredClipping against a literal port of ByrdLab/IOS D_centered_clipping
+    """ios_checks.CodeCenteredClipping against a literal port of ByrdLab/IOS D_centered_clipping
     (memory 0 at the start, clipping over the node and its neighbours, divided by k_i + 1),
     three iterations on a small graph, called as the simulator calls it (honest rows only)."""
     import torch
 
-    from p2probust.reproduce.ios_checks import CodeCentredClipping
+    from p2probust.reproduce.ios_checks import CodeCenteredClipping
     from p2probust.topology import NeighborTable
 
     G = nx.Graph([(0, 1), (1, 2), (2, 3), (3, 0), (0, 2), (3, 4)])
     table = NeighborTable.from_graph(G, dtype=torch.float64)
     is_byz = torch.zeros(5, dtype=torch.bool)
-    rule = CodeCentredClipping(tau=0.3).bind(table, is_byz)
+    rule = CodeCenteredClipping(tau=0.3).bind(table, is_byz)
     nodes = torch.arange(5)
     gen = torch.Generator().manual_seed(0)
     memory = torch.zeros(5, 3, dtype=torch.float64)

@@ -41,13 +41,14 @@ def test_kappa_by_hand_and_sampled_subsets():
 
 def test_cli_kappa_table_and_errors():
     runner = CliRunner()
-    res = runner.invoke(main, ["kappa", "--rule", "trimmed-mean", "--n", "9", "--f", "2", "--trials", "3"])
+    res = runner.invoke(main, ["kappa", "--rule", "trimmed-mean", "--m", "9", "--f", "2", "--trials", "3"])
     assert res.exit_code == 0, res.output
     assert "outliers" in res.output and "bound" in res.output
-    res = runner.invoke(main, ["kappa", "--rule", "nnm+median", "--n", "7", "--f", "1", "--trials", "2", "--d", "3"])
+    res = runner.invoke(main, ["kappa", "--rule", "nnm+median", "--m", "7", "--f", "1", "--trials", "2", "--d", "3"])
     assert res.exit_code == 0, res.output
-    for args, msg in ((["--rule", "ios"], "gossip rule"), (["--rule", "krum", "--n", "7", "--f", "3"], "at most f = 2"),
-                      (["--rule", "nope"], "unknown"), (["--n", "5", "--f", "5"], "--f")):
+    for args, msg in ((["--rule", "ios"], "gossip rule"), (["--rule", "krum", "--m", "7", "--f", "3"], "at most f = 2"),
+                      (["--rule", "nope"], "unknown"), (["--m", "5", "--f", "5"], "--f"),
+                      (["--n", "15"], "No such option '--n'")):
         res = runner.invoke(main, ["kappa", *args, "--trials", "1"])
         assert res.exit_code == 2, res.output
         assert msg in res.output and len(res.output.strip().splitlines()) == 1
@@ -71,7 +72,7 @@ def test_geomed_and_krum_stay_below_their_bounds(m, f, scenario):
 
 def test_cli_kappa_prints_geomed_and_krum_bounds():
     for rule, bound in (("geomed", "16"), ("krum", "24")):
-        res = CliRunner().invoke(main, ["kappa", "--rule", rule, "--n", "15", "--f", "5", "--trials", "2", "--d", "3"])
+        res = CliRunner().invoke(main, ["kappa", "--rule", rule, "--m", "15", "--f", "5", "--trials", "2", "--d", "3"])
         assert res.exit_code == 0, res.output
         assert all(line.split()[-1] == bound for line in res.output.splitlines()[2:5])
         assert "Robust Machine Learning" in res.output.splitlines()[-1]

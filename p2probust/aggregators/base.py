@@ -23,6 +23,7 @@ pipeline.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Sequence
 
 import torch
@@ -33,8 +34,19 @@ class ToleranceError(ValueError):
     """A rule was asked to tolerate more Byzantine inputs than it can (e.g. 2f >= m for CWTM)."""
 
 
-class AbstractAggregator:
-    """Set of vectors → one vector. Subclasses implement :meth:`__call__` for one node."""
+class AbstractAggregator(ABC):
+    """Set of vectors → one vector; the abstract base class of every aggregator.
+
+    A subclass must implement :meth:`__call__`, the rule at one node,
+    ``(x [m, d], mask [m], f []) -> [d]``: padding rows (``mask`` False) hold arbitrary values
+    and must not change the output; ``f`` is a 0-d integer tensor. Everything else has a default:
+    :meth:`batched` (``[n, m, d], [n, m], [n] -> [n, d]``, ``vmap`` of the one-node call; override
+    it with a faster form computing the same values), :meth:`max_tolerance` (``m − 1``) and the
+    class flags below. Register it by name with :func:`p2probust.registry.register_aggregator`
+    or, from another package, with an entry point in the group ``p2probust.aggregators``; every
+    aggregator is then also a gossip rule (aggregate-and-mix). A subclass that misses
+    :meth:`__call__` cannot be instantiated (``TypeError``).
+    """
 
     #: False only for rules that offer no robustness (the plain mean); the conformance suite
     #: then skips the malformed-input checks.
@@ -53,8 +65,9 @@ class AbstractAggregator:
     #: False when identical inputs are not returned unchanged (static clipping moves them).
     fixed_point: bool = True
 
-    def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
+        """``[m, d], [m], [] -> [d]``: the rule at one node."""
 
     def batched(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
         """``[n, m, d], [n, m], [n] -> [n, d]``: the one-node rule lifted over nodes."""
@@ -78,8 +91,13 @@ class AbstractAggregator:
         return f"{type(self).__name__}()"
 
 
-class AbstractPreAggregator:
-    """Set of vectors → set of vectors (same capacity), e.g. NNM, bucketing, clipping."""
+class AbstractPreAggregator(ABC):
+    """Set of vectors → set of vectors (same capacity), e.g. NNM, bucketing, clipping.
+
+    A subclass must implement :meth:`__call__`, ``(x [m, d], mask [m], f []) -> ([m, d], [m])`` at
+    one node; :meth:`batched` (``vmap``) and :meth:`output_count` (``m``) have defaults. Entry-point
+    group: ``p2probust.preaggregators``; use it in a rule name ``pre+aggregator``.
+    """
 
     #: True when every output vector is a convex combination of input vectors (NNM, bucketing).
     in_hull: bool = False
@@ -89,8 +107,9 @@ class AbstractPreAggregator:
     #: as :attr:`AbstractAggregator.replica_safe`
     replica_safe: bool = False
 
-    def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
+        """``[m, d], [m], [] -> ([m, d], [m])``: the pre-aggregation at one node."""
 
     def batched(self, x: Tensor, mask: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
         """``[n, m, d], [n, m], [n] -> ([n, m, d], [n, m])``."""

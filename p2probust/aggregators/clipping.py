@@ -48,7 +48,7 @@ class StaticClipping(AbstractPreAggregator):
 
 
 @register_preaggregator("self-clip", "clipping centred on the node's own model (slot 0): x_0 + Clip(x_j − x_0, C)")
-class SelfCentredClipping(AbstractPreAggregator):
+class SelfCenteredClipping(AbstractPreAggregator):
     r"""Clipping centred on the node's own model, the decentralized form of clipping.
 
     .. math:: y_j = x_0 + \mathrm{Clip}(x_j - x_0, C),
@@ -72,7 +72,7 @@ class SelfCentredClipping(AbstractPreAggregator):
     batched = __call__
 
     def __repr__(self) -> str:
-        return f"SelfCentredClipping(C={self.C:g})"
+        return f"SelfCenteredClipping(C={self.C:g})"
 
 
 def arc_count(m: int, f: int) -> int:
@@ -115,7 +115,7 @@ class ARC(AbstractPreAggregator):
 
 
 @register_aggregator("centered-clipping", "centred clipping: v + (1/m) Σ_j Clip(x_j − v, τ), centre = own model (slot 0)")
-class CentredClipping(AbstractAggregator):
+class CenteredClipping(AbstractAggregator):
     r"""Centred clipping (CC), iterated ``L`` times from a centre :math:`v_0`:
 
     .. math:: v_{l+1} = v_l + \frac{1}{m}\sum_{j=1}^m \mathrm{Clip}(x_j - v_l, \tau).
@@ -153,4 +153,4 @@ class CentredClipping(AbstractAggregator):
         return (m - 1) // 2
 
     def __repr__(self) -> str:
-        return f"CentredClipping(tau={self.tau:g}, iters={self.iters})"
+        return f"CenteredClipping(tau={self.tau:g}, iters={self.iters})"

@@ -11,6 +11,8 @@ CWTM = (7/3, 14/3).
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 from torch import Tensor
 
@@ -50,9 +52,9 @@ class RankMean(AbstractAggregator):
 
     coordinatewise = True
 
-    def kept_ranks(self, mask: Tensor, f: Tensor) -> Tensor:  # pragma: no cover - abstract
+    @abstractmethod
+    def kept_ranks(self, mask: Tensor, f: Tensor) -> Tensor:
         """``[..., m]`` bool over ranks (rank 0 = smallest) for inputs ``mask [..., m]``, tolerance ``f [...]``."""
-        raise NotImplementedError
 
     def __call__(self, x: Tensor, mask: Tensor, f: Tensor) -> Tensor:
         return self._rank_mean(x, mask, f, sorted_wires, sum_ranks)

@@ -14,6 +14,7 @@ and its messages are its own model.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -48,9 +49,12 @@ class AttackContext:
     tolerance : LongTensor [n] or None
         The tolerance f each node's rule uses (omniscient).
     wiring_cache : dict or None
-        Shared across rounds whose wiring (``idx``, ``mask``, ``is_byzantine``, ``senders``,
-        ``recipients``, ``slots``) is the same: helpers store there what depends on the wiring
-        only (e.g. the recipients' honest-neighbour adjacency). None: computed afresh.
+        The :attr:`~p2probust.wiring.Wiring.cache` of this round's graph, given when every round
+        that uses it asks for the same edges (``idx``, ``mask``, ``weights``, ``tolerance``,
+        ``is_byzantine``, ``senders``, ``recipients``, ``slots`` all equal): helpers store there
+        what depends on the wiring only (e.g. the recipients' honest-neighbour adjacency, the
+        spectral attack's Fiedler vector), under a key of their own. None (a round with dropped
+        messages or offline nodes, an asynchronous inbox): computed afresh.
     """
 
     params: Tensor
@@ -231,8 +235,19 @@ class AttackContext:
         return out[inv]
 
 
-class AbstractAttack:
-    """Crafts the Byzantine messages of every attacked edge in one call."""
+class AbstractAttack(ABC):
+    """Crafts the Byzantine messages of every attacked edge in one call; the abstract base class
+    of every attack.
+
+    A subclass must implement :meth:`craft`, ``AttackContext -> [E, d]`` (row ``e`` is the message
+    on edge ``ctx.senders[e] → ctx.recipients[e]``; draw random numbers only from
+    ``ctx.generator``). Everything else has a default: :meth:`report` (no columns) and the class
+    flags below (``knowledge``, ``sends``, ``broadcast``, ``follows_protocol``, ``flips_labels``,
+    ``replica_safe``, ``report_columns``). Register it with
+    :func:`p2probust.registry.register_attack` or, from another package, with an entry point in
+    the group ``p2probust.attacks``. A subclass that misses :meth:`craft` cannot be instantiated
+    (``TypeError``).
+    """
 
     #: "omniscient" or "local"
     knowledge: str = "omniscient"
@@ -252,9 +267,9 @@ class AbstractAttack:
     #: recipients that share an inbox then aggregate once (:mod:`p2probust.shared_inbox`)
     broadcast: bool = False
 
-    def craft(self, ctx: AttackContext) -> Tensor:  # pragma: no cover
+    @abstractmethod
+    def craft(self, ctx: AttackContext) -> Tensor:
         """``[E, d]`` messages, row e for edge ``senders[e] → recipients[e]``."""
-        raise NotImplementedError
 
     def report(self) -> dict[str, float | None]:
         """The values of :attr:`report_columns` for the round just played (``None`` where the

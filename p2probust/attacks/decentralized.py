@@ -153,9 +153,9 @@ class Dissensus(AbstractAttack):
         own, v = undo_direction(ctx, self.weights)
         if not self.search:
             return own - self.epsilon * v
-        msgs, c = search_factor(ctx, own, -v, gossip_target(ctx, self.weights), (self.evals, 0.0, 1.0, 0.8))
+        crafted, c = search_factor(ctx, own, -v, gossip_target(ctx, self.weights), (self.evals, 0.0, 1.0, 0.8))
         self._factor = float(c.double().mean()) if c.numel() else None
-        return msgs
+        return crafted
 
     def report(self) -> dict[str, float | None]:
         return {"attack_factor": self._factor} if self.search else {}

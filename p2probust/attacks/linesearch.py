@@ -28,6 +28,7 @@ References
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import Callable
 
 import torch
@@ -118,10 +119,10 @@ class AbstractLineSearch(AbstractAttack):
         self.target = target
         self._factor: float | None = None
 
-    def messages(self, stats: tuple[Tensor, Tensor], factor: Tensor) -> Tensor:  # pragma: no cover
+    @abstractmethod
+    def messages(self, stats: tuple[Tensor, Tensor], factor: Tensor) -> Tensor:
         """``[E, d]``: the family's message at the per-edge factor ``[E]``, from the honest
         ``(mean, std)`` at the reference (computed once per round)."""
-        raise NotImplementedError
 
     def search(self, ctx: AttackContext) -> tuple[Tensor, Tensor, Tensor]:
         """``(messages [E, d], factor [E], error [E])`` of the best factor found at each recipient."""
@@ -137,9 +138,9 @@ class AbstractLineSearch(AbstractAttack):
         return self.messages(stats, factor), factor, err
 
     def craft(self, ctx: AttackContext) -> Tensor:
-        msgs, factor, _ = self.search(ctx)
+        crafted, factor, _ = self.search(ctx)
         self._factor = float(factor.double().mean()) if factor.numel() else None
-        return msgs
+        return crafted
 
     def report(self) -> dict[str, float | None]:
         """``{"attack_factor": mean factor over the attacked edges of the last craft}``."""

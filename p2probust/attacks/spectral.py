@@ -109,18 +109,18 @@ class SpectralHeterogeneity(AbstractAttack):
         self.factor = None if factor is None else float(factor)
         self.evals = check_search(evals, 0.0, 1.0, 0.8)[0]
         self.weights = weights
-        self._cache: tuple[Tensor, ...] | None = None
         self._found: float | None = None
 
     def fiedler(self, ctx: AttackContext) -> Tensor:
-        """``[n]`` float64: the cached unit Fiedler vector of ``ctx``'s (weighted) honest graph."""
-        w = _mixing_weights(ctx, self.weights)
-        key = (ctx.idx, ctx.mask, ctx.is_byzantine, w)
-        c = self._cache
-        if c is None or not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(c[:4], key)):
-            u = fiedler_vector(ctx.idx, ctx.mask, ctx.is_byzantine, w)
-            self._cache = c = (*(t.clone() for t in key), u)
-        return c[4]
+        """``[n]`` float64: the unit Fiedler vector of ``ctx``'s (weighted) honest graph, kept in
+        the wiring's cache (``ctx.wiring_cache``: computed once per graph, never compared)."""
+        cache, key = ctx.wiring_cache, f"fiedler:{self.weights}"
+        if cache is not None and key in cache:
+            return cache[key]
+        u = fiedler_vector(ctx.idx, ctx.mask, ctx.is_byzantine, _mixing_weights(ctx, self.weights))
+        if cache is not None:
+            cache[key] = u
+        return u
 
     def direction(self, ctx: AttackContext) -> Tensor:
         r"""``[E, d]``: :math:`u_i \sum_{j\in H} u_j\theta_j` for each edge's recipient ``i``."""
@@ -133,9 +133,9 @@ class SpectralHeterogeneity(AbstractAttack):
         if self.factor is not None:
             self._found = self.factor
             return own + self.factor * direction
-        msgs, c = search_factor(ctx, own, direction, gossip_target(ctx, self.weights), (self.evals, 0.0, 1.0, 0.8))
+        crafted, c = search_factor(ctx, own, direction, gossip_target(ctx, self.weights), (self.evals, 0.0, 1.0, 0.8))
         self._found = float(c.double().mean()) if c.numel() else None
-        return msgs
+        return crafted
 
     def report(self) -> dict[str, float | None]:
         return {"attack_factor": self._found}

@@ -63,7 +63,7 @@ from .base import DEFAULT_NODES, ConfigError, Params
 from .engine import EngineConfig
 from .observe import PrivacyConfig, RecordConfig
 from .parts import AttackConfig, ByzantineConfig, DataConfig, RuleConfig, TopologyConfig, TrainConfig
-from .run import RunConfig, _merge, _nest, from_dict, from_overrides, load_config, load_toml  # noqa: F401  (_merge, _nest: sweeps)
+from .run import RunConfig, from_dict, from_overrides, load_config, load_toml
 
 __all__ = [
     "DEFAULT_NODES", "AttackConfig", "ByzantineConfig", "ConfigError", "DataConfig", "EngineConfig", "Params",

@@ -15,14 +15,14 @@ from ..aggregators.base import ToleranceError
 _F64 = torch.float64
 
 
-def differences(own: Tensor, msgs: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def differences(own: Tensor, inbox: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     r"""``(delta, dist, ok)``: :math:`\delta_j = x_j - x_i` (0 where unreadable or padding),
     :math:`\|\delta_j\|` (``+inf`` where unreadable or padding) and the readable real slots.
 
-    ``own [..., d], msgs [..., k, d], mask [..., k] -> [..., k, d], [..., k], [..., k]``.
+    ``own [..., d], inbox [..., k, d], mask [..., k] -> [..., k, d], [..., k], [..., k]``.
     """
-    ok = readable(msgs, mask) & torch.isfinite(own).all(-1, keepdim=True)
-    delta = zero_unless(msgs - own.unsqueeze(-2), ok)
+    ok = readable(inbox, mask) & torch.isfinite(own).all(-1, keepdim=True)
+    delta = zero_unless(inbox - own.unsqueeze(-2), ok)
     dist = torch.where(ok, safe_norm(delta), torch.tensor(float("inf"), dtype=own.dtype))
     return delta, dist, ok
 

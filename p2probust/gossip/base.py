@@ -2,9 +2,9 @@
 
 A gossip rule turns a node's own model and its inbox into its new model, written for one node::
 
-    rule(own: [d], msgs: [k, d], mask: [k], weights: [k], f: []) -> [d]
+    rule(own: [d], inbox: [k, d], mask: [k], weights: [k], f: []) -> [d]
 
-``msgs[j]`` is the message in neighbour slot ``j`` (``mask[j]`` False for padding, whose content is
+``inbox[j]`` is the message in neighbour slot ``j`` (``mask[j]`` False for padding, whose content is
 arbitrary), ``weights[j]`` the mixing weight of that link (Metropolis–Hastings by default) and
 ``f`` the tolerance at this node (oracle: its true number of Byzantine neighbours; or a declared
 integer). :meth:`AbstractGossipRule.batched` applies it to ``[n, ...]`` stacks; the default is
@@ -13,6 +13,7 @@ integer). :meth:`AbstractGossipRule.batched` applies it to ``[n, ...]`` stacks; 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Callable
 
 import torch
@@ -26,8 +27,19 @@ def lift(rule: OneNodeRule) -> OneNodeRule:
     return torch.func.vmap(rule, in_dims=(0, 0, 0, 0, 0))
 
 
-class AbstractGossipRule:
-    """Own model + neighbours' messages → new own model. Subclasses implement :meth:`__call__`."""
+class AbstractGossipRule(ABC):
+    """Own model + inbox → new own model; the abstract base class of every gossip rule.
+
+    A subclass must implement :meth:`__call__`, the rule at one node,
+    ``(own [d], inbox [k, d], mask [k], weights [k], f []) -> [d]`` (padding slots, ``mask``
+    False, hold arbitrary values and must not change the output). Everything else has a default:
+    :meth:`batched` (``[n, d], [n, k, d], [n, k], [n, k], [n] -> [n, d]``, :func:`lift` of the
+    one-node call), :meth:`bind` and :meth:`for_nodes` (``self``), :meth:`check_tolerance`
+    (accepts every f) and the class flags below. Register it with
+    :func:`p2probust.registry.register_rule` (the factory takes ``alpha``) or, from another
+    package, with an entry point in the group ``p2probust.rules``. A subclass that misses
+    :meth:`__call__` cannot be instantiated (``TypeError``).
+    """
 
     #: False only for non-robust rules (plain gossip / mean), exempt from malformed-input checks.
     robust: bool = True
@@ -41,12 +53,13 @@ class AbstractGossipRule:
     #: name of the gossip rate attribute, for logs
     alpha: float = 1.0
 
-    def __call__(self, own: Tensor, msgs: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def __call__(self, own: Tensor, inbox: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
+        """``[d], [k, d], [k], [k], [] -> [d]``: the new model of one node."""
 
-    def batched(self, own: Tensor, msgs: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
+    def batched(self, own: Tensor, inbox: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
         """The rule for every node at once; defaults to :func:`lift` of :meth:`__call__`."""
-        return lift(self.__call__)(own, msgs, mask, weights, f)
+        return lift(self.__call__)(own, inbox, mask, weights, f)
 
     def bind(self, table, is_byzantine: Tensor) -> "AbstractGossipRule":
         """Called once before a run with the :class:`~p2probust.topology.NeighborTable` and the

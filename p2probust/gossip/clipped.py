@@ -85,7 +85,7 @@ class ClippedGossip(AbstractGossipRule):
     tau : float or {"adaptive", "second-largest", "oracle"}
         Clipping radius (see the module notes); default the paper's adaptive radius.
 
-    Shapes: ``own [..., d], msgs [..., k, d], mask [..., k], weights [..., k], f [...] -> [..., d]``.
+    Shapes: ``own [..., d], inbox [..., k, d], mask [..., k], weights [..., k], f [...] -> [..., d]``.
     """
 
     def __init__(self, alpha: float = 1.0, tau: float | str = "adaptive"):
@@ -154,8 +154,8 @@ class ClippedGossip(AbstractGossipRule):
         tau = (spread / torch.where(delta_w > 0, delta_w, torch.ones((), dtype=_F64))).sqrt()
         return torch.where(delta_w > 0, tau, torch.tensor(float("inf"), dtype=_F64))
 
-    def __call__(self, own: Tensor, msgs: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
-        delta, dist, _ = differences(own, msgs, mask)
+    def __call__(self, own: Tensor, inbox: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
+        delta, dist, _ = differences(own, inbox, mask)
         w = real_weights(weights, mask)
         self_w = (1.0 - w.sum(-1)).clamp_min(0)
         tau = self.radius(delta, dist, w, mask, f, self_w).to(own.dtype)

@@ -34,7 +34,7 @@ from ._weighted import check_neighbour_tolerance, real_weights
 class IOS(AbstractGossipRule):
     r"""Iterative outlier scissor; see :mod:`p2probust.gossip.ios` for the rule as math.
 
-    Shapes: ``own [..., d], msgs [..., k, d], mask [..., k], weights [..., k], f [...] -> [..., d]``.
+    Shapes: ``own [..., d], inbox [..., k, d], mask [..., k], weights [..., k], f [...] -> [..., d]``.
     """
 
     def __init__(self, alpha: float = 1.0):
@@ -42,10 +42,10 @@ class IOS(AbstractGossipRule):
             raise ValueError(f"gossip rate alpha = {alpha} must be in (0, 1]")
         self.alpha = float(alpha)
 
-    def __call__(self, own: Tensor, msgs: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
+    def __call__(self, own: Tensor, inbox: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
         f = as_long(f)
-        ok = readable(msgs, mask)
-        y = zero_unless(msgs - own.unsqueeze(-2), ok)  # [..., k, d]
+        ok = readable(inbox, mask)
+        y = zero_unless(inbox - own.unsqueeze(-2), ok)  # [..., k, d]
         g = y @ y.transpose(-1, -2)  # [..., k, k]
         sq = torch.diagonal(g, dim1=-2, dim2=-1)
         ok = ok & torch.isfinite(sq)

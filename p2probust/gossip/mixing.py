@@ -37,10 +37,10 @@ class Gossip(AbstractGossipRule):
         self.alpha = float(alpha)
         self.weighted = weighted
 
-    def __call__(self, own: Tensor, msgs: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
+    def __call__(self, own: Tensor, inbox: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
         w = weights if self.weighted else torch.ones_like(weights)
         w = torch.where(mask, w, torch.zeros((), dtype=w.dtype)).to(own.dtype)
-        diff = torch.where(mask.unsqueeze(-1), msgs - own.unsqueeze(-2), torch.zeros((), dtype=own.dtype))
+        diff = torch.where(mask.unsqueeze(-1), inbox - own.unsqueeze(-2), torch.zeros((), dtype=own.dtype))
         return own + self.alpha * (w.unsqueeze(-1) * diff).sum(-2)
 
     batched = __call__
@@ -59,17 +59,17 @@ class AggregateAndMix(AbstractGossipRule):
         self.robust = aggregator.robust
 
     @staticmethod
-    def _with_self(own: Tensor, msgs: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        x = torch.cat([own.unsqueeze(-2), msgs], dim=-2)
+    def _with_self(own: Tensor, inbox: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        x = torch.cat([own.unsqueeze(-2), inbox], dim=-2)
         m = torch.cat([torch.ones_like(mask[..., :1]), mask], dim=-1)
         return x, m
 
-    def __call__(self, own: Tensor, msgs: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
-        x, m = self._with_self(own, msgs, mask)
+    def __call__(self, own: Tensor, inbox: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
+        x, m = self._with_self(own, inbox, mask)
         return (1 - self.alpha) * own + self.alpha * self.aggregator(x, m, f)
 
-    def batched(self, own: Tensor, msgs: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
-        x, m = self._with_self(own, msgs, mask)
+    def batched(self, own: Tensor, inbox: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
+        x, m = self._with_self(own, inbox, mask)
         return (1 - self.alpha) * own + self.alpha * self.aggregator.batched(x, m, f)
 
     def check_tolerance(self, degree: Tensor, f: Tensor) -> None:

@@ -47,6 +47,7 @@ its weight, ``c_r - (W_i - b_i)``; we follow the paper's definition and keep the
 from __future__ import annotations
 
 import dataclasses
+from abc import abstractmethod
 import math
 
 import torch
@@ -82,11 +83,12 @@ class _RobustSum(AbstractGossipRule):
     def _options(self) -> dict:
         return {"byzantine_weight": self.byzantine_weight, "eta_graph": self.eta_graph, "variant": self.variant}
 
-    def summand(self, delta: Tensor, o: WeightedOrder, b: Tensor) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def summand(self, delta: Tensor, o: WeightedOrder, b: Tensor) -> Tensor:
+        """The variant's clipped or trimmed terms of the robust sum."""
 
-    def __call__(self, own: Tensor, msgs: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
-        delta, dist, _ = differences(own, msgs, mask)
+    def __call__(self, own: Tensor, inbox: Tensor, mask: Tensor, weights: Tensor, f: Tensor) -> Tensor:
+        delta, dist, _ = differences(own, inbox, mask)
         w = real_weights(weights, mask)
         b = byzantine_weight(w, mask, f, self.byzantine_weight)
         step = self.summand(delta, WeightedOrder(dist, w, mask), b)  # = −F_i

@@ -16,6 +16,7 @@ Work is split over ``torch.get_num_threads()`` threads by rows (the kernels rele
 
 from __future__ import annotations
 
+import importlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -33,7 +34,7 @@ MODES = get_args(JitMode)  # the one list: RunConfig.jit's annotation
 def available() -> bool:
     """True if numba can be imported (the compiled paths are then usable)."""
     try:
-        import numba  # noqa: F401
+        importlib.import_module("numba")
     except Exception:  # pragma: no cover - depends on the installation
         return False
     return True

@@ -13,7 +13,7 @@ averaged over coordinates: ``((params - target)**2).sum(dim=0).mean()`` in their
 
 The harness reuses the simulator's pieces unchanged: the neighbour table, the rule object (bound
 to the table, as :func:`p2probust.simulate` does) and the attack object run through
-:class:`p2probust.kernels.Kernels` with no local step, one batched call per step.
+:func:`p2probust.step.sync_round` with no local step, one batched call per step.
 
 Weights follow the authors' ``topology.py`` (``CommunicationNetwork``): ``"metropolis"`` gives an
 honest edge :math:`1/(\max(d_i, d_j) + 1 + f)` (honest degrees) and each Byzantine edge of node
@@ -37,7 +37,9 @@ import torch
 from ..attacks.base import AbstractAttack
 from ..attacks.spectral import SpectralHeterogeneity, fiedler_vector
 from ..engine.sync import RoundPlan
-from ..kernels import Kernels
+from ..state import Simulation
+from ..step import sync_round
+from ..wiring import Wiring, tolerance_cap
 from ..topology import NeighborTable
 from ..topology.adversarial import attach_byzantine
 
@@ -137,14 +139,17 @@ def run_averaging(G: nx.Graph, f: int, rule, attack: AbstractAttack, *, d: int =
     f_all = torch.where(is_byz, torch.zeros((), dtype=torch.long), table.byzantine_counts(is_byz))
     gossip = rule.bind(table, is_byz)
     gossip.check_tolerance(table.degree, f_all)
-    kern = Kernels(params, torch.zeros_like(params), table, is_byz, f_all, torch.arange(r * h), None, gossip, attack,
-                   local_steps=0, beta=0.0, gen_batches=torch.Generator().manual_seed(seeds[0]),
-                   gen_attack=torch.Generator().manual_seed(seeds[0] + 1), num_classes=0, jit="off")
+    wiring = Wiring.of_table(table, is_byz, f_all, torch.arange(r * h), silent=not getattr(attack, "sends", True),
+                             cap=tolerance_cap(gossip))
+    sim = Simulation(wiring, None, gossip, attack, local_steps=0, beta=0.0,
+                     gen_batches=torch.Generator().manual_seed(seeds[0]),
+                     gen_attack=torch.Generator().manual_seed(seeds[0] + 1), num_classes=0, dtype=params.dtype, jit="off")
+    state = sim.state(params)
     curves = np.full((r, steps + 1), np.inf)
-    curves[:, 0] = mse(kern.params[: r * h].reshape(r, h, d), target)
+    curves[:, 0] = mse(state.params[: r * h].reshape(r, h, d), target)
     for t in range(steps):
-        kern.sync_round(RoundPlan(round=t, start=float(t), end=float(t + 1)), 0.0)
-        curves[:, t + 1] = mse(kern.params[: r * h].reshape(r, h, d), target)
+        state = sync_round(sim, state, RoundPlan(round=t, start=float(t), end=float(t + 1)), 0.0)[0]
+        curves[:, t + 1] = mse(state.params[: r * h].reshape(r, h, d), target)
         if not (curves[:, t + 1] <= stop_above * curves[:, 0]).any():
             break
     return curves

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 
-from ..aggregators.clipping import CentredClipping
+from ..aggregators.clipping import CenteredClipping
 from ..gossip.base import AbstractGossipRule
 from ..simulation import simulate
 
 
-class CodeCentredClipping(AbstractGossipRule):
+class CodeCenteredClipping(AbstractGossipRule):
     """``D_centered_clipping`` of ByrdLab/IOS, batched over nodes: memory ``[n, d]`` (zeros),
     one clipping iteration from the memory over the node and its neighbours, the memory replaced
     by the result. Rows are matched to nodes through :meth:`for_nodes`."""
@@ -40,7 +40,7 @@ class CodeCentredClipping(AbstractGossipRule):
     row_independent = False
 
     def __init__(self, tau: float = 0.3):
-        self.cc = CentredClipping(tau)
+        self.cc = CenteredClipping(tau)
         self.state: dict | None = None
         self.rows: torch.Tensor | None = None
 
@@ -54,13 +54,13 @@ class CodeCentredClipping(AbstractGossipRule):
         view.rows = nodes
         return view
 
-    def batched(self, own, msgs, mask, weights, f):
+    def batched(self, own, inbox, mask, weights, f):
         if self.state is None:
-            raise ValueError("CodeCentredClipping needs bind(table, is_byzantine) first")
+            raise ValueError("CodeCenteredClipping needs bind(table, is_byzantine) first")
         rows = self.rows if self.rows is not None else torch.arange(own.shape[0])
         if self.state["memory"] is None:
             self.state["memory"] = torch.zeros(self.state["n"], own.shape[-1], dtype=own.dtype)
-        x = torch.cat([own.unsqueeze(-2), msgs], dim=-2)
+        x = torch.cat([own.unsqueeze(-2), inbox], dim=-2)
         m = torch.cat([torch.ones_like(mask[..., :1]), mask], dim=-1)
         new = self.cc(x, m, f, centre=self.state["memory"][rows])
         self.state["memory"][rows] = new
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for stem, point in ios.points(cfg, [args.seed]):
         if stem not in args.attacks:
             continue
-        rule = CodeCentredClipping(tau=dict(point.config.rule.params)["tau"])
+        rule = CodeCenteredClipping(tau=dict(point.config.rule.params)["tau"])
         out = simulate(point.config, rule=rule, out=args.out / stem, overwrite=True)
         res[stem] = 100 * out.summary["final"]["node_acc_mean"]
         print(f"{stem}: {res[stem]:.2f}", flush=True)

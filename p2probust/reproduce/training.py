@@ -17,7 +17,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..config import RunConfig, _merge, _nest, from_dict
+from ..config import RunConfig, from_dict
+from ..config.run import _merge, _nest
 
 
 def cell_config(base: Mapping[str, Any], changes: Mapping[str, Any]) -> RunConfig:

@@ -119,7 +119,7 @@ def load_grid(path: str | Path) -> Grid:
 
 def _config(base: Mapping[str, Any], values: Mapping[str, Any]) -> RunConfig:
     """The run config of one point; unknown keys and bad values are one-line errors naming the key."""
-    from ..config import _merge, _nest  # the same merge as command-line overrides
+    from ..config.run import _merge, _nest  # the same merge as command-line overrides
 
     try:
         cfg = from_dict(_merge(base, _nest(dict(values))))
@@ -132,8 +132,6 @@ def _config(base: Mapping[str, Any], values: Mapping[str, Any]) -> RunConfig:
 def _check_components(cfg: RunConfig, values: Mapping[str, Any]) -> None:
     """Build the rule and attack (cheap) and check the task's parameters, so that a typo in a grid
     fails before the first run instead of in the middle of a sweep."""
-    import p2probust  # noqa: F401  (registers the built-ins)
-
     from .. import registry
     from ..gossip.registry import make_rule
 

@@ -137,10 +137,10 @@ class _InboxRecorder(AbstractGossipRule):
         self.calls: list[tuple[Tensor, Tensor, Tensor]] = []
         self.paused = False  # True while the attack itself evaluates the rule (line searches)
 
-    def batched(self, own, msgs, mask, weights, f):
+    def batched(self, own, inbox, mask, weights, f):
         if not self.paused:
-            self.calls.append((own.clone(), msgs.clone(), mask.clone()))
-        return self.inner.batched(own, msgs, mask, weights, f)
+            self.calls.append((own.clone(), inbox.clone(), mask.clone()))
+        return self.inner.batched(own, inbox, mask, weights, f)
 
     __call__ = batched
 
@@ -193,13 +193,13 @@ def _check_simulation(attack: AbstractAttack, G: nx.Graph, byz: Tensor, seed: in
     idx, mask = table.idx[actors], table.mask[actors]
     honest_slot = mask & ~res.is_byzantine[idx]
     assert rule.calls, "the simulation never called the gossip rule"
-    for own, msgs, present in rule.calls:
+    for own, inbox, inbox_mask in rule.calls:
         expected = own[pos[idx].clamp_min(0)]  # the sender's model (every honest sender acts)
-        assert torch.equal(msgs[honest_slot], expected[honest_slot]), (
+        assert torch.equal(inbox[honest_slot], expected[honest_slot]), (
             f"{type(attack).__name__}: a simulated round changed an inbox slot whose sender is honest"
         )
         if not attack.sends:
-            assert not bool((present & ~honest_slot).any()), (
+            assert not bool((inbox_mask & ~honest_slot).any()), (
                 f"{type(attack).__name__} sends nothing (sends=False) but a Byzantine slot was present in an inbox"
             )
     for name in attack.report_columns:

@@ -87,73 +87,102 @@ def check_aggregator(agg, *, n: int = 4, m: int = 9, d: int = 5, f: int | None =
     x = torch.randn(n, m, d, generator=g, dtype=dtype)
     mask = torch.ones(n, m, dtype=torch.bool)
     mask[1, -2:] = False
-    counts = mask.sum(-1)
     if f is None:
-        f = _pick_f(lambda v: bool((agg.max_tolerance(counts) >= v).all()), 2)
+        f = _pick_f(lambda v: bool((agg.max_tolerance(mask.sum(-1)) >= v).all()), 2)
     fv = torch.full((n,), f, dtype=torch.long)
-    anchored = getattr(agg, "anchored", False)
 
     def run(xx: Tensor, mm: Tensor, ff: Tensor) -> Tensor:
         return _fresh(agg).batched(xx, mm, ff)
 
-    # 1, 2, 6: shape, dtype, batched == loop, inputs untouched
+    out = _aggregator_batched_is_the_loop(agg, run, x, mask, fv, name, atol)  # 1, 2, 6
+    _same(run(x, mask, fv), out, f"{name}: not deterministic", 0.0)  # 8
+    if not getattr(agg, "randomized", False):  # 3
+        perm = _slot_permutation(n, m, g, anchored=getattr(agg, "anchored", False))
+        xp = torch.gather(x, 1, perm.unsqueeze(-1).expand(n, m, d))
+        _same(run(xp, torch.gather(mask, 1, perm), fv), out, f"{name}: not permutation invariant", 1e-7)
+    _check_padding(lambda junk: run(torch.where(mask.unsqueeze(-1), x, junk), mask, fv), out, name, atol, dtype)  # 4
+    v = torch.randn(n, 1, d, generator=g, dtype=dtype) * 3 + 1  # 5
+    same = torch.where(mask.unsqueeze(-1), v.expand(n, m, d), x)
+    if getattr(agg, "fixed_point", True):
+        _same(run(same, mask, fv), v.squeeze(1), f"{name}: identical inputs are not a fixed point", 1e-7)
+    if getattr(agg, "robust", True) and f > 0:  # 7
+        bad = _last_real_slots(mask, f)
+        lo, hi = _bounding_box(x, mask & ~bad)
+        _check_malformed(lambda xb: run(xb, mask, fv), x, bad, (lo, hi) if getattr(agg, "coordinatewise", False) else None,
+                         f"{name}: {f} input(s)")
+
+
+def _aggregator_batched_is_the_loop(agg, run, x: Tensor, mask: Tensor, fv: Tensor, name: str, atol: float) -> Tensor:
+    """Checks 1, 2 and 6: shapes, dtype, batched == a loop of one-node calls, inputs untouched;
+    returns the batched output."""
+    n, _, d = x.shape
     inputs = [x.clone(), mask.clone(), fv.clone()]
     out = run(x, mask, fv)
     _unchanged(inputs, [x, mask, fv], name)
     assert out.shape == (n, d), f"{name}: batched output shape {tuple(out.shape)}, expected {(n, d)}"
-    assert out.dtype == dtype, f"{name}: output dtype {out.dtype}, expected {dtype}"
+    assert out.dtype == x.dtype, f"{name}: output dtype {out.dtype}, expected {x.dtype}"
+    randomized = getattr(agg, "randomized", False)
     one = _fresh(agg)
     loop = []
     for i in range(n):
-        fresh = _fresh(agg)
-        y = (fresh if getattr(agg, "randomized", False) else one)(x[i], mask[i], fv[i])
+        y = (_fresh(agg) if randomized else one)(x[i], mask[i], fv[i])
         assert y.shape == (d,), f"{name}: one-node output shape {tuple(y.shape)}, expected {(d,)}"
         loop.append(y)
-    if not getattr(agg, "randomized", False):
+    if not randomized:
         _same(out, torch.stack(loop), f"{name}: batched differs from the loop over nodes", atol)
     else:  # every node draws the first keys of a restarted generator, as a lone call does
         for i in range(n):
             alone = _fresh(agg).batched(x[i:i + 1], mask[i:i + 1], fv[i:i + 1])[0]
             _same(alone, loop[i], f"{name}: batched differs from the one-node call", atol)
-    # 8: determinism
-    _same(run(x, mask, fv), out, f"{name}: not deterministic", 0.0)
-    # 3: permutation invariance
-    if not getattr(agg, "randomized", False):
-        perm = torch.stack([torch.randperm(m, generator=g) for _ in range(n)])
-        if anchored:
-            perm = torch.cat([torch.zeros(n, 1, dtype=torch.long), 1 + torch.stack(
-                [torch.randperm(m - 1, generator=g) for _ in range(n)])], 1)
-        xp = torch.gather(x, 1, perm.unsqueeze(-1).expand(n, m, d))
-        _same(run(xp, torch.gather(mask, 1, perm), fv), out, f"{name}: not permutation invariant", 1e-7)
-    # 4: padding independence
+    return out
+
+
+def _slot_permutation(n: int, m: int, g: torch.Generator, *, anchored: bool = False) -> Tensor:
+    """``[n, m]``: a random permutation of the slots per node (slot 0 kept in place if ``anchored``)."""
+    perm = torch.stack([torch.randperm(m, generator=g) for _ in range(n)])
+    if anchored:
+        perm = torch.cat([torch.zeros(n, 1, dtype=torch.long), 1 + torch.stack(
+            [torch.randperm(m - 1, generator=g) for _ in range(n)])], 1)
+    return perm
+
+
+def _check_padding(call: Callable[[Tensor], Tensor], out: Tensor, name: str, atol: float, dtype: torch.dtype) -> None:
+    """Check 4: ``call(junk)`` (the inputs with every padding slot set to ``junk``) equals ``out``."""
     for junk in (*BAD_VALUES, 7.0):
-        xj = torch.where(mask.unsqueeze(-1), x, torch.tensor(junk, dtype=dtype))
-        _same(run(xj, mask, fv), out, f"{name}: padding filled with {junk} changed the output", atol)
-    # 5: fixed point
-    v = torch.randn(n, 1, d, generator=g, dtype=dtype) * 3 + 1
-    same = torch.where(mask.unsqueeze(-1), v.expand(n, m, d), x)
-    if getattr(agg, "fixed_point", True):
-        _same(run(same, mask, fv), v.squeeze(1), f"{name}: identical inputs are not a fixed point", 1e-7)
-    # 7: malformed inputs
-    if getattr(agg, "robust", True) and f > 0:
-        bad = torch.zeros(n, m, dtype=torch.bool)
-        for i in range(n):
-            real = torch.nonzero(mask[i]).squeeze(1)
-            bad[i, real[-f:]] = True
-        lo = torch.where((mask & ~bad).unsqueeze(-1), x, torch.tensor(float("inf"), dtype=dtype)).amin(1)
-        hi = torch.where((mask & ~bad).unsqueeze(-1), x, torch.tensor(float("-inf"), dtype=dtype)).amax(1)
-        for value in BAD_VALUES:
-            for partial in (False, True):
-                coords = torch.zeros(d, dtype=torch.bool)
-                coords[: (1 if partial else d)] = True
-                xb = torch.where(bad.unsqueeze(-1) & coords, torch.tensor(value, dtype=dtype), x)
-                y = run(xb, mask, fv)
-                what = f"{name}: {f} input(s) {'with one coordinate ' if partial else ''}set to {value}"
-                assert bool(torch.isfinite(y).all()), f"{what} gave a non-finite output"
-                if getattr(agg, "coordinatewise", False):
-                    tol = 1e-9 * (1 + hi.abs().max())
-                    inside = (y >= lo - tol) & (y <= hi + tol)
-                    assert bool(inside.all()), f"{what} left the honest bounding box"
+        _same(call(torch.tensor(junk, dtype=dtype)), out, f"{name}: padding filled with {junk} changed the output", atol)
+
+
+def _last_real_slots(mask: Tensor, f: int) -> Tensor:
+    """``[n, m]``: the last ``f`` real slots of every row, the ones check 7 makes malformed."""
+    bad = torch.zeros_like(mask)
+    for i in range(mask.shape[0]):
+        bad[i, torch.nonzero(mask[i]).squeeze(1)[-f:]] = True
+    return bad
+
+
+def _bounding_box(x: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+    """``([n, d], [n, d])``: coordinate-wise min and max of the rows of ``x [n, m, d]`` where ``keep``."""
+    lo = torch.where(keep.unsqueeze(-1), x, torch.tensor(float("inf"), dtype=x.dtype)).amin(1)
+    hi = torch.where(keep.unsqueeze(-1), x, torch.tensor(float("-inf"), dtype=x.dtype)).amax(1)
+    return lo, hi
+
+
+def _check_malformed(call: Callable[[Tensor], Tensor], x: Tensor, bad: Tensor, box: tuple[Tensor, Tensor] | None,
+                     what: str) -> None:
+    """Check 7: with the ``bad`` slots of ``x`` set to each of :data:`BAD_VALUES` (all coordinates,
+    or only the first), ``call`` gives a finite output, inside ``box`` (the honest bounding box) if given."""
+    d = x.shape[-1]
+    for value in BAD_VALUES:
+        for partial in (False, True):
+            coords = torch.zeros(d, dtype=torch.bool)
+            coords[: (1 if partial else d)] = True
+            y = call(torch.where(bad.unsqueeze(-1) & coords, torch.tensor(value, dtype=x.dtype), x))
+            case = f"{what} {'with one coordinate ' if partial else ''}set to {value}"
+            assert bool(torch.isfinite(y).all()), f"{case} gave a non-finite output"
+            if box is not None:
+                lo, hi = box
+                tol = 1e-9 * (1 + hi.abs().max())
+                assert bool(((y >= lo - tol) & (y <= hi + tol)).all()), f"{case} left the honest bounding box"
 
 
 def _rule_f(rule, degree: Tensor, want: int) -> int:
@@ -176,71 +205,64 @@ def check_gossip_rule(rule, *, n: int = 4, k: int = 8, d: int = 5, f: int | None
                       dtype: torch.dtype = torch.float64, seed: int = 0, atol: float = 1e-9) -> None:
     """Run the conformance checks on a gossip rule; see the module notes.
 
-    ``rule(own[d], msgs[k, d], mask[k], weights[k], f[]) -> [d]`` and ``rule.batched`` over
+    ``rule(own[d], inbox[k, d], mask[k], weights[k], f[]) -> [d]`` and ``rule.batched`` over
     ``[n, ...]``. Weights are Metropolis-like (``1/(k+1)`` per real slot); node 1 has 2 padding
     slots. ``f`` defaults to the largest value up to 2 that the rule accepts.
     """
     name = repr(rule)
     g = torch.Generator().manual_seed(seed)
     own = torch.randn(n, d, generator=g, dtype=dtype)
-    msgs = torch.randn(n, k, d, generator=g, dtype=dtype)
+    inbox = torch.randn(n, k, d, generator=g, dtype=dtype)
     mask = torch.ones(n, k, dtype=torch.bool)
     mask[1, -2:] = False
     w = torch.where(mask, torch.tensor(1.0 / (k + 1), dtype=dtype), torch.zeros((), dtype=dtype))
-    degree = mask.sum(-1)
     if f is None:
-        f = _rule_f(rule, degree, 2)
+        f = _rule_f(rule, mask.sum(-1), 2)
     fv = torch.full((n,), f, dtype=torch.long)
 
     def run(o, mm, msk, ww, ff):
         return _fresh(rule).batched(o, mm, msk, ww, ff)
 
-    inputs = [own.clone(), msgs.clone(), mask.clone(), w.clone(), fv.clone()]
-    out = run(own, msgs, mask, w, fv)
-    _unchanged(inputs, [own, msgs, mask, w, fv], name)
-    assert out.shape == (n, d), f"{name}: batched output shape {tuple(out.shape)}, expected {(n, d)}"
-    assert out.dtype == dtype, f"{name}: output dtype {out.dtype}, expected {dtype}"
     randomized = getattr(rule, "randomized", False) or getattr(getattr(rule, "aggregator", None), "randomized", False)
-    for i in range(n):
-        y = _fresh(rule)(own[i], msgs[i], mask[i], w[i], fv[i])
-        assert y.shape == (d,), f"{name}: one-node output shape {tuple(y.shape)}, expected {(d,)}"
-        ref = run(own[i:i + 1], msgs[i:i + 1], mask[i:i + 1], w[i:i + 1], fv[i:i + 1])[0] if randomized else out[i]
-        _same(ref, y, f"{name}: batched differs from the loop over nodes (node {i})", atol)
-    _same(run(own, msgs, mask, w, fv), out, f"{name}: not deterministic", 0.0)
-    if not randomized:
-        perm = torch.stack([torch.randperm(k, generator=g) for _ in range(n)])
-        pm = torch.gather(msgs, 1, perm.unsqueeze(-1).expand(n, k, d))
+    out = _rule_batched_is_the_loop(rule, run, (own, inbox, mask, w, fv), name, atol, randomized)  # 1, 2, 6
+    _same(run(own, inbox, mask, w, fv), out, f"{name}: not deterministic", 0.0)  # 8
+    if not randomized:  # 3
+        perm = _slot_permutation(n, k, g)
+        pm = torch.gather(inbox, 1, perm.unsqueeze(-1).expand(n, k, d))
         got = run(own, pm, torch.gather(mask, 1, perm), torch.gather(w, 1, perm), fv)
         _same(got, out, f"{name}: not invariant to a permutation of the neighbour slots", 1e-7)
-    for junk in (*BAD_VALUES, 7.0):
-        mj = torch.where(mask.unsqueeze(-1), msgs, torch.tensor(junk, dtype=dtype))
-        wj = torch.where(mask, w, torch.tensor(5.0, dtype=dtype))
-        _same(run(own, mj, mask, wj, fv), out, f"{name}: padding filled with {junk} changed the output", atol)
-    check_node_subsets(rule, d=d, dtype=dtype, seed=seed, atol=atol)
-    v = torch.randn(n, d, generator=g, dtype=dtype) * 3 + 1
-    same = torch.where(mask.unsqueeze(-1), v.unsqueeze(1).expand(n, k, d), msgs)
+    wj = torch.where(mask, w, torch.tensor(5.0, dtype=dtype))
+    _check_padding(lambda junk: run(own, torch.where(mask.unsqueeze(-1), inbox, junk), mask, wj, fv), out, name, atol, dtype)
+    check_node_subsets(rule, d=d, dtype=dtype, seed=seed, atol=atol)  # 9
+    v = torch.randn(n, d, generator=g, dtype=dtype) * 3 + 1  # 5
+    same = torch.where(mask.unsqueeze(-1), v.unsqueeze(1).expand(n, k, d), inbox)
     if getattr(getattr(rule, "aggregator", rule), "fixed_point", True):
         _same(run(v, same, mask, w, fv), v, f"{name}: identical inputs are not a fixed point", 1e-7)
-    if getattr(rule, "robust", True) and f > 0:
-        bad = torch.zeros(n, k, dtype=torch.bool)
-        for i in range(n):
-            bad[i, torch.nonzero(mask[i]).squeeze(1)[-f:]] = True
+    if getattr(rule, "robust", True) and f > 0:  # 7: the own model counts as honest
+        bad = _last_real_slots(mask, f)
         honest = torch.cat([torch.ones(n, 1, dtype=torch.bool), mask & ~bad], 1)
-        allx = torch.cat([own.unsqueeze(1), msgs], 1)
-        lo = torch.where(honest.unsqueeze(-1), allx, torch.tensor(float("inf"), dtype=dtype)).amin(1)
-        hi = torch.where(honest.unsqueeze(-1), allx, torch.tensor(float("-inf"), dtype=dtype)).amax(1)
+        box = _bounding_box(torch.cat([own.unsqueeze(1), inbox], 1), honest)
         coordinatewise = getattr(getattr(rule, "aggregator", None), "coordinatewise", False)
-        for value in BAD_VALUES:
-            for partial in (False, True):
-                coords = torch.zeros(d, dtype=torch.bool)
-                coords[: (1 if partial else d)] = True
-                mb = torch.where(bad.unsqueeze(-1) & coords, torch.tensor(value, dtype=dtype), msgs)
-                y = run(own, mb, mask, w, fv)
-                what = f"{name}: {f} message(s) {'with one coordinate ' if partial else ''}set to {value}"
-                assert bool(torch.isfinite(y).all()), f"{what} gave a non-finite output"
-                if coordinatewise:
-                    tol = 1e-9 * (1 + hi.abs().max())
-                    assert bool(((y >= lo - tol) & (y <= hi + tol)).all()), f"{what} left the honest bounding box"
+        _check_malformed(lambda mb: run(own, mb, mask, w, fv), inbox, bad, box if coordinatewise else None,
+                         f"{name}: {f} message(s)")
+
+
+def _rule_batched_is_the_loop(rule, run, inputs: tuple[Tensor, ...], name: str, atol: float, randomized: bool) -> Tensor:
+    """Checks 1, 2 and 6 for a gossip rule: shapes, dtype, batched == one-node calls, inputs
+    untouched; returns the batched output."""
+    own = inputs[0]
+    n, d = own.shape
+    before = [t.clone() for t in inputs]
+    out = run(*inputs)
+    _unchanged(before, list(inputs), name)
+    assert out.shape == (n, d), f"{name}: batched output shape {tuple(out.shape)}, expected {(n, d)}"
+    assert out.dtype == own.dtype, f"{name}: output dtype {out.dtype}, expected {own.dtype}"
+    for i in range(n):
+        y = _fresh(rule)(*(t[i] for t in inputs))
+        assert y.shape == (d,), f"{name}: one-node output shape {tuple(y.shape)}, expected {(d,)}"
+        ref = run(*(t[i:i + 1] for t in inputs))[0] if randomized else out[i]
+        _same(ref, y, f"{name}: batched differs from the loop over nodes (node {i})", atol)
+    return out
 
 
 def check_node_subsets(rule, *, n: int = 10, degree: int = 4, d: int = 3, f: int | None = None,
