@@ -38,6 +38,7 @@ from .gossip.mixing import AggregateAndMix
 from .jit import check_mode
 from .jit import rank_mean as jit_rank_mean
 from .network_state import EdgeTable, edge_table
+from .profiling import timed
 from . import shared_inbox
 
 
@@ -99,17 +100,19 @@ class Kernels:
         self._groups: Any = None  # actors sharing one inbox (shared_inbox.detect), found at the first plain round
 
     # --- the pieces -------------------------------------------------------------------------
-    def local_step(self, nodes: Tensor, lr: float) -> None:
-        """``local_steps`` batched SGD steps of ``nodes``."""
+    def local_step(self, nodes: Tensor, lr: float, inplace: bool = False) -> None:
+        """``local_steps`` batched SGD steps of ``nodes`` (``inplace``: rows written into ``params``
+        and ``momentum``, no ``[n, d]`` copies; only where nothing else holds them)."""
         for _ in range(self.local_steps):
-            self.params, self.momentum = self.trainer.step(self.params, self.momentum, nodes, lr, self.beta, self.gen_batches)
+            self.params, self.momentum = self.trainer.step(self.params, self.momentum, nodes, lr, self.beta,
+                                                           self.gen_batches, inplace=inplace)
 
     def _step_phase(self, nodes: Tensor, lr: float) -> Tensor | None:
         """The local-step phase of a round. ``step-then-gossip``: step now, return None;
         ``gossip-then-step``: compute the update ``[a, d]`` from the current (pre-gossip) models,
         leave ``params`` unchanged, and return it for :meth:`_finish_step`."""
         if self.order == "step-then-gossip":
-            self.local_step(nodes, lr)
+            self.local_step(nodes, lr, inplace=True)  # nothing holds params between phases (observers copy)
             return None
         before = self.params
         self.local_step(nodes, lr)
@@ -121,6 +124,7 @@ class Kernels:
         if update is not None:
             self.params = self.params.index_add(0, nodes, update)
 
+    @timed("attack")
     def craft(self, recipients: Tensor, senders: Tensor, slots: Tensor, round: int, idx: Tensor, mask: Tensor,
               weights: Tensor, tolerance: Tensor, sent_at: np.ndarray | None = None,
               wiring_cache: dict | None = None) -> Tensor:
@@ -146,6 +150,7 @@ class Kernels:
             return f
         return torch.minimum(f, self._cap(present.sum(1) + 1).to(f.dtype))
 
+    @timed("gather + rule")
     def mix(self, nodes: Tensor, inbox: Tensor, mask: Tensor, weights: Tensor, f: Tensor,
             slot_rows: Tensor | None = None) -> None:
         """The gossip rule of ``nodes`` in one batched call, given their inboxes ``[a, k, d]`` (or,
@@ -220,6 +225,7 @@ class Kernels:
         sent = self.table.mask & ~self.is_byzantine[self.table.idx] if self.silent else self.table.mask
         return int(sent.sum())
 
+    @timed("gather + rule")
     def gather_and_mix(self, nodes: Tensor, idx: Tensor, mask: Tensor, weights: Tensor, f: Tensor, rows: Tensor,
                        slots: Tensor, crafted: Tensor | None, wiring_cache: dict | None = None) -> None:
         """Gather the inboxes ``params[idx]`` of ``nodes``, overwrite the Byzantine slots

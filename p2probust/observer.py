@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .metrics import consensus_distance
+from .profiling import span, timed
 from .status import Diverged, honest_models_finite
 
 _EVAL_COLUMNS = ("loss", "accuracy", "node_acc_mean", "node_acc_min", "node_acc_max")
@@ -58,6 +59,7 @@ class RunObserver:
         self.restored: tuple[list, list] | None = None  #: rows and timings before a checkpoint (resume)
         self.start = time.perf_counter()
 
+    @timed("metrics")
     def observe(self, params: Tensor, rnd: int, now: float, lr: float | None, evaluate: bool, messages: int,
                 online: np.ndarray | None = None) -> None:
         """Record round ``rnd`` of the models ``params [n, d]`` (``online``: who is up, or None)."""
@@ -92,7 +94,8 @@ class RunObserver:
             row["loss_gap"] = run.objective(theta_bar) - loss_star
         if row["loss"] is not None and not math.isfinite(row["loss"]):
             row["loss"] = float("nan")
-        self.recorder.log(row, wall_s=time.perf_counter() - self.start)
+        with span("record"):
+            self.recorder.log(row, wall_s=time.perf_counter() - self.start)
         if self.nodes is not None:
             self.nodes.observe(rnd, now, params, theta_bar, online, evaluate)
         self._show(row)
@@ -101,6 +104,7 @@ class RunObserver:
             if run.cfg.on_diverge == "stop":
                 raise Diverged(rnd)
 
+    @timed("evaluation")
     def _evaluate(self, row: dict[str, Any], params: Tensor, theta_bar: Tensor, alive: Tensor) -> None:
         run = self.run
         row.update(run.evaluator.model_metrics(theta_bar))
