@@ -50,7 +50,10 @@ BLOCK_BYTES = 4 << 20
 
 @dataclass
 class Kernels:
-    """Stacked state and the batched steps over it (``params`` and ``momentum`` are replaced, never mutated).
+    """Stacked state and the batched steps over it. A plain round updates ``params`` and ``momentum``
+    in place (the local step's rows, then the rule's rows after every read): nothing holds them
+    between phases (metrics, snapshots, histories and checkpoints copy what they keep); the
+    gossip-then-step order keeps its pre-step models by replacing, not mutating.
 
     Attributes
     ----------
@@ -157,8 +160,7 @@ class Kernels:
         with ``slot_rows [a, k]``, a flat store ``[R, d]`` of which slot ``s`` of the ``i``-th node
         is row ``slot_rows[i, s]``: the compiled kernel reads it in place, the torch rule gathers).
 
-        The one exception to "replaced, never mutated": the new rows are written into ``params``
-        in place. The asynchronous kernel calls this once per batch of a few nodes, right after
+        The new rows are written into ``params`` in place. The asynchronous kernel calls this once per batch of a few nodes, right after
         their local step replaced ``params``; a copy of ``[n, d]`` per batch would cost more than
         the batch (nothing holds the tensor in between: metrics, snapshots and the replay history
         copy what they keep)."""
@@ -249,7 +251,7 @@ class Kernels:
                 lo, hi = cuts[b], cuts[b + 1]
                 inbox = inbox.index_put((rows[lo:hi] - s, slots[lo:hi]), crafted[lo:hi])
             parts.append(self.gossip.for_nodes(nodes[s:e]).batched(own[s:e], inbox, mask[s:e], weights[s:e], f[s:e]))
-        self.params = self.params.index_copy(0, nodes, parts[0] if len(parts) == 1 else torch.cat(parts))
+        self.params.index_copy_(0, nodes, parts[0] if len(parts) == 1 else torch.cat(parts))  # after every read
 
     def _use_fused(self, a: int, m: int, d: int) -> bool:
         if not self._fusable or not jit_rank_mean.supports(m, self.params.dtype):
@@ -274,7 +276,7 @@ class Kernels:
                 wiring_cache["rank_mean_sources"] = cached
         source, keep = cached
         new = jit_rank_mean.rank_mean(self.params, crafted, source, keep, alpha=self.gossip.alpha)
-        self.params = self.params.index_copy(0, nodes, new)
+        self.params.index_copy_(0, nodes, new)  # in place, after every read (as mix does)
 
 
 def edge_table_from(plan: RoundPlan, n: int, dtype: torch.dtype) -> EdgeTable:

@@ -110,10 +110,8 @@ def closed_form_gradients(model: nn.Module, loss: str):
             w, b = theta[:, : c * p].view(a, c, p), theta[:, c * p :]
             g = softmax_(torch.baddbmm(b.unsqueeze(1), xb, w.transpose(1, 2)))
             g.scatter_add_(-1, yb.unsqueeze(-1), g.new_full((a, bsz, 1), -1.0)).div_(bsz)
-            out = theta.new_empty((a, c * p + c))  # written in place: no torch.cat copy
-            torch.bmm(g.transpose(1, 2), xb, out=out[:, : c * p].view(a, c, p))
-            torch.sum(g, 1, out=out[:, c * p :])
-            return out
+            # (a bmm with out= a column slice of the result runs per node: 2× slower than this cat)
+            return torch.cat([torch.bmm(g.transpose(1, 2), xb).reshape(a, c * p), g.sum(1)], 1)
 
         return logreg
     if isinstance(model, LinearRegression) and loss == "mse":
@@ -265,7 +263,8 @@ class LocalTrainer:
     ) -> tuple[Tensor, Tensor]:
         """One local step of ``nodes``; returns new ``(params, momentum)`` (inputs untouched), or,
         with ``inplace``, writes the rows of ``nodes`` into ``params`` and ``momentum`` and returns
-        them (no ``[n, d]`` copies: 260 MB each at n = 100,000; same bits)."""
+        them (no ``[n, d]`` copies: 260 MB each at n = 100,000; same bits). With ``beta = 0``
+        (plain SGD) ``momentum`` is returned as it is: there is no momentum to keep."""
         theta = params.index_select(0, nodes)
         if self.privacy is not None:  # noisy clipped mean, before momentum
             g = self.privacy.gradients(self, theta, nodes, generator)
@@ -279,6 +278,6 @@ class LocalTrainer:
         elif beta > 0:
             g.lerp_(momentum.index_select(0, nodes), beta)  # m = βm + (1−β)g, one pass
         new = theta.add_(g, alpha=-lr)
-        if inplace:
-            return params.index_copy_(0, nodes, new), momentum.index_copy_(0, nodes, g)
-        return params.index_copy(0, nodes, new), momentum.index_copy(0, nodes, g)
+        copy = Tensor.index_copy_ if inplace else Tensor.index_copy
+        # β = 0 is plain SGD: no momentum buffer to keep (it stays as it was, zeros from the start)
+        return copy(params, 0, nodes, new), (copy(momentum, 0, nodes, g) if beta > 0 else momentum)

@@ -33,7 +33,8 @@ _active: "PhaseTimes | None" = None
 class PhaseTimes:
     """Accumulated exclusive seconds and call counts per phase name."""
 
-    def __init__(self, synchronize: bool = False):
+    def __init__(self, synchronize: bool = False, clock: Callable[[], float] = time.perf_counter):
+        self.clock = clock
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self.synchronize = synchronize
@@ -48,12 +49,12 @@ class PhaseTimes:
 
     def enter(self, name: str) -> None:
         self._sync()
-        self._stack.append([name, time.perf_counter(), 0.0])
+        self._stack.append([name, self.clock(), 0.0])
 
     def exit(self) -> None:
         self._sync()
         name, start, nested = self._stack.pop()
-        spent = time.perf_counter() - start
+        spent = self.clock() - start
         self.seconds[name] += spent - nested
         self.calls[name] += 1
         if self._stack:
@@ -67,12 +68,14 @@ class PhaseTimes:
 
 
 @contextmanager
-def phase_times(synchronize: bool = False) -> Iterator[PhaseTimes]:
-    """Time the phases of everything run inside the block (not thread-safe: one block at a time)."""
+def phase_times(synchronize: bool = False, clock: Callable[[], float] = time.perf_counter) -> Iterator[PhaseTimes]:
+    """Time the phases of everything run inside the block (not thread-safe: one block at a time).
+    ``clock``: wall time by default; ``time.process_time`` counts this process's CPU seconds (all
+    its threads), steadier on a shared machine."""
     global _active
     if _active is not None:
         raise RuntimeError("phase_times blocks do not nest")
-    _active = PhaseTimes(synchronize)
+    _active = PhaseTimes(synchronize, clock)
     try:
         yield _active
     finally:
