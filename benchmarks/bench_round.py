@@ -13,12 +13,20 @@ each hold some), coordinate-wise trimmed-mean gossip with the oracle tolerance,
   neighbourhood and trims it with ``torch.sort``. Measured in the same run, so the ratio is
   meaningful on any machine.
 
-Both report the median time per round (robust to other load on a shared machine).
+Both report the median time per round (robust to other load on a shared machine). Both run with
+torch's default thread count (printed; the loop's per-node calls are too small to use a second
+thread), in their own subprocess, which also reports its peak resident memory (``ru_maxrss``).
 
-Each size runs in its own subprocess, which also reports its peak resident memory.
+The split of a p2probust round (local step, attack, gather + rule, metrics, record, other) comes
+from the engine's own phase timers (:mod:`p2probust.profiling`), averaged over the timed run;
+``evaluation`` is what an evaluated round adds. Above n = 20,000 the run is issue 15's large
+setting (the configured random 10-regular graph, ``blobs`` with 250,000 samples, 1,000 Byzantine
+nodes, trimmed mean; no loop reference) and the split table also gives its set-up time, from
+process start (imports included) to the first round.
 
     python benchmarks/bench_round.py                 # n = 100, 1000, 10000
-    python benchmarks/bench_round.py --sizes 1000 --rounds 20
+    python benchmarks/bench_round.py --sizes 1000 --rounds 20 --repeats 2
+    python benchmarks/bench_round.py --sizes 100000 --rounds 5
 """
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ class RunObserver:
         self.diverged: list[int] = []
         self.restored: tuple[list, list] | None = None  #: rows and timings before a checkpoint (resume)
         self.start = time.perf_counter()
+        self._honest_rows = torch.nonzero(run.honest).squeeze(1)
 
     @timed("metrics")
     def observe(self, params: Tensor, rnd: int, now: float, lr: float | None, evaluate: bool, messages: int,
@@ -67,11 +68,12 @@ class RunObserver:
         alive = honest if online is None else honest & torch.from_numpy(online)
         if not bool(alive.any()):
             alive = honest  # nobody honest online: report on all honest nodes
-        theta_bar = params[alive].mean(0)
+        rows = self._honest_rows if online is None else torch.nonzero(alive).squeeze(1)
+        theta_bar = params.index_select(0, rows).mean(0)  # the bits of params[alive].mean(0)
         if self.history is not None:
             self.history.record(now, theta_bar)
         row: dict[str, Any] = {c: None for c in self.columns}
-        cd = consensus_distance(params, alive)
+        cd = consensus_distance(params, rows)
         finite = honest_models_finite(params, alive, cd)
         row.update(round=rnd, time=now, lr=lr, consensus_distance=cd)
         row.update(messages=messages, bytes=messages * self.msg_bytes)
