@@ -15,7 +15,8 @@ each hold some), coordinate-wise trimmed-mean gossip with the oracle tolerance,
 
 Both report the median time per round (robust to other load on a shared machine). Both run with
 torch's default thread count (printed; the loop's per-node calls are too small to use a second
-thread), in their own subprocess, which also reports its peak resident memory (``ru_maxrss``).
+thread) and ``OMP_WAIT_POLICY=PASSIVE`` (p2probust is imported before torch on both sides: with
+spinning OpenMP workers the loop's many tiny calls crawl on a busy machine), in their own subprocess, which also reports its peak resident memory (``ru_maxrss``).
 
 The split of a p2probust round (local step, attack, gather + rule, metrics, record, other) comes
 from the engine's own phase timers (:mod:`p2probust.profiling`), averaged over the timed run;
@@ -32,6 +33,7 @@ process start (imports included) to the first round.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import resource
 import statistics
@@ -108,6 +110,7 @@ def bench_large(n: int, rounds: int, t0: float) -> dict:
 
 
 def bench_loop(n: int, rounds: int) -> float:
+    importlib.import_module("p2probust")  # first, as on the p2probust side: torch's OpenMP workers wait passively
     import networkx as nx
     import torch
     import torch.nn.functional as F
