@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config.parts import LRScheduleKind, MomentumForm
-from .models import ParamSpec, softmax_
+from .models import ParamSpec
 from .profiling import timed
 from .sampling import BatchSampler
 
@@ -108,7 +108,9 @@ def closed_form_gradients(model: nn.Module, loss: str):
             a, bsz = xb.shape[0], xb.shape[1]
             xb = xb.reshape(a, bsz, p)
             w, b = theta[:, : c * p].view(a, c, p), theta[:, c * p :]
-            g = softmax_(torch.baddbmm(b.unsqueeze(1), xb, w.transpose(1, 2)))
+            # torch.softmax, not a written-out one: 7× faster over 10 classes but not the same bits,
+            # and stored results (the README's console output) pin these
+            g = torch.softmax(torch.baddbmm(b.unsqueeze(1), xb, w.transpose(1, 2)), -1)
             g.scatter_add_(-1, yb.unsqueeze(-1), g.new_full((a, bsz, 1), -1.0)).div_(bsz)
             # (a bmm with out= a column slice of the result runs per node: 2× slower than this cat)
             return torch.cat([torch.bmm(g.transpose(1, 2), xb).reshape(a, c * p), g.sum(1)], 1)

@@ -29,8 +29,6 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..models import softmax_
-
 #: ``(theta [a, d], xb [a, B, ...], yb [a, B], keep [a, B], denom [a], clip) -> [a, d]``
 ClippedMean = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, float], Tensor]
 
@@ -48,7 +46,7 @@ def _logreg(c: int, p: int) -> ClippedMean:
         xb = xb.reshape(a, bsz, p)
         w, b = theta[:, : c * p].view(a, c, p), theta[:, c * p :]
         logits = torch.baddbmm(b.unsqueeze(1), xb, w.transpose(1, 2))
-        r = softmax_(logits)  # the closed form's softmax: bit for bit with the non-DP gradient
+        r = torch.softmax(logits, -1)
         r = r.scatter_add(-1, yb.unsqueeze(-1), torch.full_like(r[..., :1], -1.0))  # [a, B, C]
         if clip != float("inf"):
             sq = (r * r).sum(-1) * ((xb * xb).sum(-1) + 1.0)
