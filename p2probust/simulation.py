@@ -202,7 +202,7 @@ class Loop:
     def on_plan(self, plan: RoundPlan) -> None:
         """One synchronous round: the step function, the flood's extra messages, the observer, the checkpoint."""
         lr = self.schedule(plan.round)
-        self.state, sent = sync_round(self.sim, self.state, plan, lr)
+        self.state, sent = sync_round(self.sim, self.state, plan, lr, donate=True)  # nothing else holds it
         if self.flood > 1 and not self.sim.silent:  # a crashed node floods nothing
             sent += (self.flood - 1) * _byzantine_sends(self.sim, plan)
         done = plan.round + 1

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .profiling import timed
 from .aggregators.coordinatewise import RankMean
 from .attacks.base import AbstractAttack, AttackContext
 from .gossip.mixing import AggregateAndMix
@@ -110,6 +111,7 @@ class Simulation:
             return False
         return self.jit == "on" or jit_rank_mean.worth_compiling(a, m, d)
 
+    @timed("attack")
     def craft(self, params: Tensor, recipients: Tensor, senders: Tensor, slots: Tensor, round: int, idx: Tensor,
               mask: Tensor, weights: Tensor, tolerance: Tensor, sent_at: np.ndarray | None = None,
               cache: dict | None = None) -> Tensor:
