@@ -9,9 +9,9 @@ masked; Byzantine slots are crafted by the attack when read), through the same
 :func:`~p2probust.step.mix_rows` as a synchronous round.
 
 **Working tensors.** The asynchronous engine owns its working ``params``/``momentum`` between
-instants: the local step replaces them (as in a synchronous round), but the rows mixed at an
-instant are written into ``params`` in place, because a copy of ``[n, d]`` per batch of a few
-nodes would cost more than the batch. Nothing else holds that tensor in between (metrics,
+instants: the state it starts from is donated (see :mod:`p2probust.step`), and the rows of a
+local step and the rows mixed at an instant are written into them in place, because a copy of
+``[n, d]`` per batch of a few nodes would cost more than the batch. Nothing else holds that tensor in between (metrics,
 snapshots and the replay history copy what they keep); :meth:`AsyncKernel.state` materialises a
 :class:`~p2probust.state.SimState` (copies) for observers and checkpoints.
 """
@@ -59,7 +59,7 @@ class AsyncKernel:
                  schedule: Callable[[int], float], measure: Callable[..., None], eval_every: int, rounds: int,
                  duration: float, bar: Any):
         self.sim = sim
-        self.params, self.momentum = state.params, state.momentum  # the working tensors (module docstring)
+        self.params, self.momentum = state.params, state.momentum  # the working tensors: ``state`` is donated
         self.buf = InboxBuffer(capacity_idx, self.params.shape[1], self.params.dtype, self.params.device)
         self.dynamic = dynamic
         self.schedule, self.measure, self.bar = schedule, measure, bar
@@ -77,7 +77,7 @@ class AsyncKernel:
         self.round = round
         self.lr = self.schedule(round)
         t = from_numpy(nodes, self.params.device)
-        self.params, self.momentum = local_step(self.sim, self.params, self.momentum, t, self.lr)
+        self.params, self.momentum = local_step(self.sim, self.params, self.momentum, t, self.lr, donate=True)
         self.buf.store(handles, self.params[t])
 
     def aggregate(self, nodes: np.ndarray, dl: Deliveries, now: float) -> None:

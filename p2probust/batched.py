@@ -238,7 +238,7 @@ def _run_batch(runs: list[RunParts], outs: list, overwrite: bool) -> list[Result
 
     def on_plan(plan) -> bool:
         lr = schedule(plan.round)
-        live[0] = sync_round(sim, live[0], plan, lr)[0]
+        live[0] = sync_round(sim, live[0], plan, lr, donate=True)[0]  # observers copy what they keep
         done = plan.round + 1
         evaluate = done % cfg.eval_every == 0 or done == t.rounds or plan.last
         for rep, block in zip(reps, blocks):

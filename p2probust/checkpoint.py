@@ -1,4 +1,4 @@
-"""Checkpoint and resume (issue 15): ``checkpoint_every = K`` writes the state of a synchronous run
+"""Checkpoint and resume (issue 15): ``checkpoint_every = K`` writes the state of a run
 to ``checkpoint.pt`` in its run folder every K rounds; :func:`resume` continues it so that
 ``metrics.csv`` ends up identical, byte for byte, to the file of an uninterrupted run.
 
@@ -18,8 +18,11 @@ unpickled but tensors, strings and numbers). It holds
 
 Everything else (graph, data, partition, initial models, the wiring caches) is rebuilt from the
 config, which is deterministic in the seed; the state above then overwrites what the rebuild drew.
-The asynchronous engine's state (clock processes, in-flight columns, snapshots) is not saved:
-``checkpoint_every`` with ``engine.mode = "async"`` is refused.
+The engine's part is the :attr:`SimState.engine <p2probust.state.SimState>` slot: the synchronous
+engine's (:func:`sync_engine_state`) is written by :class:`Checkpointer`; the asynchronous engine's
+(processes, queue, messages in flight, snapshots, the inbox buffer) by
+:class:`~p2probust.checkpoint_async.AsyncCheckpointer`, which overrides the three engine hooks
+:meth:`Checkpointer.engine_meta`, :meth:`Checkpointer.engine_from` and :meth:`Checkpointer.resume_engine`.
 """
 
 from __future__ import annotations
@@ -86,8 +89,9 @@ def _ours(value: Any) -> bool:
 
 
 class Checkpointer:
-    """Saves and restores the state of one synchronous run: the :class:`~p2probust.state.SimState`
-    the loop hands it, plus what the engine, the rule, the attack and the observer remember."""
+    """Saves and restores the state of one run: the :class:`~p2probust.state.SimState` the loop
+    hands it (its engine slot: the synchronous engine's here), plus what the rule, the attack, the
+    privacy accountant, the sampler, the replay history and the observer remember."""
 
     def __init__(self, cfg, run, sim, engine, churn, observer, history, path: Path | None):
         self.cfg, self.run, self.sim, self.engine = cfg, run, sim, engine
@@ -97,9 +101,13 @@ class Checkpointer:
         """Write the checkpoint of ``state`` when it is due (not after the last round)."""
         every = self.cfg.checkpoint_every
         if self.path is not None and every and state.round % every == 0 and not last:
-            buf = io.BytesIO()
-            torch.save(self.state(self.sim.capture(state, engine=sync_engine_state(self.engine, self.churn))), buf)
-            write_atomic(self.path / FILE, buf.getvalue())
+            self.write(self.sim.capture(state, engine=sync_engine_state(self.engine, self.churn)))
+
+    def write(self, st: SimState) -> None:
+        """Write the checkpoint of a captured state ``st`` atomically into the run folder."""
+        buf = io.BytesIO()
+        torch.save(self.state(st), buf)
+        write_atomic(self.path / FILE, buf.getvalue())
 
     def state(self, st: SimState) -> dict[str, Any]:
         """The file's content for a captured state ``st`` (generator states and engine state filled)."""
@@ -111,8 +119,7 @@ class Checkpointer:
         for key, obj in (("attack", sim.adversary), ("rule", sim.gossip)):
             tensors.update({f"{key}.{p}": v for p, v in object_memory(obj).items() if isinstance(v, Tensor)})
         meta: dict[str, Any] = {
-            "round": st.round, "now": eng["now"], "events": eng["events"], "engine_rng": eng["rng"],
-            "plan": _plan_meta(eng["plan"], tensors),
+            "round": st.round, **self.engine_meta(eng, tensors),
             "attack": _plain(object_memory(sim.adversary)), "rule": _plain(object_memory(sim.gossip)),
             "rows": self.observer.recorder.history, "timing": self.observer.recorder.timing,
             "diverged": self.observer.diverged,
@@ -133,15 +140,14 @@ class Checkpointer:
 
     def restore(self, ckpt: dict[str, Any]) -> SimState:
         """Overwrite the freshly built run's memory with ``ckpt`` (from :func:`load`); the state to continue from."""
-        sim, run, engine, observer = self.sim, self.run, self.engine, self.observer
+        sim, run, observer = self.sim, self.run, self.observer
         tensors, meta = ckpt["tensors"], json.loads(ckpt["meta"])
-        dev = sim.wiring.idx.device  # generator states, churn and plan arrays stay on the CPU
+        dev = sim.wiring.idx.device  # generator states, engine arrays and bookkeeping stay on the CPU
         tensors = {k: v if k.startswith(_CPU_STATE) else v.to(dev) for k, v in tensors.items()}
         churn = None
         if self.churn is not None:
             churn = meta["churn_now"], tensors["churn.up"].numpy(), tensors["churn.next"].numpy()
-        eng = {"now": meta["now"], "events": meta["events"], "rng": meta["engine_rng"], "churn": churn,
-               "plan": _plan_from(meta["plan"], tensors)}
+        eng = {**self.engine_from(meta, tensors), "churn": churn}
         state = SimState(tensors["params"].to(dev), tensors["momentum"].to(dev), meta["round"], meta["now"],
                          rng={"batches": tensors["gen.batches"], "attack": tensors["gen.attack"]}, engine=eng)
         sim.restore(state)
@@ -156,10 +162,26 @@ class Checkpointer:
         if self.history is not None:
             self.history.times = list(meta["history_times"])
             self.history.models = list(tensors["history.models"].unbind(0))
-        resume_sync_engine(engine, self.churn, eng)
+        self.resume_engine(eng)
         observer.diverged = list(meta["diverged"])
         observer.restored = (meta["rows"], meta["timing"])
         return state
+
+    # --- the engine's part (the synchronous engine here; overridden for the asynchronous one) ---
+    def engine_meta(self, eng: dict[str, Any], tensors: dict[str, Tensor]) -> dict[str, Any]:
+        """The file's part of the engine slot ``eng``: JSON scalars returned (``now`` and ``events``
+        among them), arrays added to ``tensors`` (the churn state is written by :meth:`state`)."""
+        return {"now": eng["now"], "events": eng["events"], "engine_rng": eng["rng"],
+                "plan": _plan_meta(eng["plan"], tensors)}
+
+    def engine_from(self, meta: dict[str, Any], tensors: dict[str, Tensor]) -> dict[str, Any]:
+        """The engine slot (less its churn state) back from what :meth:`engine_meta` wrote."""
+        return {"now": meta["now"], "events": meta["events"], "rng": meta["engine_rng"],
+                "plan": _plan_from(meta["plan"], tensors)}
+
+    def resume_engine(self, eng: dict[str, Any]) -> None:
+        """Put the engine slot ``eng`` back into the freshly built engine and churn schedule."""
+        resume_sync_engine(self.engine, self.churn, eng)
 
 
 def sync_engine_state(engine, churn) -> dict[str, Any]:
@@ -167,22 +189,32 @@ def sync_engine_state(engine, churn) -> dict[str, Any]:
     simulated time, its event count, the ``engine`` stream's state, the next round's plan (already
     drawn when a round ends) and the churn processes' state (None without churn)."""
     rng = engine.network.rng.bit_generator.state if engine.network is not None else None
-    churn_state = None if churn is None else (churn.now, churn.up_state.copy(), churn.next_toggle.copy())
     return {"now": float(engine.env.now), "events": engine.events, "rng": rng, "plan": engine.next_plan,
-            "churn": churn_state}
+            "churn": churn_state(churn)}
+
+
+def churn_state(churn) -> tuple | None:
+    """The churn processes' state ``(now, up, next toggle)`` (copies; None without churn)."""
+    return None if churn is None else (churn.now, churn.up_state.copy(), churn.next_toggle.copy())
+
+
+def resume_churn(churn, state: tuple | None) -> None:
+    """Put :func:`churn_state`'s ``state`` back into a freshly built churn schedule."""
+    if state is not None:
+        churn.now, churn.up_state, churn.next_toggle = state
 
 
 def resume_sync_engine(engine, churn, state: dict[str, Any]) -> None:
     """Put :func:`sync_engine_state`'s ``state`` back into a freshly built engine and churn schedule."""
-    if state["churn"] is not None:
-        churn.now, churn.up_state, churn.next_toggle = state["churn"]
+    resume_churn(churn, state["churn"])
     if state["rng"] is not None:
         engine.network.rng.bit_generator.state = state["rng"]
     engine.resume_at(state["plan"], state["now"], state["events"])
 
 
-#: checkpoint entries that stay on the CPU when restored onto another device
-_CPU_STATE = ("gen.", "privacy.generator", "churn.", "plan.")
+#: checkpoint entries that stay on the CPU when restored onto another device (the asynchronous
+#: engine's arrays and the inbox buffer's bookkeeping too; the buffer moves its pool itself)
+_CPU_STATE = ("gen.", "privacy.generator", "churn.", "plan.", "engine.", "inbox.")
 
 
 def _plain(memory: dict[str, Any]) -> dict[str, Any]:

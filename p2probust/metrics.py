@@ -13,14 +13,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .jit import moments as jit_moments
 from .models import ParamSpec
 
 
 def consensus_distance(params: Tensor, honest: Tensor) -> float:
-    """:math:`\\frac1{|H|}\\sum_{i\\in H}\\lVert\\theta_i-\\bar\\theta_H\\rVert^2` for ``params [n, d]``, ``honest [n]``."""
+    """:math:`\\frac1{|H|}\\sum_{i\\in H}\\lVert\\theta_i-\\bar\\theta_H\\rVert^2` for ``params [n, d]``, ``honest [n]``.
+
+    Large calls (at least 2^18 honest values, numba importable, on the CPU) take one compiled pass
+    with no copies (:mod:`p2probust.jit.moments`: same formula, equal to float64 rounding);
+    the others run the torch reference below."""
     rows = torch.nonzero(honest).squeeze(1) if honest.dtype == torch.bool else honest
     if rows.numel() == 0:
         return float("nan")
+    if params.device.type == "cpu" and jit_moments.worth_compiling(rows.numel(), params.shape[1]):
+        return jit_moments.consensus_distance(params, rows)
+    return _consensus_distance_torch(params, rows)
+
+
+def _consensus_distance_torch(params: Tensor, rows: Tensor) -> float:
+    """The reference: the honest rows in float64, shifted, centred, squared and summed."""
     h = params.index_select(0, rows).double()
     h -= h[0].clone()  # shift by one honest model: exact 0 when all agree, less cancellation otherwise
     h -= h.mean(0)

@@ -62,6 +62,24 @@ class InboxBuffer:
         self.cap = max(n, 1)
         self.pool = torch.zeros(self.cap + 1, d, dtype=dtype, device=device)  # on the run's device
 
+    def state(self) -> dict[str, Tensor]:
+        """The buffer as tensors (a checkpoint): the slots' columns and the snapshot rows of every
+        handle (the scratch rows are rewritten before each read: only their number is kept)."""
+        return {"has": self.has, "crafted": self.crafted, "sender": self.sender,
+                "sent_at": torch.from_numpy(self.sent_at), "handle": torch.from_numpy(self.handle),
+                "pool": self.pool[: self.cap], "rows": torch.tensor(self.pool.shape[0], device="cpu")}
+
+    def restore(self, state: dict[str, Tensor]) -> None:
+        """Put back what :meth:`state` returned (into a buffer built for the same ``idx`` and ``d``)."""
+        self.has.copy_(state["has"])
+        self.crafted.copy_(state["crafted"])
+        self.sender.copy_(state["sender"])
+        self.sent_at = state["sent_at"].numpy().copy()
+        self.handle = state["handle"].numpy().copy()
+        self.cap = state["pool"].shape[0]
+        self.pool = torch.zeros(int(state["rows"]), self.pool.shape[1], dtype=self.pool.dtype, device=self.pool.device)
+        self.pool[: self.cap] = state["pool"].to(self.pool.device)
+
     def _resize(self, cap: int, rows: int) -> None:
         """Handle capacity ``cap`` and at least ``rows`` rows in all (handles' rows kept)."""
         if cap == self.cap and rows <= self.pool.shape[0]:

@@ -14,10 +14,12 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from .device import device_record, from_numpy
 from .metrics import consensus_distance
+from .profiling import span, timed
 from .status import Diverged, honest_models_finite
 
 _EVAL_COLUMNS = ("loss", "accuracy", "node_acc_mean", "node_acc_min", "node_acc_max")
@@ -57,7 +59,9 @@ class RunObserver:
         self.diverged: list[int] = []
         self.restored: tuple[list, list] | None = None  #: rows and timings before a checkpoint (resume)
         self.start = time.perf_counter()
+        self._honest_rows = torch.nonzero(run.honest).squeeze(1)
 
+    @timed("metrics")
     def observe(self, params: Tensor, rnd: int, now: float, lr: float | None, evaluate: bool, messages: int,
                 online: np.ndarray | None = None) -> None:
         """Record round ``rnd`` of the models ``params [n, d]`` (``online``: who is up, or None)."""
@@ -65,11 +69,12 @@ class RunObserver:
         alive = honest if online is None else honest & from_numpy(online, honest.device)
         if not bool(alive.any()):
             alive = honest  # nobody honest online: report on all honest nodes
-        theta_bar = params[alive].mean(0)
+        rows = self._honest_rows if online is None else torch.nonzero(alive).squeeze(1)
+        theta_bar = params.index_select(0, rows).mean(0)  # the bits of params[alive].mean(0)
         if self.history is not None:
             self.history.record(now, theta_bar)
         row: dict[str, Any] = {c: None for c in self.columns}
-        cd = consensus_distance(params, alive)
+        cd = consensus_distance(params, rows)
         finite = honest_models_finite(params, alive, cd)
         row.update(round=rnd, time=now, lr=lr, consensus_distance=cd)
         row.update(messages=messages, bytes=messages * self.msg_bytes)
@@ -92,7 +97,8 @@ class RunObserver:
             row["loss_gap"] = run.objective(theta_bar) - loss_star
         if row["loss"] is not None and not math.isfinite(row["loss"]):
             row["loss"] = float("nan")
-        self.recorder.log(row, wall_s=time.perf_counter() - self.start)
+        with span("record"):
+            self.recorder.log(row, wall_s=time.perf_counter() - self.start)
         if self.nodes is not None:
             self.nodes.observe(rnd, now, params, theta_bar, online, evaluate)
         self._show(row)
@@ -101,6 +107,7 @@ class RunObserver:
             if run.cfg.on_diverge == "stop":
                 raise Diverged(rnd)
 
+    @timed("evaluation")
     def _evaluate(self, row: dict[str, Any], params: Tensor, theta_bar: Tensor, alive: Tensor) -> None:
         run = self.run
         row.update(run.evaluator.model_metrics(theta_bar))

@@ -5,7 +5,9 @@ Top to bottom: :func:`~p2probust.state.build` makes the frozen :class:`~p2probus
 :class:`~p2probust.state.SimState`; the engine (synchronous rounds, or the event engine) decides
 who acts when, and its loop calls the step functions of :mod:`p2probust.step`, each returning the
 next state; the :class:`~p2probust.observer.RunObserver` measures and records every logged round,
-and the :class:`~p2probust.checkpoint.Checkpointer` saves states.
+and the :class:`~p2probust.checkpoint.Checkpointer` saves states (an asynchronous run's
+:class:`~p2probust.checkpoint_async.AsyncCheckpointer` between instants, its engine slot holding
+the event engine's and the kernel's state).
 
 Per synchronous round (one simpy event), for the acting nodes A (honest nodes, plus Byzantine
 nodes whose attack follows the protocol, e.g. label flipping):
@@ -29,8 +31,9 @@ from tqdm.auto import tqdm
 
 from .async_kernel import AsyncKernel, StaleModels, make_async_engine, run_async
 from .attacks.base import AbstractAttack
-from .build import default_out_dir, resolved_config  # noqa: F401  (default_out_dir: public here too)
+from .build import default_out_dir, resolved_config
 from .checkpoint import Checkpointer
+from .checkpoint_async import AsyncCheckpointer
 from .config import RunConfig
 from .device import to_numpy
 from .engine import ChurnSchedule, ComputeModel, EdgeSampler, LinkModel, RoundPlan, RoundTiming, SyncEngine, SyncNetwork
@@ -46,6 +49,8 @@ from .status import Diverged, failure_fields
 from .step import sync_round
 
 log = logging.getLogger("p2probust")
+
+__all__ = ["Loop", "Result", "default_out_dir", "simulate"]  # default_out_dir: public here too
 
 
 def simulate(
@@ -120,7 +125,8 @@ def simulate(
     loop = Loop(cfg, sim, state, engine, observer, bar, specs)
     run_dir = RunDir(out_dir, overwrite=overwrite, resume=_resume is not None) if out_dir is not None else None
     if cfg.checkpoint_every:
-        loop.ckpt = Checkpointer(cfg, run, sim, engine, churn, observer, history, out_dir)
+        saver = AsyncCheckpointer if cfg.engine.mode == "async" else Checkpointer
+        loop.ckpt = saver(cfg, run, sim, engine, churn, observer, history, out_dir)
     if _resume is not None:
         loop.state = loop.ckpt.restore(_resume)
         bar.update(observer.restored[0][-1]["round"])
@@ -189,13 +195,15 @@ class Loop:
         self.ak = AsyncKernel(self.sim, self.state, self.sim.wiring.idx.new_tensor(engine.s.idx),
                               dynamic=engine.s.dynamics is not None, schedule=self.schedule, measure=self.measure,
                               eval_every=cfg.eval_every, rounds=cfg.train.rounds, duration=cfg.engine.duration, bar=self.bar)
+        if self.ckpt is not None:  # an AsyncCheckpointer: restores the kernel's part, writes between instants
+            self.ckpt.attach(self.ak, self.state)
         self.state = run_async(engine, self.ak, cfg)
         self.ak = None
 
     def on_plan(self, plan: RoundPlan) -> None:
         """One synchronous round: the step function, the flood's extra messages, the observer, the checkpoint."""
         lr = self.schedule(plan.round)
-        self.state, sent = sync_round(self.sim, self.state, plan, lr)
+        self.state, sent = sync_round(self.sim, self.state, plan, lr, donate=True)  # nothing else holds it
         if self.flood > 1 and not self.sim.silent:  # a crashed node floods nothing
             sent += (self.flood - 1) * _byzantine_sends(self.sim, plan)
         done = plan.round + 1

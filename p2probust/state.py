@@ -18,8 +18,10 @@ when an observer or a checkpoint asks for it. Rule and attack objects keep their
 **The engine's slot.** ``SimState.engine`` is opaque to the step functions and to
 :class:`Simulation`: whoever captures a state for a checkpoint puts the engine's state there
 (the synchronous engine's is :func:`~p2probust.checkpoint.sync_engine_state`: clock, event count,
-``engine`` stream, next round's plan, churn; an asynchronous engine's is its own value) and hands
-it back to the engine on resume. The step functions return states with ``engine = None``.
+``engine`` stream, next round's plan, churn; the asynchronous engine's is
+:func:`~p2probust.checkpoint_async.async_engine_state`: the event engine's state as data, churn, and
+the :class:`~p2probust.async_kernel.AsyncKernel`'s inbox buffer and scalars) and hands it back to
+the engine (and kernel) on resume. The step functions return states with ``engine = None``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .profiling import timed
 from .aggregators.coordinatewise import RankMean
 from .attacks.base import AbstractAttack, AttackContext
 from .gossip.mixing import AggregateAndMix
@@ -108,6 +111,7 @@ class Simulation:
             return False
         return self.jit == "on" or jit_rank_mean.worth_compiling(a, m, d)
 
+    @timed("attack")
     def craft(self, params: Tensor, recipients: Tensor, senders: Tensor, slots: Tensor, round: int, idx: Tensor,
               mask: Tensor, weights: Tensor, tolerance: Tensor, sent_at: np.ndarray | None = None,
               cache: dict | None = None) -> Tensor:

@@ -2,8 +2,12 @@ r"""The step functions: one synchronous round, a local step, the attack, and the
 
 Each takes the frozen :class:`~p2probust.state.Simulation` (the run's wiring) and tensors or a
 :class:`~p2probust.state.SimState`, and returns new tensors: params and momentum are replaced,
-never mutated (the one documented exception is the asynchronous engine's working tensor, see
-:mod:`p2probust.async_kernel`).
+never mutated, unless the caller *donates* them (``donate=True``, as ``jax.jit``'s
+``donate_argnums``): then the rows are written into the given tensors, which the caller must not
+use again. ``simulate``'s loop donates every state it advances (nothing else holds it: observers,
+snapshots, histories and checkpoints copy what they keep), which saves two ``[n, d]`` copies per
+round (260 MB each at n = 100,000) and gives the same bits; the asynchronous engine writes into its
+own working tensors the same way (see :mod:`p2probust.async_kernel`).
 
 * :func:`sync_round` — ``(state, plan, lr) -> (state, messages)``: local step, gather, attack,
   rule over every acting node in batched calls. Its plain path is, operation for operation, the
@@ -37,6 +41,7 @@ from torch import Tensor
 from .device import from_numpy
 from .engine.sync import RoundPlan
 from .jit import rank_mean as jit_rank_mean
+from .profiling import timed
 from . import shared_inbox
 
 #: bytes of inbox per block of recipients in :func:`mix_rows`: small enough for the block's
@@ -45,10 +50,12 @@ from . import shared_inbox
 BLOCK_BYTES = 4 << 20
 
 
-def local_step(sim: Any, params: Tensor, momentum: Tensor, nodes: Tensor, lr: float) -> tuple[Tensor, Tensor]:
-    """``local_steps`` batched SGD steps of ``nodes``: new ``(params, momentum)``."""
+def local_step(sim: Any, params: Tensor, momentum: Tensor, nodes: Tensor, lr: float,
+               donate: bool = False) -> tuple[Tensor, Tensor]:
+    """``local_steps`` batched SGD steps of ``nodes``: new ``(params, momentum)`` (``donate``: the
+    rows written into the given tensors, see the module docstring)."""
     for _ in range(sim.local_steps):
-        params, momentum = sim.trainer.step(params, momentum, nodes, lr, sim.beta, sim.gen_batches)
+        params, momentum = sim.trainer.step(params, momentum, nodes, lr, sim.beta, sim.gen_batches, inplace=donate)
     return params, momentum
 
 
@@ -92,6 +99,7 @@ class Inbox:
             yield s, e, inbox
 
 
+@timed("gather + rule")
 def mix_rows(sim: Any, params: Tensor, nodes: Tensor, inbox: Inbox, mask: Tensor, weights: Tensor, f: Tensor,
              cache: dict | None = None, block_bytes: int | None = BLOCK_BYTES) -> Tensor:
     """The gossip rule of ``nodes [a]``: their new rows ``[a, d]``, given their inboxes.
@@ -152,11 +160,12 @@ class RoundView:
         return cls(w, actors, idx, mask, w.weights[actors], w.tolerance(actors, mask), rows, slots, delivered, None)
 
 
-def sync_round(sim: Any, state: Any, plan: RoundPlan, lr: float) -> tuple[Any, int]:
+def sync_round(sim: Any, state: Any, plan: RoundPlan, lr: float, *, donate: bool = False) -> tuple[Any, int]:
     """Round ``plan.round`` from ``state``: the next state (round ``plan.round + 1`` at time
-    ``plan.end``) and the number of messages sent."""
+    ``plan.end``) and the number of messages sent. ``donate``: ``state``'s tensors may be written
+    in place (same bits; the caller never uses ``state`` again)."""
     view = RoundView.of(sim, plan)
-    params, momentum, update = _step_phase(sim, state.params, state.momentum, view.actors, lr)
+    params, momentum, update = _step_phase(sim, state.params, state.momentum, view.actors, lr, donate)
     plain = view.cache is not None and plan.src is None and sim.replay is None
     groups = shared_inbox.detect_once(sim) if plain else None
     if groups:  # aggregate once per distinct inbox (same bits), or the server's one aggregation
@@ -170,7 +179,7 @@ def sync_round(sim: Any, state: Any, plan: RoundPlan, lr: float) -> tuple[Any, i
                                 w.idx, view.delivered, w.weights, w.f, sent_at, view.cache if plain else None)
         inbox = Inbox(view.idx, view.rows, view.slots, crafted)
         new = mix_rows(sim, params, view.actors, inbox, view.mask, view.weights, view.f, view.cache if plain else None)
-        params = params.index_copy(0, view.actors, new)
+        params = params.index_copy_(0, view.actors, new) if donate else params.index_copy(0, view.actors, new)
     if update is not None:
         params = params.index_add(0, view.actors, update)
     sent = groups.messages(sim) if groups and groups.server else _messages(view.wiring, plan.online, plain)
@@ -186,11 +195,12 @@ def _messages(wiring: Any, online: np.ndarray | None, plain: bool) -> int:
     return wiring.cache["messages"]
 
 
-def _step_phase(sim: Any, params: Tensor, momentum: Tensor, nodes: Tensor, lr: float):
+def _step_phase(sim: Any, params: Tensor, momentum: Tensor, nodes: Tensor, lr: float, donate: bool):
     """The local-step phase of a round: ``(params, momentum, update)``. ``step-then-gossip``: the
     stepped models, update None; ``gossip-then-step``: the pre-gossip models and the update
-    ``[a, d]`` that the round adds to the rule's output."""
-    stepped, momentum = local_step(sim, params, momentum, nodes, lr)
+    ``[a, d]`` that the round adds to the rule's output (the pre-gossip models are kept, so the
+    step itself is never donated)."""
+    stepped, momentum = local_step(sim, params, momentum, nodes, lr, donate and sim.order == "step-then-gossip")
     if sim.order == "step-then-gossip":
         return stepped, momentum, None
     return params, momentum, stepped.index_select(0, nodes) - params.index_select(0, nodes)

@@ -37,6 +37,21 @@ def _interrupted_copy(src, dst):
     return dst
 
 
+def interrupt_and_resume(cfg, tmp_path, every=4):
+    """Run ``cfg`` uninterrupted (``ref``) and with checkpoints (``a``), resume a copy of ``a`` cut
+    back to its last checkpoint (``b``); check both metrics.csv against ``ref`` byte for byte and
+    the final models; return ``(reference, resumed, b)``."""
+    reference = pr.simulate(cfg, out=tmp_path / "ref")
+    pr.simulate(cfg.replace(checkpoint_every=every), out=tmp_path / "a")
+    assert filecmp.cmp(tmp_path / "ref" / "metrics.csv", tmp_path / "a" / "metrics.csv", shallow=False)
+    b = _interrupted_copy(tmp_path / "a", tmp_path / "b")
+    resumed = pr.resume(b)
+    assert filecmp.cmp(tmp_path / "ref" / "metrics.csv", b / "metrics.csv", shallow=False)
+    assert torch.equal(resumed.params, reference.params)
+    assert resumed.summary["status"] == "completed" and resumed.summary["best"] == reference.summary["best"]
+    return reference, resumed, b
+
+
 @pytest.mark.parametrize("extra", [
     {},
     {"engine.latency": "lognormal:mean=0.05,sigma=0.5", "engine.drop": 0.1, "engine.churn": "up=5,down=1",
@@ -45,15 +60,7 @@ def _interrupted_copy(src, dst):
      "privacy.clip": 1.0, "privacy.noise_multiplier": 1.0, "train.sampling": "uniform"},
 ], ids=["memory", "random-network", "dynamics-replay-dp"])
 def test_resumed_run_writes_the_uninterrupted_metrics(tmp_path, extra):
-    cfg = pr.RunConfig().replace(**{**MEMORY, **extra})
-    reference = pr.simulate(cfg, out=tmp_path / "ref")
-    pr.simulate(cfg.replace(checkpoint_every=4), out=tmp_path / "a")
-    assert filecmp.cmp(tmp_path / "ref" / "metrics.csv", tmp_path / "a" / "metrics.csv", shallow=False)
-    b = _interrupted_copy(tmp_path / "a", tmp_path / "b")
-    resumed = pr.resume(b)
-    assert filecmp.cmp(tmp_path / "ref" / "metrics.csv", b / "metrics.csv", shallow=False)
-    assert torch.equal(resumed.params, reference.params)
-    assert resumed.summary["status"] == "completed" and resumed.summary["best"] == reference.summary["best"]
+    _, _, b = interrupt_and_resume(pr.RunConfig().replace(**{**MEMORY, **extra}), tmp_path)
     timing = (b / "timing.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in timing] == ["round", *map(str, range(12))]
 
@@ -95,8 +102,14 @@ def _walk(obj, path):
 
 @pytest.mark.slow
 def test_run_killed_by_sigkill_after_a_checkpoint_resumes_identically(tmp_path):
+    kill_after_checkpoint_and_resume(["--rounds", "200", "--eval-every", "25", "--momentum", "0.9", "--attack", "mimic"],
+                                     tmp_path)
+
+
+def kill_after_checkpoint_and_resume(flags, tmp_path):
+    """``p2probust run FLAGS --checkpoint-every 25`` killed by SIGKILL once its checkpoint exists,
+    then ``--resume``: metrics.csv is that of the uninterrupted run, byte for byte."""
     out = tmp_path / "r"
-    flags = ["--rounds", "200", "--eval-every", "25", "--momentum", "0.9", "--attack", "mimic"]
     proc = subprocess.Popen([sys.executable, "-m", "p2probust.cli", "run", *flags, "--checkpoint-every", "25",
                              "-q", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
@@ -161,9 +174,8 @@ def test_resume_refuses_a_checkpoint_of_another_version(checkpointed, tmp_path):
     _fails(["--resume", str(b)], "not a readable p2probust checkpoint")
 
 
-def test_resume_refuses_other_flags_and_async_checkpoints(checkpointed, tmp_path):
+def test_resume_refuses_other_flags_and_bad_checkpoint_periods(checkpointed, tmp_path):
     _fails(["--resume", str(checkpointed), "--rounds", "3"], "no other run flags")
-    _fails(["--checkpoint-every", "2", "--mode", "async", "--out", str(tmp_path / "x")], "checkpoint_every", "async")
     _fails(["--checkpoint-every", "-1", "--out", str(tmp_path / "y")], "checkpoint_every", ">= 0")
 
 

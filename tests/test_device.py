@@ -240,13 +240,15 @@ def test_numpy_crossings_keep_values_and_land_on_the_device():
     assert np.array_equal(to_numpy(t), arr)
 
 
-def test_a_resumed_run_restores_onto_the_runs_device(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"engine.mode": "async", "engine.clock": "poisson:rate=100",
+                                       "engine.drop": 0.2, "engine.churn": "up=0.05,down=0.02"}], ids=["sync", "async"])
+def test_a_resumed_run_restores_onto_the_runs_device(tmp_path, extra):
     """Checkpoint tensors are CPU copies; restoring moves them to the run's device (here the CPU;
     written and resumed under a meta default device, so that a tensor left on the default device
-    would fail)."""
+    would fail); the asynchronous engine's arrays and inbox bookkeeping stay on the CPU."""
     cfg = pr.RunConfig().replace(**{**SMALL, "train.rounds": 6, "train.momentum": 0.9, "attack.name": "mimic",
                                     "topology.params": {"degree": 6}, "byzantine.count": 1,
-                                    "rule.name": "bucketing+trimmed-mean", "train.sampling": "epoch"})
+                                    "rule.name": "bucketing+trimmed-mean", "train.sampling": "epoch", **extra})
     reference = pr.simulate(cfg, out=tmp_path / "ref")
     _under_meta_default(lambda: pr.simulate(cfg.replace(checkpoint_every=3), out=tmp_path / "a"))
     ckpt = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
@@ -265,6 +267,7 @@ ROUND_PATH = ("state.py", "step.py", "wiring.py", "simulation.py", "batched.py",
               "aggregators", "attacks", "privacy")
 CPU_ON_PURPOSE = {
     "async_kernel.py": 1,  # indices into the inbox buffer's CPU bookkeeping (has, crafted, sender)
+    "network_state.py": 2,  # the inbox buffer's checkpoint arrays (sent_at, handle): CPU bookkeeping
     "metrics.py": 2,  # the evaluation sample, drawn during the CPU set-up and moved by assemble
     "attacks/spectral.py": 2,  # the Fiedler vector (scipy), moved by SpectralHeterogeneity.direction
 }
@@ -279,3 +282,24 @@ def test_the_round_path_crosses_from_numpy_through_the_device_helper():
     found = {name: count for name, count in found.items() if count}
     assert found == CPU_ON_PURPOSE, ("use p2probust.device.from_numpy(array, device) on the round path, so that the "
                                      "tensor lands on the run's device")
+
+
+def test_the_inbox_buffer_keeps_bookkeeping_on_the_cpu_and_restores_its_pool_onto_its_device():
+    """``meta`` stands in for a GPU: the buffer's pool (and a restored pool) is on the buffer's
+    device, its bookkeeping (has, crafted, sender) on the CPU, where the engine writes it."""
+    import numpy as np
+
+    from p2probust.network_state import InboxBuffer
+
+    idx = torch.tensor([[1, 2], [0, 2], [0, 1]])
+    src = InboxBuffer(idx, 4, torch.float32)
+    src.store(np.array([0, 1]), torch.arange(8, dtype=torch.float32).reshape(2, 4))
+    src.deliver(np.array([0, 1]), np.array([1, 0]), np.array([2, 0]), np.array([0.5, 0.25]), np.array([1, -1]))
+    saved = src.state()
+    assert {k for k, v in saved.items() if v.device.type != "cpu"} == set()
+    dst = InboxBuffer(idx, 4, torch.float32, device="meta")
+    assert {x.device.type for x in (dst.has, dst.crafted, dst.sender)} == {"cpu"} and dst.pool.device.type == "meta"
+    dst.restore(saved)
+    assert dst.pool.device.type == "meta" and tuple(dst.pool.shape) == tuple(src.pool.shape)
+    assert torch.equal(dst.has, src.has) and torch.equal(dst.crafted, src.crafted) and torch.equal(dst.sender, src.sender)
+    assert np.array_equal(dst.handle, src.handle) and np.array_equal(dst.sent_at, src.sent_at)

@@ -54,9 +54,9 @@ class RunConfig:
         "stop", "when an honest model becomes NaN/inf: stop the run (status diverged, exit 3) or continue")
     #: memory the run may use: "auto" (what the machine has available), a size ("8GB") or "inf"
     max_memory: str = option("auto", "refuse runs estimated above this: auto (available memory), a size (8GB) or inf")
-    #: write the run's state to checkpoint.pt in its folder every this many rounds (0: never; sync runs)
+    #: write the run's state to checkpoint.pt in its folder every this many rounds (0: never)
     checkpoint_every: int = option(
-        0, "write the run's state to checkpoint.pt every this many rounds (0: never; sync runs), for --resume")
+        0, "write the run's state to checkpoint.pt every this many rounds (0: never), for --resume")
 
     def __post_init__(self) -> None:
         if isinstance(self.out, os.PathLike):
@@ -82,8 +82,6 @@ class RunConfig:
         _require(self.eval_nodes >= 0, "eval_nodes", self.eval_nodes, "an integer >= 0 (0: every honest node)")
         _require(self.eval_points >= 0, "eval_points", self.eval_points, "an integer >= 0 (0: every test point)")
         _require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "an integer >= 0 (0: no checkpoints)")
-        _require(not (self.checkpoint_every and self.engine.mode == "async"), "checkpoint_every", self.checkpoint_every,
-                 "0 with engine.mode 'async' (the event engine's state is not checkpointed; use engine.mode 'sync')")
         _require(not (self.checkpoint_every and self.record.every), "checkpoint_every", self.checkpoint_every,
                  "0 with per-node recording ([record] nodes; nodes.npz is not checkpointed)")
 

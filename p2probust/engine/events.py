@@ -35,6 +35,11 @@ event order, as before; at a compute flush, the senders in increasing node order
 message's delay, then every message's drop draw (the per-message engine drew delay then drop
 per sender, so runs with random latency *and* drops draw in a new order; every other run draws
 the same numbers). Epidemic push draws a sender's peers, delays and drops sender by sender.
+
+State as data (checkpoints): a node's process keeps its phase and wake-up time in arrays
+(:mod:`~p2probust.engine.node_process`), and ``on_idle(round)`` is called once the instant in which
+a round ended is over; :mod:`~p2probust.engine.events_state` saves the engine there and rebuilds an
+engine that continues from it.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import simpy
 from .churn import ChurnSchedule
 from .dynamics import EdgeSampler
 from .inflight import Deliveries, Handles, InFlight, latest_per_slot, reverse_slots
+from .node_process import WAKE, NodeProcess
 from .specs import ClockSpec, TimingAttackSpec
 from .timing import ComputeModel, LinkModel
 
@@ -85,7 +91,7 @@ class AsyncSetup:
     tick: float = 0.0
 
 
-class AsyncEngine:
+class AsyncEngine(NodeProcess):
     """Run asynchronous gossip until ``rounds`` node-rounds per counted node, or ``duration`` seconds."""
 
     def __init__(self, setup: AsyncSetup, rounds: int, *, duration: float = 0.0):
@@ -121,67 +127,40 @@ class AsyncEngine:
         self.stopped = False
         self.kernel: Any = None
         self._counted_total = max(int(setup.counted.sum()), 1)
+        self._phase = np.full(self.n, WAKE, dtype=np.int64)
+        self._wake = np.zeros(self.n)  # each node's next wake-up time
+        self._procs: list[simpy.Process | None] = []
+        self._churn_proc: simpy.Process | None = None
+        self.resumed = False  # set by events_state.restore: the processes exist already
+        self.stepping = False  # within an event (its instant is not over)
+        self.on_idle: Any = None  # called with the round between instants after a round ends (checkpoints)
 
     @property
     def in_flight(self) -> int:
         """Messages sent and not yet arrived."""
         return len(self._flight)
 
-    # --- processes --------------------------------------------------------------------------
-    def _gap(self, first: bool) -> float:
-        c = self.s.clock
-        if c.kind == "poisson":
-            return float(self.s.rng.exponential(1.0 / c.rate))
-        if c.kind == "periodic" and c.period > 0:
-            if first:
-                return float(c.period * c.jitter * self.s.rng.random()) if c.jitter else 0.0
-            return c.period * (1 + c.jitter * (2 * self.s.rng.random() - 1)) if c.jitter else c.period
-        return 0.0
-
-    def _compute_time(self, i: int) -> float:
-        if self._const_compute is not None:
-            return float(self._const_compute[i])
-        return float(self.s.compute.draw(self.s.rng, np.array([i]))[0])
-
-    def _node(self, i: int):
-        env, s = self.env, self.s
-        wake = env.now + self._gap(True)
-        while True:
-            if wake > env.now:
-                yield env.timeout(wake - env.now)
-            if not self.online[i]:
-                wait = s.churn.next_change() - env.now if s.churn is not None else math.inf
-                if not math.isfinite(wait):
-                    return
-                yield env.timeout(max(wait, 0.0))
-                wake = env.now
-                continue
-            c = self._compute_time(i)
-            if s.tick > 0:
-                c = math.ceil((env.now + c) / s.tick - 1e-9) * s.tick - env.now
-            yield env.timeout(c)
-            if not self.online[i]:
-                continue
-            self._finish_compute(i)
-            if self._wait and s.trains[i]:
-                done = self._done_events[i] = env.event()
-                yield done
-            wake = wake + self._gap(False)
-            if wake < env.now:
-                wake = env.now
-
-    def _churn(self):
+    # --- processes (the node process: engine/node_process.py) --------------------------------
+    def _churn(self, pending: simpy.Event | None = None):
+        """The churn process: at every change of the schedule, settle the messages arrived before
+        it, then switch nodes on and off. ``pending``: resume waiting for that event."""
         churn = self.s.churn
+        if pending is not None:
+            yield pending
+            self._churn_change()
         while True:
             t = churn.next_change()
             if not math.isfinite(t):
                 return
             yield self.env.timeout(t - self.env.now)
-            # simpy's tie order: a message arriving exactly now was processed before this change
-            # if it was sent before the timeout of this change was scheduled
-            self._settle(self.env.now, strict=True, sent_before=self._last_change)
-            self._last_change = self.env.now
-            self.online = churn.advance(self.env.now)
+            self._churn_change()
+
+    def _churn_change(self) -> None:
+        # simpy's tie order: a message arriving exactly now was processed before this change
+        # if it was sent before the timeout of this change was scheduled
+        self._settle(self.env.now, strict=True, sent_before=self._last_change)
+        self._last_change = self.env.now
+        self.online = self.s.churn.advance(self.env.now)
 
     def _at(self, t: float, priority: int, fn) -> None:
         """Call ``fn`` at simulated time ``t`` exactly (``now + (t − now)`` may round elsewhere)."""
@@ -374,18 +353,37 @@ class AsyncEngine:
             if done is not None:
                 done.succeed()
 
+    # --- state (checkpoints) ------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, scalars)``: this engine's state between two instants (see :mod:`.events_state`)."""
+        from .events_state import engine_state
+
+        return engine_state(self)
+
+    def restore(self, arrays: dict[str, np.ndarray], scalars: dict[str, Any]) -> None:
+        """Continue from :meth:`state`'s result (a freshly built engine with the same setup, before :meth:`run`)."""
+        from .events_state import restore_engine
+
+        restore_engine(self, arrays, scalars)
+
     # --- run --------------------------------------------------------------------------------
     def run(self, kernel: Any) -> float:
         """Run with ``kernel`` (``compute``, ``aggregate``, ``progress``); return the final time."""
         self.kernel = kernel
-        for i in range(self.n):
-            self.env.process(self._node(i))
-        if self.s.churn is not None:
-            self.env.process(self._churn())
+        if not self.resumed:
+            self._procs = [self.env.process(self._node(i)) for i in range(self.n)]
+            if self.s.churn is not None:
+                self._churn_proc = self.env.process(self._churn())
         limit = self.duration if self.duration else math.inf
+        idle_round = self.round
         while not self.stopped and self.env.peek() <= limit:
+            self.stepping = True
             self.env.step()
+            self.stepping = False
             self.events += 1
+            if self.round != idle_round and self.on_idle is not None and not self.stopped and self.env.peek() > self.env.now:
+                idle_round = self.round  # between instants: nothing of this instant is left to do
+                self.on_idle(self.round)
         if self.duration and not self.stopped and self.env.now < self.duration:
             self.env.run(until=self.duration)  # advance the clock to the limit (no event there is processed)
         return float(self.env.now)

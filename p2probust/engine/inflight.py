@@ -97,6 +97,17 @@ class InFlight:
             self._arrive, self._msgs = [arrive[~due]], [msgs.take(~due)]
         return out
 
+    def state(self) -> tuple[np.ndarray, Deliveries]:
+        """Every message in flight: ``(arrive, columns)`` in send order (a checkpoint)."""
+        if not self._arrive:
+            return np.zeros(0), Deliveries.concat([])
+        return self._merged()
+
+    def restore(self, arrive: np.ndarray, msgs: Deliveries) -> None:
+        """Put back what :meth:`state` returned."""
+        self._arrive, self._msgs = [], []
+        self.push(arrive, msgs)
+
     def first(self, wanted: np.ndarray) -> float:
         """Earliest arrival among the messages whose recipient is flagged in ``wanted [n]`` (inf: none)."""
         if not self._arrive:
@@ -143,6 +154,14 @@ class Handles:
 
     def _count(self, carried: np.ndarray) -> np.ndarray:
         return np.bincount(carried[carried >= 0], minlength=self.refs.size)
+
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(refs, live)``: the reference count and the in-use flag of every handle (a checkpoint)."""
+        return self.refs.copy(), self._live.copy()
+
+    def restore(self, refs: np.ndarray, live: np.ndarray) -> None:
+        """Put back what :meth:`state` returned (the free list is the handles not live)."""
+        self.refs, self._live = np.array(refs, dtype=np.int64), np.array(live, dtype=bool)
 
     @property
     def in_use(self) -> int:
