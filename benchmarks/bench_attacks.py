@@ -28,16 +28,16 @@ from p2probust import registry
 from p2probust.aggregators import TrimmedMean
 from p2probust.attacks import AttackContext
 from p2probust.gossip import AggregateAndMix
-from p2probust.topology import NeighborTable, place_byzantine
+from p2probust.topology import NeighbourTable, place_byzantine
 from p2probust.wiring import Wiring, tolerance_cap
 
 
 def setup(n: int, d: int, degree: int, device: str = "cpu"):
     G = nx.random_regular_graph(degree, n, seed=0)
     byz = place_byzantine(G, n // 10, "random", seed=0)
-    table = NeighborTable.from_graph(G)
+    table = NeighbourTable.from_graph(G)
     f = table.byzantine_counts(byz)
-    table = NeighborTable(*(t.to(device) for t in (table.idx, table.mask, table.weights, table.self_weight, table.degree)))
+    table = NeighbourTable(*(t.to(device) for t in (table.idx, table.mask, table.weights, table.self_weight, table.degree)))
     params = torch.randn(n, d, generator=torch.Generator().manual_seed(0)).to(device)
     rule = AggregateAndMix(TrimmedMean(), alpha=1.0)
     byz, f = byz.to(device), f.to(device)

@@ -4,7 +4,7 @@
 >>> result = pr.simulate(pr.RunConfig(), rounds=5)   # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 import os as _os
 
@@ -93,11 +93,9 @@ from .checkpoint import resume  # noqa: E402
 from .batched import batch_blocker, simulate_seeds  # noqa: E402
 
 
-def __getattr__(name: str):
-    """Old public names (``CentredClipping``): the renamed class, with one ``FutureWarning``."""
-    if name in aggregators.RENAMED:
-        return aggregators.renamed(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from .renames import module_getattr as _module_getattr  # noqa: E402
+
+__getattr__ = _module_getattr(__name__, ("p2probust.aggregators",))  #: old public names (deprecated): p2probust.renames
 
 
 __all__ = [

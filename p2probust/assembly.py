@@ -30,7 +30,7 @@ from .metrics import Evaluator, evaluation_sample, honest_objective
 from .models import ParamSpec, init_stacked
 from .privacy.setup import privacy_from_config
 from .rng import torch_stream
-from .topology import NeighborTable
+from .topology import NeighbourTable
 from .wiring import configured_tolerance
 
 log = logging.getLogger("p2probust")
@@ -41,7 +41,7 @@ class RunParts:
     """One run's wired pieces (node state not yet advanced).
 
     ``G`` the graph (``n`` nodes), ``is_byz``/``honest`` ``[n]`` masks, ``table`` its
-    :class:`~p2probust.topology.NeighborTable`, ``part_table``/``lengths`` the padded partition,
+    :class:`~p2probust.topology.NeighbourTable`, ``part_table``/``lengths`` the padded partition,
     ``params``/``momentum`` ``[n, d]``, ``gossip`` the rule bound to ``table``, ``f`` ``[n]`` the
     tolerance of each node's rule, ``actors`` the nodes that run the protocol, ``evaluator`` with
     ``eval_rows`` (the honest nodes whose accuracy is measured; None: all), ``optimum`` and
@@ -52,7 +52,7 @@ class RunParts:
     G: nx.Graph
     is_byz: Tensor
     report: Any
-    table: NeighborTable
+    table: NeighbourTable
     task: Any
     parts: list
     part_table: Tensor
@@ -126,7 +126,7 @@ def _setup(cfg: RunConfig, graph: nx.Graph | None, task: Any):
     G, is_byz, report = place(cfg, graph)
     for line in report.lines():
         (log.warning if line.lower().startswith("warning") else log.info)(line)
-    table = NeighborTable.from_graph(G, weights=cfg.topology.weights)
+    table = NeighbourTable.from_graph(G, weights=cfg.topology.weights)
     task = task if task is not None else build_task(cfg)  # a given task may already be on the device
     parts, part_table, lengths = build_partition(cfg, task, ~is_byz)
     estimate_run(cfg, task, table).check(cfg.max_memory)
@@ -136,7 +136,7 @@ def _setup(cfg: RunConfig, graph: nx.Graph | None, task: Any):
     return G, is_byz, report, table, task, parts, part_table, lengths, task.make_model(), params
 
 
-def _rule_and_attack(cfg: RunConfig, table: NeighborTable, is_byz: Tensor, rule: Any, attack: Any):
+def _rule_and_attack(cfg: RunConfig, table: NeighbourTable, is_byz: Tensor, rule: Any, attack: Any):
     """The rule bound to the graph, the tolerance ``f [n]`` of each node's rule, and the attack."""
     gossip = as_rule(rule, alpha=cfg.rule.alpha) if rule is not None else make_rule(
         cfg.rule.name, alpha=cfg.rule.alpha, **dict(cfg.rule.params)

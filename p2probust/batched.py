@@ -52,7 +52,7 @@ from .signals import stop_on_signals
 from .state import Simulation, checked
 from .step import sync_round
 from .status import Diverged, failure_fields
-from .topology import NeighborTable
+from .topology import NeighbourTable
 from .wiring import Wiring, tolerance_cap
 
 
@@ -179,13 +179,13 @@ def simulate_seeds(configs: Sequence[RunConfig], outs: Sequence[str | Path | Non
     return results  # type: ignore[return-value]
 
 
-def _join(runs: list[RunParts]) -> tuple[list[int], NeighborTable, Tensor]:
+def _join(runs: list[RunParts]) -> tuple[list[int], NeighbourTable, Tensor]:
     """Node offsets, the block-diagonal neighbour table and the joined Byzantine mask."""
     offsets = [0]
     for run in runs:
         offsets.append(offsets[-1] + run.n)
     t = [run.table for run in runs]
-    table = NeighborTable(
+    table = NeighbourTable(
         idx=torch.cat([tab.idx + off for tab, off in zip(t, offsets)]), mask=torch.cat([tab.mask for tab in t]),
         weights=torch.cat([tab.weights for tab in t]), self_weight=torch.cat([tab.self_weight for tab in t]),
         degree=torch.cat([tab.degree for tab in t]),
@@ -193,7 +193,7 @@ def _join(runs: list[RunParts]) -> tuple[list[int], NeighborTable, Tensor]:
     return offsets, table, torch.cat([run.is_byz for run in runs])
 
 
-def _simulation(runs: list[RunParts], offsets: list[int], table: NeighborTable, is_byz: Tensor) -> ReplicaSimulation:
+def _simulation(runs: list[RunParts], offsets: list[int], table: NeighbourTable, is_byz: Tensor) -> ReplicaSimulation:
     cfg, first = runs[0].cfg, runs[0]
     t = cfg.train
     samplers = [BatchSampler(run.part_table, run.lengths, t.batch_size, t.sampling) for run in runs]

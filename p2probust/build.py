@@ -11,7 +11,8 @@ from typing import Any
 import networkx as nx
 import torch
 
-from . import __version__, registry
+from . import registry
+from ._version import __version__
 from .config import DEFAULT_NODES, RunConfig
 from .memory import estimate
 from .rng import numpy_stream

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import __version__
+from ._version import __version__
 from .rundir import write_atomic
 from .state import SimState
 

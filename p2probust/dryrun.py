@@ -11,7 +11,7 @@ from typing import Any
 
 from .config import RunConfig
 from .memory import available_bytes, estimate_run, human, parse_size
-from .topology import NeighborTable
+from .topology import NeighbourTable
 
 
 def describe_run(cfg: RunConfig) -> list[str]:
@@ -20,7 +20,7 @@ def describe_run(cfg: RunConfig) -> list[str]:
     from .data.setup import build_task
 
     G, is_byz, report = place(cfg)
-    table = NeighborTable.from_graph(G, weights=cfg.topology.weights)
+    table = NeighbourTable.from_graph(G, weights=cfg.topology.weights)
     task = build_task(cfg)
     memory = estimate_run(cfg, task, table)
     degrees = table.degree.float()

@@ -99,7 +99,7 @@ class Wiring:
     @classmethod
     def of_table(cls, table: Any, is_byz: Tensor, f: Tensor, actors: Tensor, *, oracle: bool = True,
                  silent: bool = False, cap: Callable[[Tensor], Tensor] | None = None) -> "Wiring":
-        """The static wiring of a :class:`~p2probust.topology.NeighborTable`."""
+        """The static wiring of a :class:`~p2probust.topology.NeighbourTable`."""
         rows, slots = torch.nonzero(table.mask, as_tuple=True)
         return cls(table.idx, table.mask, table.weights, rows, slots, is_byz, f, actors, oracle, silent, cap)
 

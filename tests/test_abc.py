@@ -115,14 +115,23 @@ def test_minimal_pre_aggregator_chains():
 def test_old_clipping_names_are_deprecated_aliases_that_warn_once(monkeypatch):
     import warnings
 
-    monkeypatch.setattr(aggregators, "_warned", set())
+    from p2probust import renames
+
+    monkeypatch.setattr(renames, "_warned", set())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert pr.CentredClipping is pr.CenteredClipping is aggregators.CentredClipping
         assert aggregators.SelfCentredClipping is pr.SelfCenteredClipping
     messages = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
-    assert messages == ["p2probust: CentredClipping is renamed CenteredClipping (registry names unchanged); the old name will be removed",
-                        "p2probust: SelfCentredClipping is renamed SelfCenteredClipping (registry names unchanged); the old name will be removed"]
+    assert messages == ["p2probust: CentredClipping is renamed CenteredClipping; the old name will be removed",
+                        "p2probust: SelfCentredClipping is renamed SelfCenteredClipping; the old name will be removed"]
     assert "CentredClipping" not in pr.__all__ and "CenteredClipping" in pr.__all__
     with pytest.raises(AttributeError, match="no attribute 'CentredClippin'"):
         pr.CentredClippin
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from p2probust.topology import NeighborTable, NeighbourTable
+        assert NeighborTable is NeighbourTable
+    assert [str(w.message) for w in caught] == ["p2probust: NeighborTable is renamed NeighbourTable; the old name will be removed"]
+    with pytest.raises(AttributeError):
+        pr.NeighborTable  # never exported at the top level

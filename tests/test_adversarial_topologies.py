@@ -6,7 +6,7 @@ import networkx as nx
 import pytest
 import torch
 
-from p2probust.topology import NeighborTable, PlacementError, TopologyError, build_topology, place_byzantine
+from p2probust.topology import NeighbourTable, PlacementError, TopologyError, build_topology, place_byzantine
 from p2probust.topology.adversarial import (
     attach_byzantine,
     ring_of_cliques_graph,
@@ -53,7 +53,7 @@ def test_attach_byzantine_gives_every_honest_node_b_byzantine_neighbours():
     G = nx.cycle_graph(5)
     H, byz = attach_byzantine(G, 3)
     assert H.number_of_nodes() == 20 and byz.sum() == 15 and not byz[:5].any()
-    counts = NeighborTable.from_graph(H).byzantine_counts(byz)
+    counts = NeighbourTable.from_graph(H).byzantine_counts(byz)
     assert counts[:5].tolist() == [3] * 5
     assert all(H.degree(v) == 1 for v in range(5, 20))
     assert nx.utils.graphs_equal(H.subgraph(range(5)), G)

@@ -29,7 +29,7 @@ from p2probust.attacks import (
 )
 from p2probust.gossip import AggregateAndMix, Gossip
 from p2probust.testing.attacks import make_attack_context
-from p2probust.topology import NeighborTable
+from p2probust.topology import NeighbourTable
 
 
 def ctx_of(G, byz, values, **kw):
@@ -205,7 +205,7 @@ def weighted_two_cliques():
 
 def test_fiedler_vector_of_the_weighted_honest_graph_matches_networkx():
     G, byz = weighted_two_cliques()
-    table = NeighborTable.from_graph(G, weights="metropolis", dtype=torch.float64)
+    table = NeighbourTable.from_graph(G, weights="metropolis", dtype=torch.float64)
     u = fiedler_vector(table.idx, table.mask, byz, table.weights)
     H = G.subgraph(range(10)).copy()
     for a, b in H.edges:

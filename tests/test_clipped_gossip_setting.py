@@ -19,7 +19,7 @@ from p2probust.data import DataError, pad_partition
 from p2probust.data.class_groups import class_groups_partition
 from p2probust.local import LocalTrainer
 from p2probust.models import DropoutCNN, LinearRegression, num_parameters
-from p2probust.topology import NeighborTable, two_cliques_graph
+from p2probust.topology import NeighbourTable, two_cliques_graph
 
 
 # --- heavy-ball momentum ------------------------------------------------------------------------
@@ -116,7 +116,7 @@ def test_max_degree_weights_are_the_authors_dumbbell():
     W += np.diag(1 - W.sum(1))
     # ours joins 9 -- 10 instead of 0 -- 19: relabel theirs by the isomorphism i -> 9 - i, q + i -> 19 - i... per clique
     perm = np.r_[np.arange(q)[::-1], np.arange(q, 2 * q)[::-1]]
-    table = NeighborTable.from_graph(two_cliques_graph(2 * q), weights="max-degree", dtype=torch.float64)
+    table = NeighbourTable.from_graph(two_cliques_graph(2 * q), weights="max-degree", dtype=torch.float64)
     ours = table.dense_weights().numpy()
     np.testing.assert_allclose(ours, W[np.ix_(perm, perm)], atol=1e-12)
     assert ours[0, 0] == pytest.approx(2 / 11) and ours[9, 9] == pytest.approx(1 / 11)

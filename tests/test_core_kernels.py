@@ -184,10 +184,10 @@ def test_complete_graph_alpha_one_equals_the_server_aggregate(aggregator):
     new model is the server's aggregate of all n vectors (its own and the n − 1 messages)."""
     import networkx as nx
 
-    from p2probust.topology import NeighborTable
+    from p2probust.topology import NeighbourTable
 
     n, d = 7, 5
-    table = NeighborTable.from_graph(nx.complete_graph(n))
+    table = NeighbourTable.from_graph(nx.complete_graph(n))
     params = torch.randn(n, d, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     f = torch.full((n,), 2)
     out = AggregateAndMix(aggregator, 1.0).batched(params, params[table.idx], table.mask, table.weights.double(), f)

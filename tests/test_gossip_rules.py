@@ -11,7 +11,7 @@ import torch
 from p2probust.aggregators import ToleranceError
 from p2probust.gossip import GTS, IOS, BridgeScreening, ClippedGossip, CSHe, CSPlus, make_rule
 from p2probust.topology.spectral import laplacian_max_eigenvalue
-from p2probust.topology.table import NeighborTable
+from p2probust.topology.table import NeighbourTable
 
 T = torch.float64
 OWN = torch.zeros(1, dtype=T)
@@ -32,7 +32,7 @@ def test_clipped_gossip_adaptive_and_fixed():
 
 def test_clipped_gossip_oracle_uses_true_byzantine_neighbours():
     G = nx.path_graph(3)  # 0 - 1 - 2, node 2 Byzantine
-    table = NeighborTable.from_graph(G, dtype=T)
+    table = NeighbourTable.from_graph(G, dtype=T)
     byz = torch.tensor([False, False, True])
     rule = ClippedGossip(tau="oracle").bind(table, byz)
     params = torch.tensor([[0.0], [1.0], [100.0]], dtype=T)
@@ -62,7 +62,7 @@ def test_cs_plus_cs_he_gts_by_hand():
 
 
 def test_robust_gossip_step_size_binds_to_laplacian():
-    table = NeighborTable.from_graph(nx.cycle_graph(6), weights="uniform", dtype=T)
+    table = NeighbourTable.from_graph(nx.cycle_graph(6), weights="uniform", dtype=T)
     rule = CSPlus().bind(table, torch.zeros(6, dtype=torch.bool))
     assert rule.eta == pytest.approx(1 / laplacian_max_eigenvalue(table)) == pytest.approx(0.25)
     assert "eta=0.25" in repr(rule)

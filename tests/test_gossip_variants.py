@@ -12,7 +12,7 @@ import torch
 
 from p2probust.gossip import GTS, SCC, BridgeScreening, ClippedGossip, CSHe, CSPlus, make_rule
 from p2probust.gossip._weighted import byzantine_weight
-from p2probust.topology.table import NeighborTable
+from p2probust.topology.table import NeighbourTable
 
 T = torch.float64
 
@@ -86,7 +86,7 @@ def test_byzantine_weight_sum_vs_max():
 
 def test_eta_on_the_honest_subgraph():
     G = nx.erdos_renyi_graph(12, 0.5, seed=300)
-    table = NeighborTable.from_graph(G, dtype=T)
+    table = NeighbourTable.from_graph(G, dtype=T)
     is_byz = torch.zeros(12, dtype=torch.bool)
     is_byz[[3, 7]] = True
     W = table.dense_weights().numpy()
@@ -115,7 +115,7 @@ def test_clipped_gossip_second_largest_radius_is_the_released_code():
 
 def test_scc_is_the_ios_code_with_mh_weights():
     G = nx.erdos_renyi_graph(10, 0.5, seed=5)
-    table = NeighborTable.from_graph(G, dtype=T)
+    table = NeighbourTable.from_graph(G, dtype=T)
     g = torch.Generator().manual_seed(23)
     x = torch.randn(10, 6, generator=g, dtype=T) * 0.5
     out = make_rule("scc").batched(x, x[table.idx], table.mask, table.weights, torch.zeros(10, dtype=torch.long))

@@ -96,10 +96,10 @@ def test_code_centred_clipping_matches_the_authors_loop():
     import torch
 
     from p2probust.reproduce.ios_checks import CodeCenteredClipping
-    from p2probust.topology import NeighborTable
+    from p2probust.topology import NeighbourTable
 
     G = nx.Graph([(0, 1), (1, 2), (2, 3), (3, 0), (0, 2), (3, 4)])
-    table = NeighborTable.from_graph(G, dtype=torch.float64)
+    table = NeighbourTable.from_graph(G, dtype=torch.float64)
     is_byz = torch.zeros(5, dtype=torch.bool)
     rule = CodeCenteredClipping(tau=0.3).bind(table, is_byz)
     nodes = torch.arange(5)

@@ -92,10 +92,10 @@ def test_plain_gossip_without_attack_reaches_consensus_on_heterogeneous_data():
 def test_mh_gossip_preserves_average_of_distinct_models():
     """Directly on the kernels: random models, MH weights, 50 steps → same mean, consensus shrinks."""
     from p2probust.metrics import consensus_distance
-    from p2probust.topology import NeighborTable
+    from p2probust.topology import NeighbourTable
 
     G = nx.random_regular_graph(4, 20, seed=1)
-    table = NeighborTable.from_graph(G)
+    table = NeighbourTable.from_graph(G)
     params = torch.randn(20, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     rule = pr.Gossip(alpha=1.0, weighted=True)
     honest = torch.ones(20, dtype=torch.bool)

@@ -16,13 +16,13 @@ from p2probust.engine import RoundPlan
 from p2probust.gossip.mixing import AggregateAndMix
 from p2probust.state import SimState, build
 from p2probust.step import Inbox, mix_rows, sync_round
-from p2probust.topology import NeighborTable
+from p2probust.topology import NeighbourTable
 from p2probust.wiring import Wiring, configured_tolerance, tolerance_cap
 
 
 def _path_wiring(oracle=True, f=None):
     """Path 0 - 1 - 2 - 3, node 3 Byzantine, trimmed mean (max_tolerance(m) = (m - 1) // 2)."""
-    table = NeighborTable.from_graph(nx.path_graph(4))
+    table = NeighbourTable.from_graph(nx.path_graph(4))
     byz = torch.tensor([False, False, False, True])
     rule = AggregateAndMix(TrimmedMean(), alpha=1.0).bind(table, byz)
     f = configured_tolerance("oracle" if f is None else str(f), table, byz, rule)
@@ -32,7 +32,7 @@ def _path_wiring(oracle=True, f=None):
 def test_configured_tolerance_is_the_oracle_count_and_caps_byzantine_actors():
     wiring, rule = _path_wiring()
     assert wiring.f.tolist() == [0, 0, 1, 0]  # node 2 has one Byzantine neighbour; node 3's own cap: (2 - 1) // 2 = 0
-    table = NeighborTable.from_graph(nx.path_graph(4))
+    table = NeighbourTable.from_graph(nx.path_graph(4))
     with pytest.raises(Exception, match="f = 1"):  # node 0 has one input besides its own: f = 1 is impossible
         configured_tolerance("1", table, torch.zeros(4, dtype=torch.bool), rule)
 

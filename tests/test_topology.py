@@ -13,7 +13,7 @@ import torch
 
 from p2probust import registry
 from p2probust.topology import (
-    NeighborTable,
+    NeighbourTable,
     TopologyError,
     algebraic_connectivity,
     build_topology,
@@ -277,7 +277,7 @@ def test_validate_graph_accepts_good_graphs():
     validate_graph(ring_graph(8), np.zeros(8, dtype=bool))
 
 
-# --- NeighborTable ----------------------------------------------------------------------------
+# --- NeighbourTable ----------------------------------------------------------------------------
 
 GRAPHS = {
     "ring": lambda: ring_graph(9),
@@ -294,7 +294,7 @@ def graph(request):
 
 
 def test_table_shapes_mask_and_padding(graph):
-    t = NeighborTable.from_graph(graph)
+    t = NeighbourTable.from_graph(graph)
     n = graph.number_of_nodes()
     degs = torch.tensor([graph.degree(i) for i in range(n)])
     assert t.n == n and t.k == int(degs.max())
@@ -310,7 +310,7 @@ def test_table_shapes_mask_and_padding(graph):
 
 
 def test_table_metropolis_weights(graph):
-    t = NeighborTable.from_graph(graph, dtype=torch.float64)
+    t = NeighbourTable.from_graph(graph, dtype=torch.float64)
     W = t.dense_weights()
     assert torch.allclose(W, W.T, atol=0, rtol=0)
     assert torch.allclose(W.sum(1), torch.ones(t.n, dtype=torch.float64))
@@ -320,13 +320,13 @@ def test_table_metropolis_weights(graph):
 
 
 def test_table_uniform_weights(graph):
-    t = NeighborTable.from_graph(graph, weights="uniform")
+    t = NeighbourTable.from_graph(graph, weights="uniform")
     assert torch.equal(t.weights, t.mask.float())
     assert torch.allclose(t.self_weight, 1 - t.degree.float())
 
 
 def test_star_padded_rows():
-    t = NeighborTable.from_graph(nx.star_graph(4))
+    t = NeighbourTable.from_graph(nx.star_graph(4))
     assert t.k == 4
     assert t.idx[0].tolist() == [1, 2, 3, 4]
     assert t.idx[3].tolist() == [0, 3, 3, 3] and t.mask[3].tolist() == [True, False, False, False]
@@ -335,7 +335,7 @@ def test_star_padded_rows():
 
 
 def test_byzantine_counts_match_brute_force(graph):
-    t = NeighborTable.from_graph(graph)
+    t = NeighbourTable.from_graph(graph)
     byz = torch.zeros(t.n, dtype=torch.bool)
     byz[torch.randperm(t.n, generator=torch.Generator().manual_seed(0))[: t.n // 3]] = True
     brute = [sum(bool(byz[j]) for j in graph.neighbors(i)) for i in range(t.n)]
@@ -346,17 +346,17 @@ def test_byzantine_counts_match_brute_force(graph):
 
 def test_table_errors():
     with pytest.raises(TopologyError, match="unknown weights 'max'"):
-        NeighborTable.from_graph(ring_graph(5), weights="max")
+        NeighbourTable.from_graph(ring_graph(5), weights="max")
     with pytest.raises(TopologyError, match="labelled"):
-        NeighborTable.from_graph(nx.Graph([("a", "b")]))
-    t = NeighborTable.from_graph(ring_graph(5))
+        NeighbourTable.from_graph(nx.Graph([("a", "b")]))
+    t = NeighbourTable.from_graph(ring_graph(5))
     with pytest.raises(TopologyError, match="shape"):
         t.byzantine_counts(torch.zeros(4, dtype=torch.bool))
 
 
 def test_table_of_a_large_regular_graph():
     G = nx.circulant_graph(10_000, [1, 2, 3, 17, 101])  # 10-regular
-    t = NeighborTable.from_graph(G)
+    t = NeighbourTable.from_graph(G)
     assert t.k == 10 and bool(t.mask.all())
     assert t.idx[0].tolist() == sorted(G.neighbors(0))
 
@@ -366,17 +366,17 @@ def test_table_of_a_large_regular_graph():
 
 @pytest.mark.parametrize("n", [6, 10, 40])
 def test_ring_laplacian_max_eigenvalue(n):
-    t = NeighborTable.from_graph(ring_graph(n), weights="uniform")
+    t = NeighbourTable.from_graph(ring_graph(n), weights="uniform")
     assert laplacian_max_eigenvalue(t) == pytest.approx(4.0)
 
 
 def test_spectral_values_known_graphs():
     n = 12
     # complete graph with MH weights averages in one step: gap 1
-    assert spectral_gap(NeighborTable.from_graph(complete_graph(n))) == pytest.approx(1.0)
+    assert spectral_gap(NeighbourTable.from_graph(complete_graph(n))) == pytest.approx(1.0)
     # ring with MH weights 1/3: eigenvalues (1 + 2 cos(2 pi j / n)) / 3
     expected = 1 - max(abs((1 + 2 * math.cos(2 * math.pi * j / n)) / 3) for j in range(1, n))
-    assert spectral_gap(NeighborTable.from_graph(ring_graph(n))) == pytest.approx(expected)
+    assert spectral_gap(NeighbourTable.from_graph(ring_graph(n))) == pytest.approx(expected)
     assert algebraic_connectivity(ring_graph(n)) == pytest.approx(2 - 2 * math.cos(2 * math.pi / n))
     assert algebraic_connectivity(complete_graph(n)) == pytest.approx(n)
     assert algebraic_connectivity(nx.disjoint_union(ring_graph(4), ring_graph(4))) == pytest.approx(0, abs=1e-9)
@@ -386,7 +386,7 @@ def test_spectral_sparse_path_matches_dense(monkeypatch):
     from p2probust.topology import spectral
 
     G = erdos_renyi_graph(60, 0.15, seed=4)
-    t = NeighborTable.from_graph(G, dtype=torch.float64)
+    t = NeighbourTable.from_graph(G, dtype=torch.float64)
     dense = (spectral.spectral_gap(t), spectral.laplacian_max_eigenvalue(t), spectral.algebraic_connectivity(G))
     monkeypatch.setattr(spectral, "DENSE_LIMIT", 10)
     sparse = (spectral.spectral_gap(t), spectral.laplacian_max_eigenvalue(t), spectral.algebraic_connectivity(G))

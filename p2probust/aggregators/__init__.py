@@ -1,7 +1,5 @@
 """Aggregators (set → vector) and pre-aggregators (set → set), composable with :func:`chain`."""
 
-import warnings
-
 from .base import AbstractAggregator, AbstractPreAggregator, Chain, ToleranceError, chain, masked_mean
 from .clipping import ARC, CenteredClipping, SelfCenteredClipping, StaticClipping
 from .coordinatewise import CoordinateWiseMedian, MeaMed, Mean, NeighbourTrimmedMean, TrimmedMean
@@ -40,22 +38,6 @@ __all__ = [
     "masked_mean",
 ]
 
-#: Old class names still importable (deprecated): old name -> new name.
-RENAMED = {"CentredClipping": "CenteredClipping", "SelfCentredClipping": "SelfCenteredClipping"}
-_warned: set[str] = set()
+from ..renames import module_getattr  # noqa: E402
 
-
-def renamed(name: str, stacklevel: int = 3):
-    """The class behind an old name of :data:`RENAMED`, with one ``FutureWarning`` per name and process."""
-    new = RENAMED[name]
-    if name not in _warned:
-        _warned.add(name)
-        warnings.warn(f"p2probust: {name} is renamed {new} (registry names unchanged); the old name will be removed",
-                      FutureWarning, stacklevel=stacklevel)
-    return globals()[new]
-
-
-def __getattr__(name: str):
-    if name in RENAMED:
-        return renamed(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = module_getattr(__name__)  #: old class names (deprecated): p2probust.renames

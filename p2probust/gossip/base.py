@@ -62,7 +62,7 @@ class AbstractGossipRule(ABC):
         return lift(self.__call__)(own, inbox, mask, weights, f)
 
     def bind(self, table, is_byzantine: Tensor) -> "AbstractGossipRule":
-        """Called once before a run with the :class:`~p2probust.topology.NeighborTable` and the
+        """Called once before a run with the :class:`~p2probust.topology.NeighbourTable` and the
         Byzantine mask; rules that need graph-level constants (e.g. a step size 1/λ_max of the
         weighted Laplacian) return a configured copy. The default returns ``self``."""
         return self

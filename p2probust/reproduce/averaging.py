@@ -40,7 +40,7 @@ from ..engine.sync import RoundPlan
 from ..state import Simulation
 from ..step import sync_round
 from ..wiring import Wiring, tolerance_cap
-from ..topology import NeighborTable
+from ..topology import NeighbourTable
 from ..topology.adversarial import attach_byzantine
 
 WEIGHTS = ("metropolis", "unit")
@@ -57,13 +57,13 @@ def gaucher_two_worlds(n: int, h: int) -> nx.Graph:
     return G
 
 
-def attacked_table(G: nx.Graph, f: int, weights: str) -> tuple[NeighborTable, torch.Tensor]:
+def attacked_table(G: nx.Graph, f: int, weights: str) -> tuple[NeighbourTable, torch.Tensor]:
     """``G`` (honest, nodes ``0..n-1``) with ``f`` Byzantine vertices attached to every node, and
     the authors' weights; returns ``(table, is_byzantine [n (1 + f)])``."""
     if weights not in WEIGHTS:
         raise ValueError(f"weights = {weights!r} must be one of: {', '.join(WEIGHTS)}")
     H, is_byz = attach_byzantine(G, f)
-    table = NeighborTable.from_graph(H, weights="uniform", dtype=torch.float64)
+    table = NeighbourTable.from_graph(H, weights="uniform", dtype=torch.float64)
     if weights == "metropolis":
         deg = torch.tensor([G.degree(v) for v in range(G.number_of_nodes())] + [0] * int(is_byz.sum()))
         byz_slot = is_byz[table.idx] & table.mask

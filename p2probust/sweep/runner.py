@@ -182,7 +182,7 @@ def _largest_memory(points: list[Point]) -> float:
     from ..build import place
     from ..data.setup import build_task
     from ..memory import estimate_run
-    from ..topology import NeighborTable
+    from ..topology import NeighbourTable
 
     def size(p: Point) -> float:
         return (p.config.topology.nodes or 16) * p.config.train.batch_size
@@ -192,7 +192,7 @@ def _largest_memory(points: list[Point]) -> float:
         cfg = point.config
         try:
             G, _, _ = place(cfg)
-            return estimate_run(cfg, build_task(cfg), NeighborTable.from_graph(G)).total
+            return estimate_run(cfg, build_task(cfg), NeighbourTable.from_graph(G)).total
         except ValueError as err:
             first = first or err
     raise first  # type: ignore[misc]

@@ -67,9 +67,9 @@ def make_attack_context(
     """
     from ..aggregators import TrimmedMean
     from ..gossip import AggregateAndMix
-    from ..topology import NeighborTable
+    from ..topology import NeighbourTable
 
-    table = NeighborTable.from_graph(G, dtype=params.dtype)
+    table = NeighbourTable.from_graph(G, dtype=params.dtype)
     acting = torch.ones_like(is_byzantine) if include_byzantine_recipients else ~is_byzantine
     rows, slots = torch.nonzero(table.mask & is_byzantine[table.idx] & acting.unsqueeze(1), as_tuple=True)
     f = table.byzantine_counts(is_byzantine).minimum((table.degree) // 2)
@@ -177,7 +177,7 @@ class _Pausing(AbstractAttack):
 def _check_simulation(attack: AbstractAttack, G: nx.Graph, byz: Tensor, seed: int) -> None:
     """In a real run, every honest slot of every inbox holds its sender's model."""
     import p2probust as pr
-    from ..topology import NeighborTable
+    from ..topology import NeighbourTable
 
     nodes = torch.nonzero(byz).squeeze(1).tolist()
     cfg = pr.RunConfig().replace(**{
@@ -186,7 +186,7 @@ def _check_simulation(attack: AbstractAttack, G: nx.Graph, byz: Tensor, seed: in
     })
     rule = _InboxRecorder(pr.make_rule("trimmed-mean", alpha=0.5))
     res = pr.simulate(cfg, graph=G, rule=rule, attack=_Pausing(attack, rule))
-    table = NeighborTable.from_graph(res.graph)
+    table = NeighbourTable.from_graph(res.graph)
     actors = torch.arange(G.number_of_nodes()) if attack.follows_protocol else torch.nonzero(~res.is_byzantine).squeeze(1)
     pos = torch.full((G.number_of_nodes(),), -1, dtype=torch.long)
     pos[actors] = torch.arange(actors.numel())

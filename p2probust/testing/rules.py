@@ -276,11 +276,11 @@ def check_node_subsets(rule, *, n: int = 10, degree: int = 4, d: int = 3, f: int
     """
     import networkx as nx
 
-    from ..topology.table import NeighborTable
+    from ..topology.table import NeighbourTable
 
     name = repr(rule)
     g = torch.Generator().manual_seed(seed)
-    table = NeighborTable.from_graph(nx.random_regular_graph(degree, n, seed=seed), dtype=dtype)
+    table = NeighbourTable.from_graph(nx.random_regular_graph(degree, n, seed=seed), dtype=dtype)
     is_byz = torch.zeros(n, dtype=torch.bool)
     is_byz[torch.randperm(n, generator=g)[:2]] = True
     params = torch.randn(n, d, generator=g, dtype=dtype)

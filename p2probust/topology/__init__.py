@@ -7,9 +7,9 @@ Importing this package registers the built-in topologies (``ring``, ``torus``, `
 
 Examples
 --------
->>> from p2probust.topology import build_topology, NeighborTable, place_byzantine
+>>> from p2probust.topology import build_topology, NeighbourTable, place_byzantine
 >>> G = build_topology("torus", 16, seed=0)
->>> table = NeighborTable.from_graph(G)
+>>> table = NeighbourTable.from_graph(G)
 >>> byz = place_byzantine(G, 2, "degree")
 >>> table.byzantine_counts(byz).shape
 torch.Size([16])
@@ -44,7 +44,7 @@ from p2probust.topology.placement import (
     random_placement,
 )
 from p2probust.topology.spectral import algebraic_connectivity, laplacian_max_eigenvalue, spectral_gap
-from p2probust.topology.table import NeighborTable
+from p2probust.topology.table import NeighbourTable
 
 __all__ = [
     "TopologyError",
@@ -59,7 +59,7 @@ __all__ = [
     "is_topology_path",
     "build_topology",
     "validate_graph",
-    "NeighborTable",
+    "NeighbourTable",
     "laplacian_max_eigenvalue",
     "algebraic_connectivity",
     "spectral_gap",
@@ -77,3 +77,7 @@ __all__ = [
     "PlacementReport",
     "placement_report",
 ]
+
+from p2probust.renames import module_getattr  # noqa: E402
+
+__getattr__ = module_getattr(__name__)  #: NeighborTable (deprecated): p2probust.renames

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from p2probust.topology.table import NeighborTable
+from p2probust.topology.table import NeighbourTable
 
 __all__ = ["DENSE_LIMIT", "laplacian_max_eigenvalue", "algebraic_connectivity", "spectral_gap"]
 
@@ -19,7 +19,7 @@ __all__ = ["DENSE_LIMIT", "laplacian_max_eigenvalue", "algebraic_connectivity", 
 DENSE_LIMIT = 2000
 
 
-def _weight_matrix(table: NeighborTable) -> sp.csr_array:
+def _weight_matrix(table: NeighbourTable) -> sp.csr_array:
     """Sparse float64 ``[n, n]`` matrix of the table's slot weights (no diagonal)."""
     mask = table.mask.numpy()
     rows = np.nonzero(mask)[0]
@@ -45,12 +45,12 @@ def _top_deflated(matvec, n: int, *, which: str) -> float:
     return float(vals[0])
 
 
-def laplacian_max_eigenvalue(table: NeighborTable) -> float:
+def laplacian_max_eigenvalue(table: NeighbourTable) -> float:
     """Largest eigenvalue of the weighted Laplacian ``L = diag(W 1) - W`` of the table's weights.
 
     Parameters
     ----------
-    table : NeighborTable
+    table : NeighbourTable
         Its slot weights define ``W`` (padding has weight 0).
 
     Returns
@@ -100,12 +100,12 @@ def algebraic_connectivity(G: nx.Graph) -> float:
     return c - _top_deflated(lambda x: c * x - L @ x, n, which="LA")
 
 
-def spectral_gap(table: NeighborTable) -> float:
+def spectral_gap(table: NeighbourTable) -> float:
     """``1 - |lambda_2|`` of the table's mixing matrix (slot weights plus ``self_weight`` diagonal).
 
     Parameters
     ----------
-    table : NeighborTable
+    table : NeighbourTable
         Built with Metropolis–Hastings weights, its full matrix is symmetric and doubly stochastic.
 
     Returns

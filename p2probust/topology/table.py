@@ -19,13 +19,13 @@ import torch
 from p2probust.config.parts import Weights
 from p2probust.topology.errors import TopologyError
 
-__all__ = ["NeighborTable", "WEIGHT_SCHEMES"]
+__all__ = ["NeighbourTable", "WEIGHT_SCHEMES"]
 
 WEIGHT_SCHEMES = typing.get_args(Weights)  # the one list: p2probust.config.parts
 
 
 @dataclass(frozen=True, eq=False)
-class NeighborTable:
+class NeighbourTable:
     """Padded neighbour lists of an undirected graph, with gossip weights.
 
     Attributes
@@ -69,13 +69,13 @@ class NeighborTable:
         for name, shape in (("mask", (n, k)), ("weights", (n, k)), ("self_weight", (n,)), ("degree", (n,))):
             got = tuple(getattr(self, name).shape)
             if got != shape:
-                raise TopologyError(f"NeighborTable.{name} must have shape {shape}, got {got}")
+                raise TopologyError(f"NeighbourTable.{name} must have shape {shape}, got {got}")
 
-    def to(self, device: torch.device | str) -> "NeighborTable":
+    def to(self, device: torch.device | str) -> "NeighbourTable":
         """This table with its tensors on ``device`` (itself when they are there already)."""
         if self.idx.device == torch.device(device):
             return self
-        return NeighborTable(self.idx.to(device), self.mask.to(device), self.weights.to(device),
+        return NeighbourTable(self.idx.to(device), self.mask.to(device), self.weights.to(device),
                              self.self_weight.to(device), self.degree.to(device))
 
     @property
@@ -89,7 +89,7 @@ class NeighborTable:
         return int(self.idx.shape[1])
 
     @classmethod
-    def from_graph(cls, G: nx.Graph, *, weights: str = "metropolis", dtype: torch.dtype = torch.float32) -> "NeighborTable":
+    def from_graph(cls, G: nx.Graph, *, weights: str = "metropolis", dtype: torch.dtype = torch.float32) -> "NeighbourTable":
         """Build the table of ``G`` (nodes labelled ``0 .. n-1``, no self-loops).
 
         Parameters
@@ -104,7 +104,7 @@ class NeighborTable:
 
         Returns
         -------
-        NeighborTable
+        NeighbourTable
 
         Notes
         -----
@@ -114,13 +114,13 @@ class NeighborTable:
         if weights not in WEIGHT_SCHEMES:
             raise TopologyError(f"unknown weights {weights!r}; choose one of: {', '.join(WEIGHT_SCHEMES)}")
         if G.is_directed():
-            raise TopologyError("NeighborTable needs an undirected graph, got a directed one")
+            raise TopologyError("NeighbourTable needs an undirected graph, got a directed one")
         n = G.number_of_nodes()
         if set(G.nodes()) != set(range(n)):
-            raise TopologyError(f"NeighborTable needs nodes labelled 0..{n - 1}; use networkx.convert_node_labels_to_integers")
+            raise TopologyError(f"NeighbourTable needs nodes labelled 0..{n - 1}; use networkx.convert_node_labels_to_integers")
         loop = next(iter(nx.nodes_with_selfloops(G)), None)
         if loop is not None:
-            raise TopologyError(f"NeighborTable needs a graph without self-loops; node {loop} has one")
+            raise TopologyError(f"NeighbourTable needs a graph without self-loops; node {loop} has one")
         m = G.number_of_edges()
         ends = np.fromiter(chain.from_iterable(G.edges()), dtype=np.int64, count=2 * m).reshape(m, 2)
         src = np.concatenate([ends[:, 0], ends[:, 1]])
@@ -178,4 +178,4 @@ class NeighborTable:
         return W + torch.diag(self.self_weight)
 
     def __repr__(self) -> str:
-        return f"NeighborTable(n={self.n}, k={self.k}, dtype={self.weights.dtype})"
+        return f"NeighbourTable(n={self.n}, k={self.k}, dtype={self.weights.dtype})"
