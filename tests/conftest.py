@@ -3,6 +3,7 @@ with --runslow."""
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import zlib
 from pathlib import Path
@@ -44,3 +45,17 @@ def _deterministic():
     torch.use_deterministic_algorithms(True)
     yield
     torch.use_deterministic_algorithms(False)
+
+
+@pytest.fixture
+def load_script():
+    """``load(path)``: a script of the repository (``path`` relative to its root, e.g.
+    ``"benchmarks/bench_rules.py"``) imported as a module named after the file."""
+
+    def load(path: str):
+        spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_rules", ROOT / "benchmarks" / "bench_rules.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_bench_rules_smoke(capsys, monkeypatch):
-    bench = _bench()
+def test_bench_rules_smoke(capsys, monkeypatch, load_script):
+    bench = load_script("benchmarks/bench_rules.py")
     names = bench.all_rules()
     assert names[0] == "mean" and "cs-plus" in names and "nnm+trimmed-mean" in names
     monkeypatch.setattr(sys, "argv", ["bench_rules.py", "--n", "6", "--k", "5", "--d", "4,7", "--repeats", "1"])
@@ -30,7 +18,7 @@ def test_bench_rules_smoke(capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_bench_rules_full_size(capsys, monkeypatch):
+def test_bench_rules_full_size(capsys, monkeypatch, load_script):
     monkeypatch.setattr(sys, "argv", ["bench_rules.py", "--d", "650", "--repeats", "1"])
-    _bench().main()
+    load_script("benchmarks/bench_rules.py").main()
     assert "| mean | " in capsys.readouterr().out

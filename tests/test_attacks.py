@@ -286,14 +286,8 @@ def test_cli_lists_attacks_with_knowledge_and_parameters():
     assert "epsilon=1.5" in out.output and "z='paper'" in out.output
 
 
-def test_attack_benchmark_smoke(capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_attacks.py"
-    spec = importlib.util.spec_from_file_location("bench_attacks", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_attack_benchmark_smoke(capsys, load_script):
+    bench = load_script("benchmarks/bench_attacks.py")
     bench.main(["--n", "40", "--d", "8", "--degree", "4", "--repeats", "1"])
     table = capsys.readouterr().out
     assert table.count("\n|") == 2 + 1 + len(registry.attacks.names())

@@ -112,13 +112,19 @@ def nn_linear_model(i: int, o: int) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(i, o))
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_vmap_functional_call_matches_loop(name):
+def three_nodes(name: str, param_seed: int, batch: tuple[int, ...], x_seed: int):
+    """``(factory, template, spec, params [3, d], x [*batch, *features])`` for ``MODELS[name]``:
+    three different parameter rows and a batch of inputs, both seeded."""
     factory, feature_shape = MODELS[name]
     template = factory()
-    spec = ParamSpec.from_module(template)
-    params = init_stacked(factory, 3, generator=gen(7), same=False)
-    x = torch.randn(4, *feature_shape, generator=gen(8))
+    params = init_stacked(factory, 3, generator=gen(param_seed), same=False)
+    x = torch.randn(*batch, *feature_shape, generator=gen(x_seed))
+    return factory, template, ParamSpec.from_module(template), params, x
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_vmap_functional_call_matches_loop(name):
+    factory, template, spec, params, x = three_nodes(name, 7, (4,), 8)
 
     def forward(row: torch.Tensor) -> torch.Tensor:
         return functional_call(template, spec.unflatten(row), (x,))
@@ -135,11 +141,7 @@ def test_vmap_functional_call_matches_loop(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_vmap_grad_per_node(name):
     """Per-node gradients from one batched call equal per-module autograd gradients."""
-    factory, feature_shape = MODELS[name]
-    template = factory()
-    spec = ParamSpec.from_module(template)
-    params = init_stacked(factory, 3, generator=gen(3), same=False)
-    x = torch.randn(3, 4, *feature_shape, generator=gen(4))
+    _, template, spec, params, x = three_nodes(name, 3, (3, 4), 4)
 
     def loss(row, xb):
         return functional_call(template, spec.unflatten(row), (xb,)).square().mean()

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("dp_robust_momentum", ROOT / "experiments" / "dp_robust_momentum.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow  # 12 short runs, ~15 s on 2 shared cores
-def test_experiment_smoke_writes_gaps_and_figure(tmp_path):
-    exp = _load()
+def test_experiment_smoke_writes_gaps_and_figure(tmp_path, load_script):
+    exp = load_script("experiments/dp_robust_momentum.py")
     result = exp.main(["--smoke", "--out", str(tmp_path / "dp")])
     saved = json.loads((tmp_path / "dp.json").read_text())
     assert saved == json.loads(json.dumps(result))

@@ -28,6 +28,8 @@ the authors' lab (Rutgers INSPIRE lab, BRIDGE/ByRDiE repository, ``screening_met
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor
 
@@ -111,21 +113,14 @@ class BridgeScreening(AggregateAndMix):
         return f"BRIDGE-{self.variant}(alpha={self.alpha:g})"
 
 
-@register_rule("bridge-t", "BRIDGE-T: trimmed mean over the neighbourhood including itself")
-def bridge_t(alpha: float = 1.0) -> BridgeScreening:
-    return BridgeScreening("T", alpha)
-
-
-@register_rule("bridge-m", "BRIDGE-M: coordinate-wise median over the neighbourhood including itself")
-def bridge_m(alpha: float = 1.0) -> BridgeScreening:
-    return BridgeScreening("M", alpha)
-
-
-@register_rule("bridge-k", "BRIDGE-K: Krum (unsquared distances, self included, as the authors' code) over the neighbourhood")
-def bridge_k(alpha: float = 1.0) -> BridgeScreening:
-    return BridgeScreening("K", alpha)
-
-
-@register_rule("bridge-b", "BRIDGE-B: Krum selection of m−2b, then trimmed mean with b (the authors' code)")
-def bridge_b(alpha: float = 1.0) -> BridgeScreening:
-    return BridgeScreening("B", alpha)
+#: rule name suffix (the variant) -> registry description
+_DESCRIPTIONS = {
+    "T": "BRIDGE-T: trimmed mean over the neighbourhood including itself",
+    "M": "BRIDGE-M: coordinate-wise median over the neighbourhood including itself",
+    "K": "BRIDGE-K: Krum (unsquared distances, self included, as the authors' code) over the neighbourhood",
+    "B": "BRIDGE-B: Krum selection of m−2b, then trimmed mean with b (the authors' code)",
+}
+# rules bridge-t, bridge-m, bridge-k, bridge-b: factories (alpha=1.0) -> BridgeScreening(variant, alpha)
+bridge_t, bridge_m, bridge_k, bridge_b = (
+    register_rule(f"bridge-{v.lower()}", text)(partial(BridgeScreening, v)) for v, text in _DESCRIPTIONS.items()
+)

@@ -51,6 +51,19 @@ def _relabel(G: nx.Graph) -> nx.Graph:
     return nx.convert_node_labels_to_integers(nx.Graph(G), ordering="sorted")
 
 
+def _sample_connected(draw, seed: Seed, max_tries: int, failure: str) -> nx.Graph:
+    """The first connected ``draw(s)`` over ``max_tries`` sampler seeds ``s`` drawn from ``seed``.
+
+    Raises :class:`TopologyError` with the message ``failure`` when every sample is disconnected.
+    """
+    rng = numpy_rng(seed)
+    for _ in range(max_tries):
+        G = draw(int(rng.integers(2**31)))
+        if nx.is_connected(G):
+            return G
+    raise TopologyError(failure)
+
+
 @register_topology("ring", "cycle: node i talks to i-1 and i+1 (mod n)")
 def ring_graph(n: int, *, seed: Seed = None) -> nx.Graph:
     """Ring (cycle) of ``n`` nodes.
@@ -174,15 +187,12 @@ def random_regular_graph(
         raise TopologyError(f"random-regular degree must be an integer in [1, n-1] = [1, {n - 1}], got {degree!r}")
     if (n * degree) % 2:
         raise TopologyError(f"random-regular needs n * degree even; n = {n} and degree = {degree} give {n * degree}")
-    rng = numpy_rng(seed)
-    for _ in range(max_tries):
-        G = nx.random_regular_graph(int(degree), n, seed=int(rng.integers(2**31)))
-        if nx.is_connected(G):
-            return _relabel(G)
-    raise TopologyError(
+    G = _sample_connected(
+        lambda s: nx.random_regular_graph(int(degree), n, seed=s), seed, max_tries,
         f"random-regular graph with n = {n}, degree = {degree} was disconnected in all "
-        f"max_tries = {max_tries} samples; use degree >= 3"
+        f"max_tries = {max_tries} samples; use degree >= 3",
     )
+    return _relabel(G)
 
 
 @register_topology("erdos-renyi", "G(n, p) random graph, resampled until connected")
@@ -197,10 +207,8 @@ def erdos_renyi_graph(
         Number of nodes, at least 2.
     p : float, default 0.3
         Probability of each edge, in ``(0, 1]``.
-    seed : int, numpy.random.Generator or None
-        Seed of the sampler; the same seed gives the same graph.
-    max_tries : int, default 100
-        How many graphs to draw before giving up on connectivity.
+    seed, max_tries
+        As in :func:`random_regular_graph`.
 
     Returns
     -------
@@ -223,14 +231,10 @@ def erdos_renyi_graph(
     n = _check_n(n, 2, "erdos-renyi")
     if not isinstance(p, numbers.Real) or isinstance(p, bool) or not 0 < p <= 1:
         raise TopologyError(f"erdos-renyi edge probability p must be in (0, 1], got {p!r}")
-    rng = numpy_rng(seed)
-    for _ in range(max_tries):
-        G = nx.gnp_random_graph(n, float(p), seed=int(rng.integers(2**31)))
-        if nx.is_connected(G):
-            return G
-    raise TopologyError(
+    return _sample_connected(
+        lambda s: nx.gnp_random_graph(n, float(p), seed=s), seed, max_tries,
         f"erdos-renyi graph with n = {n}, p = {p} was disconnected in all max_tries = {max_tries} "
-        f"samples; use p > ln(n)/n = {math.log(n) / n:.3g} (ideally a few times larger)"
+        f"samples; use p > ln(n)/n = {math.log(n) / n:.3g} (ideally a few times larger)",
     )
 
 
@@ -249,10 +253,8 @@ def small_world_graph(
         ``2 <= k < n``.
     beta : float, default 0.1
         Probability of rewiring each edge, in ``[0, 1]``.
-    seed : int, numpy.random.Generator or None
-        Seed of the sampler; the same seed gives the same graph.
-    max_tries : int, default 100
-        How many graphs to draw before giving up on connectivity.
+    seed, max_tries
+        As in :func:`random_regular_graph`.
 
     Returns
     -------

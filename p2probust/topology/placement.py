@@ -60,6 +60,17 @@ def _top(scores: np.ndarray, count: int) -> np.ndarray:
     return order[:count]
 
 
+def _most_central(G: nx.Graph, count: int, centrality: Any) -> torch.Tensor:
+    """Mask of the ``count`` nodes with the highest ``|centrality[i]|``, ties by lowest id.
+
+    ``centrality`` maps node id to score (a dict or a networkx view). Scores are rounded to 12
+    digits so that ties are resolved by id, not round-off (integer scores are unchanged).
+    """
+    n = G.number_of_nodes()
+    scores = np.round(np.abs(np.array([centrality[i] for i in range(n)], dtype=np.float64)), 12)
+    return _mask(n, _top(scores, count))
+
+
 @register_placement("random", "count nodes drawn uniformly without replacement (seeded)")
 def random_placement(G: nx.Graph, count: int, *, seed: Seed = None, nodes: Sequence[int] | None = None) -> torch.Tensor:
     """Byzantine nodes drawn uniformly at random without replacement.
@@ -122,12 +133,9 @@ def degree_placement(G: nx.Graph, count: int, *, seed: Seed = None, nodes: Seque
 
     Parameters
     ----------
-    G : networkx.Graph
-        Graph on the nodes ``0 .. n-1``.
+    G : networkx.Graph on the nodes ``0 .. n-1``
     count : int
-        Number of Byzantine nodes.
-    seed, nodes : ignored
-        Part of the uniform signature (the strategy is deterministic).
+    seed, nodes : ignored (deterministic)
 
     Returns
     -------
@@ -138,69 +146,36 @@ def degree_placement(G: nx.Graph, count: int, *, seed: Seed = None, nodes: Seque
     Hubs reach the most honest nodes, so this is the adversary's natural choice on scale-free or
     star-like graphs.
     """
-    n = G.number_of_nodes()
-    deg = np.array([G.degree(i) for i in range(n)], dtype=np.float64)
-    return _mask(n, _top(deg, count))
+    return _most_central(G, count, G.degree)
 
 
 @register_placement("betweenness", "the most central nodes by betweenness (ties by lowest id)")
 def betweenness_placement(G: nx.Graph, count: int, *, seed: Seed = None, nodes: Sequence[int] | None = None) -> torch.Tensor:
     """The ``count`` nodes of highest betweenness centrality, ties broken by lowest id.
 
-    Parameters
-    ----------
-    G : networkx.Graph
-        Graph on the nodes ``0 .. n-1``.
-    count : int
-        Number of Byzantine nodes.
-    seed, nodes : ignored
-        Part of the uniform signature (exact betweenness is deterministic).
-
-    Returns
-    -------
-    BoolTensor [n]
-
-    Notes
-    -----
-    Exact betweenness costs ``O(n m)``; fine for a few thousand nodes.
+    Exact betweenness (deterministic) costs ``O(n m)``; fine for a few thousand nodes. The
+    parameters and return value are those of :func:`degree_placement`.
 
     References
     ----------
     .. [1] U. Brandes, "A faster algorithm for betweenness centrality", J. Math. Sociology 25 (2001).
     """
-    n = G.number_of_nodes()
-    bc = nx.betweenness_centrality(G)
-    scores = np.round(np.array([bc[i] for i in range(n)], dtype=np.float64), 12)
-    return _mask(n, _top(scores, count))
+    return _most_central(G, count, nx.betweenness_centrality(G))
 
 
 @register_placement("eigenvector", "the most central nodes by eigenvector centrality (ties by lowest id)")
 def eigenvector_placement(G: nx.Graph, count: int, *, seed: Seed = None, nodes: Sequence[int] | None = None) -> torch.Tensor:
     """The ``count`` nodes of highest eigenvector centrality, ties broken by lowest id.
 
-    Parameters
-    ----------
-    G : networkx.Graph on the nodes ``0 .. n-1``
-    count : int
-    seed, nodes : ignored (deterministic)
-
-    Returns
-    -------
-    BoolTensor [n]
-
-    Notes
-    -----
     Computed with numpy's dense eigensolver (:func:`networkx.eigenvector_centrality_numpy`),
-    rounded to 12 digits so that ties are resolved by id, not round-off.
+    rounded to 12 digits so that ties are resolved by id, not round-off. The parameters and
+    return value are those of :func:`degree_placement`.
 
     References
     ----------
     .. [1] P. Bonacich, "Power and centrality: a family of measures", American Journal of Sociology 92 (1987).
     """
-    n = G.number_of_nodes()
-    ec = nx.eigenvector_centrality_numpy(G, max_iter=1000)
-    scores = np.round(np.abs(np.array([ec[i] for i in range(n)], dtype=np.float64)), 12)
-    return _mask(n, _top(scores, count))
+    return _most_central(G, count, nx.eigenvector_centrality_numpy(G, max_iter=1000))
 
 
 @register_placement("cut", "nodes on the cut between two communities (Fiedler sign cut), most cut edges first")
@@ -210,17 +185,8 @@ def cut_placement(G: nx.Graph, count: int, *, seed: Seed = None, nodes: Sequence
     The two communities are the sign classes of the Fiedler vector of ``G``'s Laplacian (ties at 0
     go to the positive side); nodes are ranked by how many of their edges cross the cut, then by
     how close their Fiedler entry is to 0, then by id. Placed there, Byzantine nodes sit on the
-    bottleneck that the honest models must cross to agree.
-
-    Parameters
-    ----------
-    G : networkx.Graph on the nodes ``0 .. n-1``
-    count : int
-    seed, nodes : ignored (deterministic)
-
-    Returns
-    -------
-    BoolTensor [n]
+    bottleneck that the honest models must cross to agree. The parameters and return value are
+    those of :func:`degree_placement` (the strategy is deterministic).
 
     References
     ----------
