@@ -152,7 +152,10 @@ def checked(adversary: Any, crafted: Tensor, ctx: AttackContext, params: Tensor)
 def build(cfg: Any, graph: Any = None, rule: Any = None, attack: Any = None, *, replay: Any = None,
           server: bool = False) -> tuple[Simulation, SimState]:
     """The Simulation of ``cfg`` (objects ``graph``, ``rule``, ``attack`` instead of the configured
-    ones; ``replay``: the replay attack's stale models) and its initial state."""
+    ones; ``replay``: the replay attack's stale models) and its initial state. The initial state's
+    tensors are the assembled ones (``sim.run.params``, ``sim.run.momentum``): a step that is
+    donated this state (:mod:`p2probust.step`) writes into them, so ``sim.run.params`` holds the
+    initial models only until the first donated step."""
     from .assembly import assemble, make_trainer
     from .rng import torch_stream
 
