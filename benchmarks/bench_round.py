@@ -16,7 +16,9 @@ each hold some), coordinate-wise trimmed-mean gossip with the oracle tolerance,
 Both report the median time per round (robust to other load on a shared machine). Both run with
 torch's default thread count (printed; the loop's per-node calls are too small to use a second
 thread) and ``OMP_WAIT_POLICY=PASSIVE`` (p2probust is imported before torch on both sides: with
-spinning OpenMP workers the loop's many tiny calls crawl on a busy machine), in their own subprocess, which also reports its peak resident memory (``ru_maxrss``).
+spinning OpenMP workers the loop's many tiny calls crawl on a busy machine; ``--loop-wait default``
+imports torch first on the loop's side instead, torch's own policy, which serves the loop best on a
+quiet machine: the README gives both), in their own subprocess, which also reports its peak resident memory (``ru_maxrss``).
 
 The split of a p2probust round (local step, attack, gather + rule, metrics, record, other) comes
 from the engine's own phase timers (:mod:`p2probust.profiling`), averaged over the timed run;
@@ -109,8 +111,9 @@ def bench_large(n: int, rounds: int, t0: float) -> dict:
             **_split(split, rounds + 2, _round_s(res))}
 
 
-def bench_loop(n: int, rounds: int) -> float:
-    importlib.import_module("p2probust")  # first, as on the p2probust side: torch's OpenMP workers wait passively
+def bench_loop(n: int, rounds: int, wait: str = "passive") -> float:
+    if wait == "passive":
+        importlib.import_module("p2probust")  # first, as on the p2probust side: torch's OpenMP workers wait passively
     import networkx as nx
     import torch
     import torch.nn.functional as F
@@ -159,7 +162,7 @@ def bench_loop(n: int, rounds: int) -> float:
 
 def child(args) -> None:
     if args.child == "loop":
-        out = {"rate": bench_loop(args.n, args.rounds)}
+        out = {"rate": bench_loop(args.n, args.rounds, args.loop_wait)}
     elif args.n > LARGE:
         out = bench_large(args.n, args.rounds, T0)
     else:
@@ -168,9 +171,9 @@ def child(args) -> None:
     print(json.dumps(out))
 
 
-def run_child(kind: str, n: int, rounds: int) -> dict:
+def run_child(kind: str, n: int, rounds: int, loop_wait: str = "passive") -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, "--n", str(n), "--rounds", str(rounds)],
+        [sys.executable, __file__, "--child", kind, "--n", str(n), "--rounds", str(rounds), "--loop-wait", loop_wait],
         capture_output=True, text=True, check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -183,6 +186,10 @@ def main() -> None:
     parser.add_argument("--ref-rounds", type=int, default=3, help="timed rounds of the loop reference")
     parser.add_argument("--ref-max-n", type=int, default=1000, help="largest n for the (slow) loop reference")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each side per size, interleaved (one row each)")
+    parser.add_argument("--loop-wait", choices=["passive", "default"], default="passive",
+                        help="OpenMP wait policy of the loop reference: passive (as p2probust sets it; "
+                             "best for the loop on a busy machine) or default (torch imported first, "
+                             "its own policy: spinning workers, best for the loop on a quiet machine)")
     parser.add_argument("--child", choices=["p2probust", "loop"], help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -193,7 +200,7 @@ def main() -> None:
     import torch
 
     print(f"random {DEGREE}-regular graph, logistic regression (d = 650), trimmed-mean gossip, 10% Byzantine "
-          f"(1,000 above n = {LARGE:,}); torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"(1,000 above n = {LARGE:,}); torch {torch.__version__}, {torch.get_num_threads()} threads; loop OpenMP wait policy: {args.loop_wait}; "
           f"load average {os.getloadavg()[0]:.2f} at start\n")
     print("| n | p2probust node-rounds/s | loop node-rounds/s | speed-up | p2probust peak memory |")
     print("|---:|---:|---:|---:|---:|")
@@ -203,7 +210,7 @@ def main() -> None:
             fast = run_child("p2probust", n, args.rounds)
             splits.append((n, fast))
             if n <= args.ref_max_n and n <= LARGE:
-                ref = run_child("loop", n, args.ref_rounds)
+                ref = run_child("loop", n, args.ref_rounds, args.loop_wait)
                 ref_s, ratio = f"{ref['rate']:,.0f}", f"{fast['rate'] / ref['rate']:.0f}×"
             else:
                 ref_s, ratio = "—", "—"
