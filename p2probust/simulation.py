@@ -176,7 +176,7 @@ class Loop:
         t = cfg.train
         self.schedule = LRSchedule(t.lr, t.lr_schedule, t.lr_decay, t.lr_step, t.lr_offset, t.lr_milestones)
         self.flood = int(specs["timing_attack"].value) if specs["timing_attack"].kind == "flood" else 1
-        self.ckpt: Checkpointer | None = None
+        self.ckpt: Checkpointer | AsyncCheckpointer | None = None  # AsyncCheckpointer in async mode
         self.ak: AsyncKernel | None = None
 
     @property
