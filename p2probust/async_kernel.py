@@ -29,6 +29,7 @@ from .engine.events import AsyncEngine, AsyncSetup, Deliveries
 from .network_state import InboxBuffer
 from .state import SimState, Simulation
 from .step import Inbox, local_step, mix_rows
+from .threads import one_thread_if_small
 
 
 class StaleModels:
@@ -77,8 +78,9 @@ class AsyncKernel:
         self.round = round
         self.lr = self.schedule(round)
         t = from_numpy(nodes, self.params.device)
-        self.params, self.momentum = local_step(self.sim, self.params, self.momentum, t, self.lr, donate=True)
-        self.buf.store(handles, self.params[t])
+        with one_thread_if_small(nodes.size * self.params.shape[1]):
+            self.params, self.momentum = local_step(self.sim, self.params, self.momentum, t, self.lr, donate=True)
+            self.buf.store(handles, self.params[t])
 
     def aggregate(self, nodes: np.ndarray, dl: Deliveries, now: float) -> None:
         """Write the deliveries, then the rule over ``nodes`` on their buffered inboxes (read from
@@ -87,6 +89,11 @@ class AsyncKernel:
         buf.deliver(dl.dst, dl.slot, dl.src, dl.sent_at, dl.handle)
         if nodes.size == 0:
             return
+        with one_thread_if_small(nodes.size * self.params.shape[1]):
+            self._mix(nodes)
+
+    def _mix(self, nodes: np.ndarray) -> None:
+        buf, sim, w = self.buf, self.sim, self.sim.wiring
         a_cpu, dev = torch.from_numpy(nodes), self.params.device  # the buffer's bookkeeping is on the CPU
         a = a_cpu.to(dev)
         has, byz_slot, senders = (x[a_cpu].to(dev) for x in (buf.has, buf.crafted, buf.sender))

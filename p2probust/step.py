@@ -42,6 +42,7 @@ from .device import from_numpy
 from .engine.sync import RoundPlan
 from .jit import rank_mean as jit_rank_mean
 from .profiling import timed
+from .threads import one_thread_if_small
 from . import shared_inbox
 
 #: bytes of inbox per block of recipients in :func:`mix_rows`: small enough for the block's
@@ -163,8 +164,14 @@ class RoundView:
 def sync_round(sim: Any, state: Any, plan: RoundPlan, lr: float, *, donate: bool = False) -> tuple[Any, int]:
     """Round ``plan.round`` from ``state``: the next state (round ``plan.round + 1`` at time
     ``plan.end``) and the number of messages sent. ``donate``: ``state``'s tensors may be written
-    in place (same bits; the caller never uses ``state`` again)."""
+    in place (same bits; the caller never uses ``state`` again). A small round runs on one torch
+    thread (:mod:`p2probust.threads`)."""
     view = RoundView.of(sim, plan)
+    with one_thread_if_small(view.actors.numel() * state.params.shape[1]):
+        return _round(sim, state, plan, lr, view, donate)
+
+
+def _round(sim: Any, state: Any, plan: RoundPlan, lr: float, view: RoundView, donate: bool) -> tuple[Any, int]:
     params, momentum, update = _step_phase(sim, state.params, state.momentum, view.actors, lr, donate)
     plain = view.cache is not None and plan.src is None and sim.replay is None
     groups = shared_inbox.detect_once(sim) if plain else None
