@@ -116,7 +116,8 @@ class InboxBuffer:
         out = np.where(out >= 0, out, self.cap)
         if crafted is not None and crafted.shape[0]:
             e = crafted.shape[0]
-            self._resize(self.cap, self.cap + 1 + e)
+            if self.cap + 1 + e > self.pool.shape[0]:  # scratch rows grow by doubling: few reallocations
+                self._resize(self.cap, self.cap + 1 + max(e, 2 * (self.pool.shape[0] - self.cap - 1)))
             self.pool[self.cap + 1 : self.cap + 1 + e] = crafted
             out[to_numpy(rows), to_numpy(slots)] = self.cap + 1 + np.arange(e)
         return from_numpy(out, self.pool.device)
