@@ -37,6 +37,7 @@ per sender, so runs with random latency *and* drops draw in a new order; every o
 the same numbers). Epidemic push draws a sender's peers, delays and drops sender by sender.
 
 State as data (checkpoints): a node's process keeps its phase and wake-up time in arrays
+(its pending event carries the node; no simpy process per node)
 (:mod:`~p2probust.engine.node_process`), and ``on_idle(round)`` is called once the instant in which
 a round ended is over; :mod:`~p2probust.engine.events_state` saves the engine there and rebuilds an
 engine that continues from it.
@@ -129,7 +130,6 @@ class AsyncEngine(NodeProcess):
         self._counted_total = max(int(setup.counted.sum()), 1)
         self._phase = np.full(self.n, WAKE, dtype=np.int64)
         self._wake = np.zeros(self.n)  # each node's next wake-up time
-        self._procs: list[simpy.Process | None] = []
         self._churn_proc: simpy.Process | None = None
         self.resumed = False  # set by events_state.restore: the processes exist already
         self.stepping = False  # within an event (its instant is not over)
@@ -371,7 +371,8 @@ class AsyncEngine(NodeProcess):
         """Run with ``kernel`` (``compute``, ``aggregate``, ``progress``); return the final time."""
         self.kernel = kernel
         if not self.resumed:
-            self._procs = [self.env.process(self._node(i)) for i in range(self.n)]
+            for i in range(self.n):
+                self._spawn(i)
             if self.s.churn is not None:
                 self._churn_proc = self.env.process(self._churn())
         limit = self.duration if self.duration else math.inf

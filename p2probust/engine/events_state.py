@@ -10,8 +10,8 @@ Between two instants (every event in simpy's queue lies after ``now``) the engin
   putting the same entries back with the same ids, and continuing the id counter from the same
   value, reproduces the order of every later event exactly;
 * each node process's phase and next wake-up time (:mod:`~p2probust.engine.node_process`): a
-  process is rebuilt at the same point by a generator that first waits for its restored event
-  (``done``-phase nodes wait for a fresh untriggered event, as the ``wait`` clock's nodes did);
+  node's pending event is put back carrying the node and its callback (``done``-phase nodes wait
+  for a fresh untriggered event, as the ``wait`` clock's nodes did);
 * the messages in flight, the snapshot handles' reference counts, the deliveries not yet handed
   to the kernels, each slot's latest handle, who is online, waiting or has fresh messages, the
   epidemic inboxes' slot assignment (in insertion order: eviction follows it), the counters, the
@@ -73,13 +73,12 @@ def engine_state(engine) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 def _queue(engine) -> dict[str, np.ndarray]:
     """simpy's queue as columns ``kind, node, time, priority, eid`` (+ the nodes of wait timeouts)."""
-    owner = {id(p.target): i for i, p in enumerate(engine._procs) if p is not None and p.is_alive}
     churn = engine._churn_proc
     churn_target = churn.target if churn is not None and churn.is_alive else None
     rows, timeout_nodes = [], []
     for t, prio, eid, ev in engine.env._queue:
-        if id(ev) in owner:
-            kind, node = NODE, owner[id(ev)]
+        if ev.callbacks == [engine._on_event]:
+            kind, node = NODE, ev.node
         elif ev is churn_target:
             kind, node = CHURN, -1
         elif ev.callbacks == [engine._wait_timeout]:
@@ -91,7 +90,8 @@ def _queue(engine) -> dict[str, np.ndarray]:
             raise NotBetweenInstants(f"an unknown event is pending at {t} (priority {prio}); cannot save the engine")
         rows.append((kind, node, prio, eid, t))
     table = np.array([r[:4] for r in rows], dtype=np.int64).reshape(-1, 4)
-    waited = {i for i in owner.values()} - {int(i) for i in table[table[:, 0] == NODE, 1]}
+    alive = np.flatnonzero(engine._phase != ENDED)
+    waited = set(alive.tolist()) - {int(i) for i in table[table[:, 0] == NODE, 1]}
     if any(engine._phase[i] != DONE for i in waited):
         raise NotBetweenInstants("a node process waits for an event that is not in the queue; cannot save the engine")
     lengths = [x.size for x in timeout_nodes]
@@ -128,16 +128,17 @@ def restore_engine(engine, arrays: dict[str, np.ndarray], scalars: dict[str, Any
 
 
 def _rebuild_queue(engine, arrays: dict[str, np.ndarray]) -> None:
-    """Push every saved event back with its time, priority and id; rebuild the processes."""
-    env, n = engine.env, engine.n
+    """Push every saved event back with its time, priority and id (a node's carrying the node
+    and its callback); restart the churn process."""
+    env = engine.env
     ends = np.cumsum(arrays["timeout_len"])
-    pending: dict[int, simpy.Event] = {}
     churn_event = None
     for (kind, node, prio, eid), t in zip(arrays["queue"].tolist(), arrays["queue_time"].tolist()):
         ev = simpy.Event(env)
         ev._ok, ev._value = True, None
         if kind == NODE:
-            pending[node] = ev
+            ev.node = node
+            ev.callbacks.append(engine._on_event)
         elif kind == CHURN:
             churn_event = ev
         elif kind == WAIT_TIMEOUT:
@@ -146,13 +147,10 @@ def _rebuild_queue(engine, arrays: dict[str, np.ndarray]) -> None:
         else:
             ev.callbacks.append(engine._deliver_due)
         heapq.heappush(env._queue, (t, prio, eid, ev))
-    engine._procs = [None] * n
-    for i in range(n):
-        if engine._phase[i] == DONE:
-            pending[i] = engine._done_events[i] = env.event()
-        if engine._phase[i] != ENDED and i in pending:
-            engine._procs[i] = env.process(engine._node(i, pending[i]))
+    for i in np.flatnonzero(engine._phase == DONE).tolist():
+        done = engine._done_events[i] = env.event()
+        engine._wait_for(i, done)
     if churn_event is not None:
         engine._churn_proc = env.process(engine._churn(churn_event))
-    while env.peek() <= env.now:  # start the processes: each waits for its event again
+    while env.peek() <= env.now:  # start the churn process: it waits for its event again
         env.step()
