@@ -18,7 +18,8 @@ torch's default thread count (printed; the loop's per-node calls are too small t
 thread) and ``OMP_WAIT_POLICY=PASSIVE`` (p2probust is imported before torch on both sides: with
 spinning OpenMP workers the loop's many tiny calls crawl on a busy machine; ``--loop-wait default``
 imports torch first on the loop's side instead, torch's own policy, which serves the loop best on a
-quiet machine: the README gives both), in their own subprocess, which also reports its peak resident memory (``ru_maxrss``).
+quiet machine; ``--loop-wait one-thread`` runs the loop on one torch thread, with no worker to
+wake: the README gives all three), in their own subprocess, which also reports its peak resident memory (``ru_maxrss``).
 
 The split of a p2probust round (local step, attack, gather + rule, metrics, record, other) comes
 from the engine's own phase timers (:mod:`p2probust.profiling`), averaged over the timed run;
@@ -112,10 +113,13 @@ def bench_large(n: int, rounds: int, t0: float) -> dict:
 
 
 def bench_loop(n: int, rounds: int, wait: str = "passive") -> float:
-    if wait == "passive":
+    if wait in ("passive", "one-thread"):
         importlib.import_module("p2probust")  # first, as on the p2probust side: torch's OpenMP workers wait passively
     import networkx as nx
     import torch
+
+    if wait == "one-thread":
+        torch.set_num_threads(1)  # no worker to wake or spin: the loop's tiny calls on one thread
     import torch.nn.functional as F
     from torch import nn
 
@@ -186,10 +190,11 @@ def main() -> None:
     parser.add_argument("--ref-rounds", type=int, default=3, help="timed rounds of the loop reference")
     parser.add_argument("--ref-max-n", type=int, default=1000, help="largest n for the (slow) loop reference")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each side per size, interleaved (one row each)")
-    parser.add_argument("--loop-wait", choices=["passive", "default"], default="passive",
+    parser.add_argument("--loop-wait", choices=["passive", "default", "one-thread"], default="passive",
                         help="OpenMP wait policy of the loop reference: passive (as p2probust sets it; "
-                             "best for the loop on a busy machine) or default (torch imported first, "
-                             "its own policy: spinning workers, best for the loop on a quiet machine)")
+                             "best for the loop on a busy machine), default (torch imported first, "
+                             "its own policy: spinning workers, best for the loop on a quiet machine) "
+                             "or one-thread (torch.set_num_threads(1): no worker at all)")
     parser.add_argument("--child", choices=["p2probust", "loop"], help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -121,15 +121,15 @@ class AsyncEngine(NodeProcess):
         self._rev = reverse_slots(setup.idx, setup.mask) if not self._dynamic else None
         self._dyn_slots: list[dict[int, int]] = [dict() for _ in range(self.n)] if self._dynamic else []
         # a constant compute time draws nothing: the same float64 products, computed once
-        self._const_compute = setup.compute.draw(setup.rng, np.arange(self.n)) if setup.compute.dist.constant else None
+        self._const_compute = setup.compute.draw(setup.rng, np.arange(self.n)).tolist() if setup.compute.dist.constant else None
         self.activations = 0
         self.messages = 0
         self.round = 0
         self.stopped = False
         self.kernel: Any = None
         self._counted_total = max(int(setup.counted.sum()), 1)
-        self._phase = np.full(self.n, WAKE, dtype=np.int64)
-        self._wake = np.zeros(self.n)  # each node's next wake-up time
+        self._phase = [WAKE] * self.n  # what each node waits for (engine/node_process.py)
+        self._wake = [0.0] * self.n  # each node's next wake-up time
         self._churn_proc: simpy.Process | None = None
         self.resumed = False  # set by events_state.restore: the processes exist already
         self.stepping = False  # within an event (its instant is not over)

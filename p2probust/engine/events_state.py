@@ -51,7 +51,7 @@ def engine_state(engine) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     env._eid = itertools.count(eid)  # taking the next id must not change anything
     arrive, flight = engine._flight.state()
     pending = Deliveries.concat(engine._pending)
-    arrays.update(phase=engine._phase, wake=engine._wake, online=engine.online, waiting=engine._waiting,
+    arrays.update(phase=np.array(engine._phase, dtype=np.int64), wake=np.array(engine._wake, dtype=np.float64), online=engine.online, waiting=engine._waiting,
                   slot_handle=engine._slot_handle, flight_arrive=arrive)
     arrays.update({f"flight_{c}": getattr(flight, c) for c in _COLUMNS})
     arrays.update({f"pending_{c}": getattr(pending, c) for c in _COLUMNS})
@@ -90,7 +90,7 @@ def _queue(engine) -> dict[str, np.ndarray]:
             raise NotBetweenInstants(f"an unknown event is pending at {t} (priority {prio}); cannot save the engine")
         rows.append((kind, node, prio, eid, t))
     table = np.array([r[:4] for r in rows], dtype=np.int64).reshape(-1, 4)
-    alive = np.flatnonzero(engine._phase != ENDED)
+    alive = np.flatnonzero(np.array(engine._phase) != ENDED)
     waited = set(alive.tolist()) - {int(i) for i in table[table[:, 0] == NODE, 1]}
     if any(engine._phase[i] != DONE for i in waited):
         raise NotBetweenInstants("a node process waits for an event that is not in the queue; cannot save the engine")
@@ -109,7 +109,7 @@ def restore_engine(engine, arrays: dict[str, np.ndarray], scalars: dict[str, Any
     for name in ("events", "activations", "messages", "round"):
         setattr(engine, name, int(scalars[name]))
     engine._armed, engine._last_change = float(scalars["armed"]), float(scalars["last_change"])
-    engine._phase, engine._wake = arrays["phase"].copy(), arrays["wake"].copy()
+    engine._phase, engine._wake = arrays["phase"].tolist(), arrays["wake"].tolist()
     engine.online, engine._waiting = arrays["online"].copy(), arrays["waiting"].copy()
     engine._slot_handle = arrays["slot_handle"].copy()
     engine._flight.restore(arrays["flight_arrive"], Deliveries(*(arrays[f"flight_{c}"] for c in _COLUMNS)))
@@ -147,7 +147,7 @@ def _rebuild_queue(engine, arrays: dict[str, np.ndarray]) -> None:
         else:
             ev.callbacks.append(engine._deliver_due)
         heapq.heappush(env._queue, (t, prio, eid, ev))
-    for i in np.flatnonzero(engine._phase == DONE).tolist():
+    for i in np.flatnonzero(np.array(engine._phase) == DONE).tolist():
         done = engine._done_events[i] = env.event()
         engine._wait_for(i, done)
     if churn_event is not None:

@@ -3,7 +3,8 @@
 A node wakes on its own clock, computes its local steps for a drawn time, hands its model to the
 engine (:meth:`AsyncEngine._finish_compute`: send, then aggregate or wait), and again; while
 offline it waits for the next churn change. The phase (what the node waits for) and the next
-wake-up time live in the arrays ``_phase [n]`` and ``_wake [n]``, so that a checkpoint between
+wake-up time live in the lists ``_phase [n]`` and ``_wake [n]`` (Python ints and floats: faster
+to read and write one at a time than numpy scalars), so that a checkpoint between
 instants can save them and rebuild every node at the same point
 (:mod:`p2probust.engine.events_state`). The random draws (clock gaps, compute times) are those of
 the plain loop this replaces, in the same order.
@@ -48,7 +49,7 @@ class NodeProcess:
 
     def _compute_time(self, i: int) -> float:
         if self._const_compute is not None:
-            return float(self._const_compute[i])
+            return self._const_compute[i]
         return float(self.s.compute.draw(self.s.rng, np.array([i]))[0])
 
     def _spawn(self, i: int) -> None:
@@ -80,22 +81,22 @@ class NodeProcess:
         self._wait_for(i, self._start(i) if self._phase[i] == START else self._resumed(i))
 
     def _start(self, i: int) -> simpy.Event | None:
-        self._wake[i] = self.env.now + self._gap(True)
+        self._wake[i] = self.env._now + self._gap(True)
         return self._top(i)
 
     def _top(self, i: int) -> simpy.Event | None:
         """The top of the loop: sleep until the wake time, then :meth:`_awake`."""
-        wake = float(self._wake[i])
-        if wake > self.env.now:
+        wake, now = self._wake[i], self.env._now
+        if wake > now:
             self._phase[i] = WAKE
-            return self._timeout(wake - self.env.now)
+            return self._timeout(wake - now)
         return self._awake(i)
 
     def _awake(self, i: int) -> simpy.Event | None:
         """Offline: wait for the next churn change (or end); online: compute for a drawn time."""
-        env, s = self.env, self.s
+        s, now = self.s, self.env._now
         if not self.online[i]:
-            wait = s.churn.next_change() - env.now if s.churn is not None else math.inf
+            wait = s.churn.next_change() - now if s.churn is not None else math.inf
             if not math.isfinite(wait):
                 self._phase[i] = ENDED
                 return None
@@ -103,7 +104,7 @@ class NodeProcess:
             return self._timeout(max(wait, 0.0))
         c = self._compute_time(i)
         if s.tick > 0:
-            c = math.ceil((env.now + c) / s.tick - 1e-9) * s.tick - env.now
+            c = math.ceil((now + c) / s.tick - 1e-9) * s.tick - now
         self._phase[i] = COMPUTE
         return self._timeout(c)
 
@@ -113,7 +114,7 @@ class NodeProcess:
         if phase == WAKE:
             return self._awake(i)
         if phase == OFFLINE:
-            self._wake[i] = self.env.now
+            self._wake[i] = self.env._now
             return self._top(i)
         if phase == COMPUTE:
             if not self.online[i]:
@@ -123,6 +124,6 @@ class NodeProcess:
                 self._phase[i] = DONE
                 done = self._done_events[i] = self.env.event()
                 return done
-        self._wake[i] = max(float(self._wake[i]) + self._gap(False), self.env.now)
+        self._wake[i] = max(self._wake[i] + self._gap(False), self.env._now)
         return self._top(i)
 
