@@ -85,14 +85,14 @@ class AsyncKernel:
     def aggregate(self, nodes: np.ndarray, dl: Deliveries, now: float) -> None:
         """Write the deliveries, then the rule over ``nodes`` on their buffered inboxes (read from
         the snapshot pool in place; Byzantine slots are crafted into its scratch rows)."""
-        buf, sim, w = self.buf, self.sim, self.sim.wiring
-        buf.deliver(dl.dst, dl.slot, dl.src, dl.sent_at, dl.handle)
+        self.buf.deliver(dl.dst, dl.slot, dl.src, dl.sent_at, dl.handle)
         if nodes.size == 0:
             return
         with one_thread_if_small(nodes.size * self.params.shape[1]):
             self._mix(nodes)
 
     def _mix(self, nodes: np.ndarray) -> None:
+        """The rule over ``nodes`` on their buffered inboxes, written into ``params``."""
         buf, sim, w = self.buf, self.sim, self.sim.wiring
         a_cpu, dev = torch.from_numpy(nodes), self.params.device  # the buffer's bookkeeping is on the CPU
         a = a_cpu.to(dev)

@@ -15,8 +15,8 @@ machine. It is the same queue entry a process would have made, ``(now + delay, p
 insertion id)``, pushed at the same moment, so every event is processed in the same order as
 with generator processes: a node starts with an urgent event at time 0 (simpy's ``Initialize``),
 and a node whose loop ends leaves one event at that instant (a finished process's own event).
-Without the generator and ``Process._resume`` around each step, an event costs about half as
-much (issue 15: the Poisson clock's 1,500 events per round at n = 1000).
+Without the generator and ``Process._resume`` around each step, the engine alone runs a Poisson
+round at n = 1000 (about 1,500 events) in 9.0 ms instead of 10.6 (issue 15).
 """
 
 from __future__ import annotations
