@@ -29,7 +29,7 @@ from .engine.events import AsyncEngine, AsyncSetup, Deliveries
 from .network_state import InboxBuffer
 from .state import SimState, Simulation
 from .step import Inbox, local_step, mix_rows
-from .threads import one_thread_if_small
+from .threads import one_thread_if, small_mix, small_step
 
 
 class StaleModels:
@@ -78,7 +78,7 @@ class AsyncKernel:
         self.round = round
         self.lr = self.schedule(round)
         t = from_numpy(nodes, self.params.device)
-        with one_thread_if_small(nodes.size * self.params.shape[1]):
+        with one_thread_if(small_step(self.sim.trainer, nodes.size * self.sim.local_steps)):  # the step and the snapshot
             self.params, self.momentum = local_step(self.sim, self.params, self.momentum, t, self.lr, donate=True)
             self.buf.store(handles, self.params[t])
 
@@ -88,7 +88,7 @@ class AsyncKernel:
         self.buf.deliver(dl.dst, dl.slot, dl.src, dl.sent_at, dl.handle)
         if nodes.size == 0:
             return
-        with one_thread_if_small(nodes.size * self.params.shape[1]):
+        with one_thread_if(small_mix(nodes.size, self.buf.has.shape[1], self.params.shape[1])):
             self._mix(nodes)
 
     def _mix(self, nodes: np.ndarray) -> None:

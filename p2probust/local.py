@@ -38,6 +38,7 @@ from .config.parts import LRScheduleKind, MomentumForm
 from .models import ParamSpec
 from .profiling import timed
 from .sampling import BatchSampler
+from .threads import forward_flops
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,10 @@ class LocalTrainer:
 
             self._grads = torch.func.vmap(torch.func.grad(masked_loss))
         self.privacy = privacy.bind(self) if privacy is not None else None
+        forward = forward_flops(model, x[:1])
+        #: FLOPs of one node's local step, 3 B F + 4 d (forward F per sample and a backward of about
+        #: twice that, then momentum and update), or None without an estimate (:mod:`p2probust.threads`)
+        self.flops_per_node = None if forward is None else 3 * batch_size * forward + 4 * self.spec.dim
 
     def sample(self, nodes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """One batch per node: ``([a, B, ...], [a, B])``."""

@@ -42,7 +42,7 @@ from .device import from_numpy
 from .engine.sync import RoundPlan
 from .jit import rank_mean as jit_rank_mean
 from .profiling import timed
-from .threads import one_thread_if_small
+from .threads import one_thread_if, small_mix, small_step
 from . import shared_inbox
 
 #: bytes of inbox per block of recipients in :func:`mix_rows`: small enough for the block's
@@ -54,9 +54,11 @@ BLOCK_BYTES = 4 << 20
 def local_step(sim: Any, params: Tensor, momentum: Tensor, nodes: Tensor, lr: float,
                donate: bool = False) -> tuple[Tensor, Tensor]:
     """``local_steps`` batched SGD steps of ``nodes``: new ``(params, momentum)`` (``donate``: the
-    rows written into the given tensors, see the module docstring)."""
-    for _ in range(sim.local_steps):
-        params, momentum = sim.trainer.step(params, momentum, nodes, lr, sim.beta, sim.gen_batches, inplace=donate)
+    rows written into the given tensors, see the module docstring); on one torch thread when
+    their arithmetic is small (:mod:`p2probust.threads`)."""
+    with one_thread_if(small_step(sim.trainer, nodes.numel() * sim.local_steps)):
+        for _ in range(sim.local_steps):
+            params, momentum = sim.trainer.step(params, momentum, nodes, lr, sim.beta, sim.gen_batches, inplace=donate)
     return params, momentum
 
 
@@ -164,15 +166,20 @@ class RoundView:
 def sync_round(sim: Any, state: Any, plan: RoundPlan, lr: float, *, donate: bool = False) -> tuple[Any, int]:
     """Round ``plan.round`` from ``state``: the next state (round ``plan.round + 1`` at time
     ``plan.end``) and the number of messages sent. ``donate``: ``state``'s tensors may be written
-    in place (same bits; the caller never uses ``state`` again). A small round runs on one torch
-    thread (:mod:`p2probust.threads`)."""
+    in place (same bits; the caller never uses ``state`` again). A small local step or gossip
+    phase runs on one torch thread (:mod:`p2probust.threads`)."""
     view = RoundView.of(sim, plan)
-    with one_thread_if_small(view.actors.numel() * state.params.shape[1]):
-        return _round(sim, state, plan, lr, view, donate)
-
-
-def _round(sim: Any, state: Any, plan: RoundPlan, lr: float, view: RoundView, donate: bool) -> tuple[Any, int]:
     params, momentum, update = _step_phase(sim, state.params, state.momentum, view.actors, lr, donate)
+    with one_thread_if(small_mix(view.actors.numel(), view.idx.shape[1], params.shape[1])):
+        params, sent = _gossip_phase(sim, params, plan, view, donate)
+    if update is not None:
+        params = params.index_add(0, view.actors, update)
+    return replace(state, params=params, momentum=momentum, round=plan.round + 1, time=float(plan.end), rng=None,
+                   engine=None), sent
+
+
+def _gossip_phase(sim: Any, params: Tensor, plan: RoundPlan, view: RoundView, donate: bool) -> tuple[Tensor, int]:
+    """Attack and rule over the acting nodes: the new ``params`` and the number of messages sent."""
     plain = view.cache is not None and plan.src is None and sim.replay is None
     groups = shared_inbox.detect_once(sim) if plain else None
     if groups:  # aggregate once per distinct inbox (same bits), or the server's one aggregation
@@ -187,11 +194,8 @@ def _round(sim: Any, state: Any, plan: RoundPlan, lr: float, view: RoundView, do
         inbox = Inbox(view.idx, view.rows, view.slots, crafted)
         new = mix_rows(sim, params, view.actors, inbox, view.mask, view.weights, view.f, view.cache if plain else None)
         params = params.index_copy_(0, view.actors, new) if donate else params.index_copy(0, view.actors, new)
-    if update is not None:
-        params = params.index_add(0, view.actors, update)
     sent = groups.messages(sim) if groups and groups.server else _messages(view.wiring, plan.online, plain)
-    return replace(state, params=params, momentum=momentum, round=plan.round + 1, time=float(plan.end), rng=None,
-                   engine=None), sent
+    return params, sent
 
 
 def _messages(wiring: Any, online: np.ndarray | None, plain: bool) -> int:

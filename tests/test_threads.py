@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import pytest
 import torch
+from torch import nn
 
 import p2probust as pr
 from p2probust import threads
+from p2probust.models import LogisticRegression, SmallCNN
+from p2probust.state import build
 
 
 @pytest.fixture
@@ -20,19 +24,51 @@ def two_threads():
 
 
 def test_small_call_runs_on_one_thread_and_puts_the_count_back(two_threads):
-    with threads.one_thread_if_small(threads.SMALL_VALUES - 1):
+    with threads.one_thread_if(True):
         assert torch.get_num_threads() == 1
-        with threads.one_thread_if_small(10):  # nested
+        with threads.one_thread_if(True):  # nested
             assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == 2
-    with threads.one_thread_if_small(threads.SMALL_VALUES):
+    with threads.one_thread_if(False):
         assert torch.get_num_threads() == 2
+
+
+def test_forward_flops_are_the_hand_counted_matrix_products():
+    """2·in·out per linear layer; 2·(output positions × channels)·(kernel × input channels) per
+    convolution (LeCun's network: 24·24·8 outputs of 5·5 kernels, then 8·8·16 of 8·5·5)."""
+    assert threads.forward_flops(LogisticRegression(64, 10), torch.zeros(1, 64)) == 2 * 64 * 10
+    conv1, conv2, fc = 2 * 24 * 24 * 8 * 25, 2 * 8 * 8 * 16 * 8 * 25, 2 * 256 * 10
+    assert threads.forward_flops(SmallCNN(), torch.zeros(1, 784)) == conv1 + conv2 + fc == 645_120
+
+
+def test_a_model_that_cannot_run_on_one_sample_has_no_estimate_and_keeps_its_threads():
+    class NeedsMore(nn.Module):
+        def forward(self, x, extra):
+            return x + extra
+
+    assert threads.forward_flops(NeedsMore(), torch.zeros(1, 3)) is None
+    assert not threads.small_step(SimpleNamespace(flops_per_node=None), 1)
+    assert not threads.small_step(object(), 1)
+
+
+def test_built_trainer_counts_its_local_step_and_small_means_small():
+    """Logistic regression on 64 features: 3·B·1,280 + 4·650 FLOPs a node, on one thread up to
+    267 nodes; the MNIST CNN's local step is never small, even for one node."""
+    sim, _ = build(pr.RunConfig().replace(**{"data.task": "blobs", "topology.nodes": 30, "byzantine.count": 0}))
+    b = sim.trainer.batch_size
+    assert sim.trainer.flops_per_node == 3 * b * 1280 + 4 * 650
+    per_node = 3 * 32 * 1280 + 4 * 650
+    assert threads.small_step(SimpleNamespace(flops_per_node=per_node), 267)
+    assert not threads.small_step(SimpleNamespace(flops_per_node=per_node), 268)
+    cnn = 3 * 32 * threads.forward_flops(SmallCNN(), torch.zeros(1, 784)) + 4 * 5994
+    assert not threads.small_step(SimpleNamespace(flops_per_node=cnn), 1)
+    assert threads.small_mix(290, 10, 650) and not threads.small_mix(300, 10, 650)
 
 
 def test_count_is_put_back_after_an_error(two_threads):
     with pytest.raises(RuntimeError):
-        with threads.one_thread_if_small(1):
+        with threads.one_thread_if(True):
             raise RuntimeError("boom")
     assert torch.get_num_threads() == 2
 
@@ -43,14 +79,14 @@ def test_overlapping_calls_from_two_python_threads_put_the_count_back(two_thread
     seen = []
 
     def first():
-        with threads.one_thread_if_small(1):
+        with threads.one_thread_if(True):
             a_in.set()
             b_in.wait(5)
         a_out.set()
 
     def second():
         a_in.wait(5)
-        with threads.one_thread_if_small(1):
+        with threads.one_thread_if(True):
             b_in.set()
             a_out.wait(5)
             seen.append(torch.get_num_threads())
@@ -75,12 +111,26 @@ def _run(mode: str, clock: str | None = None):
 
 @pytest.mark.parametrize("mode, clock", [("sync", None), ("async", "poisson:rate=100"), ("async", "wait:k=3,timeout=0.05")])
 def test_runs_give_the_same_bits_on_one_thread_and_on_two(mode, clock, two_threads, monkeypatch):
-    """Every step of these runs is small (60 nodes): on one thread by default, on two with the
-    threshold at 0. The models and the metrics agree bit for bit (the consensus distance's
+    """Every phase of these runs is small (60 nodes): on one thread by default, on two with the
+    thresholds at 0. The models and the metrics agree bit for bit (the consensus distance's
     reduction is computed outside the calls and is excluded: its last digit may depend on the
     thread count)."""
+    calls = []
+    real = threads.one_thread_if
+
+    def spy(small):
+        calls.append(small)
+        return real(small)
+
+    monkeypatch.setattr(threads, "one_thread_if", spy)
+    for module in ("p2probust.step", "p2probust.async_kernel"):
+        monkeypatch.setattr(f"{module}.one_thread_if", spy)
     one = _run(mode, clock)
-    monkeypatch.setattr(threads, "SMALL_VALUES", 0)
+    assert calls and all(calls)  # every local step and gossip phase ran on one thread
+    monkeypatch.setattr(threads, "STEP_FLOPS", 0)
+    monkeypatch.setattr(threads, "MIX_VALUES", 0)
+    calls.clear()
     two = _run(mode, clock)
+    assert calls and not any(calls)
     assert torch.equal(one[0], two[0])
     assert one[1] == two[1]
