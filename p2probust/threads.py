@@ -30,6 +30,7 @@ reductions may depend on the thread count, are computed outside these calls).
 
 from __future__ import annotations
 
+import copy
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -50,12 +51,14 @@ _saved = 0  # the thread count to put back when the last of them ends
 def forward_flops(model: nn.Module, sample: torch.Tensor) -> int | None:
     """FLOPs of ``model``'s forward pass on one input ``sample [1, ...]`` (matrix products and
     convolutions, as :class:`~torch.utils.flop_counter.FlopCounterMode` counts them), or None
-    when the model cannot run on it alone (a model whose forward needs more: no estimate)."""
+    when the model cannot run on it alone (a model whose forward needs more: no estimate). The
+    pass runs on a copy in evaluation mode: no buffer of ``model`` changes (batch-norm statistics)
+    and no dropout mask is drawn from torch's global generator."""
     from torch.utils.flop_counter import FlopCounterMode
 
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(sample)
+            copy.deepcopy(model).eval()(sample)
     except Exception:  # e.g. a plugin model with required extra inputs
         return None
     return int(counter.get_total_flops())

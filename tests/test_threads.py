@@ -42,6 +42,16 @@ def test_forward_flops_are_the_hand_counted_matrix_products():
     assert threads.forward_flops(SmallCNN(), torch.zeros(1, 784)) == conv1 + conv2 + fc == 645_120
 
 
+def test_counting_flops_changes_no_buffer_and_draws_nothing_from_the_global_generator():
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    assert threads.forward_flops(model, torch.ones(1, 4)) == 2 * 4 * 8 + 2 * 8 * 2
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.training
+
+
 def test_a_model_that_cannot_run_on_one_sample_has_no_estimate_and_keeps_its_threads():
     class NeedsMore(nn.Module):
         def forward(self, x, extra):
