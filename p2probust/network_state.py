@@ -93,8 +93,9 @@ class InboxBuffer:
         if handles.size == 0:
             return
         need = int(handles.max()) + 1
-        if need > self.cap:
-            self._resize(max(need, 2 * self.cap), 0)
+        if need > self.cap:  # grow by doubling; the zero row and the scratch rows stay as many
+            cap = max(need, 2 * self.cap)
+            self._resize(cap, cap + self.pool.shape[0] - self.cap)
         self.pool[from_numpy(handles, self.pool.device)] = models
 
     def deliver(self, dst: np.ndarray, slot: np.ndarray, src: np.ndarray, sent_at: np.ndarray, handle: np.ndarray) -> None:
