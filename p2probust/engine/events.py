@@ -36,9 +36,9 @@ message's delay, then every message's drop draw (the per-message engine drew del
 per sender, so runs with random latency *and* drops draw in a new order; every other run draws
 the same numbers). Epidemic push draws a sender's peers, delays and drops sender by sender.
 
-State as data (checkpoints): a node's process keeps its phase and wake-up time in arrays
-(its pending event carries the node; no simpy process per node)
-(:mod:`~p2probust.engine.node_process`), and ``on_idle(round)`` is called once the instant in which
+State as data (checkpoints): a node keeps its phase and wake-up time as data, and its pending
+event carries the node (no simpy process per node: :mod:`~p2probust.engine.node_process`), and
+``on_idle(round)`` is called once the instant in which
 a round ended is over; :mod:`~p2probust.engine.events_state` saves the engine there and rebuilds an
 engine that continues from it.
 """
@@ -131,7 +131,7 @@ class AsyncEngine(NodeProcess):
         self._phase = [WAKE] * self.n  # what each node waits for (engine/node_process.py)
         self._wake = [0.0] * self.n  # each node's next wake-up time
         self._churn_proc: simpy.Process | None = None
-        self.resumed = False  # set by events_state.restore: the processes exist already
+        self.resumed = False  # set by events_state.restore: the nodes' events are queued already
         self.stepping = False  # within an event (its instant is not over)
         self.on_idle: Any = None  # called with the round between instants after a round ends (checkpoints)
 
