@@ -148,8 +148,7 @@ def _rebuild_queue(engine, arrays: dict[str, np.ndarray]) -> None:
             ev.callbacks.append(engine._deliver_due)
         heapq.heappush(env._queue, (t, prio, eid, ev))
     for i in np.flatnonzero(np.array(engine._phase) == DONE).tolist():
-        done = engine._done_events[i] = env.event()
-        engine._wait_for(i, done)
+        engine._wait_done(i)
     if churn_event is not None:
         engine._churn_proc = env.process(engine._churn(churn_event))
     while env.peek() <= env.now:  # start the churn process: it waits for its event again

@@ -55,75 +55,88 @@ class NodeProcess:
     def _spawn(self, i: int) -> None:
         """Start node ``i``: an urgent event now, where ``env.process`` puts its ``Initialize``."""
         self._phase[i] = START
-        self._wait_for(i, self._timeout(0.0, URGENT))
+        self._sleep(i, 0.0, URGENT)
 
-    def _timeout(self, delay: float, priority: int = NORMAL) -> simpy.Event:
-        """A triggered event ``delay`` from now: ``env.timeout(delay)``'s queue entry, pushed now."""
+    def _sleep(self, i: int, delay: float, priority: int = NORMAL) -> None:
+        """Node ``i`` waits ``delay``: ``env.timeout(delay)``'s queue entry, pushed now, whose
+        event carries the node and the callback :meth:`_on_event`."""
         if delay < 0:
             raise ValueError(f"Negative delay {delay}")
         env = self.env
         ev = simpy.Event.__new__(simpy.Event)  # simpy.Timeout's fields, set as its __init__ does
-        ev.env, ev.callbacks, ev._value, ev._ok = env, [], None, True
+        ev.env, ev.callbacks, ev._value, ev._ok, ev.node = env, [self._on_event], None, True, i
         heappush(env._queue, (env._now + delay, priority, next(env._eid), ev))
-        return ev
 
-    def _wait_for(self, i: int, ev: simpy.Event | None) -> None:
-        """Node ``i`` waits for ``ev``; None: its loop ended (one event now, as a process's end)."""
-        if ev is None:
-            self._timeout(0.0)
-            return
-        ev.node = i
-        ev.callbacks.append(self._on_event)
+    def _wait_done(self, i: int) -> None:
+        """``wait`` clock: node ``i`` waits for its aggregation (an untriggered event)."""
+        done = self._done_events[i] = self.env.event()
+        done.node = i
+        done.callbacks.append(self._on_event)
+
+    def _ended(self) -> None:
+        """A node's loop ended: one event now, where a finished process puts its own."""
+        env = self.env
+        ev = simpy.Event.__new__(simpy.Event)
+        ev.env, ev.callbacks, ev._value, ev._ok = env, [], None, True
+        heappush(env._queue, (env._now, NORMAL, next(env._eid), ev))
 
     def _on_event(self, ev: simpy.Event) -> None:
         """The event node ``ev.node`` waited for happened: advance its state machine."""
         i = ev.node
-        self._wait_for(i, self._start(i) if self._phase[i] == START else self._resumed(i))
+        if self._phase[i] == START:
+            self._start(i)
+        else:
+            self._resumed(i)
 
-    def _start(self, i: int) -> simpy.Event | None:
+    def _start(self, i: int) -> None:
         self._wake[i] = self.env._now + self._gap(True)
-        return self._top(i)
+        self._top(i)
 
-    def _top(self, i: int) -> simpy.Event | None:
+    def _top(self, i: int) -> None:
         """The top of the loop: sleep until the wake time, then :meth:`_awake`."""
         wake, now = self._wake[i], self.env._now
         if wake > now:
             self._phase[i] = WAKE
-            return self._timeout(wake - now)
-        return self._awake(i)
+            self._sleep(i, wake - now)
+        else:
+            self._awake(i)
 
-    def _awake(self, i: int) -> simpy.Event | None:
+    def _awake(self, i: int) -> None:
         """Offline: wait for the next churn change (or end); online: compute for a drawn time."""
         s, now = self.s, self.env._now
         if not self.online[i]:
             wait = s.churn.next_change() - now if s.churn is not None else math.inf
             if not math.isfinite(wait):
                 self._phase[i] = ENDED
-                return None
+                self._ended()
+                return
             self._phase[i] = OFFLINE
-            return self._timeout(max(wait, 0.0))
+            self._sleep(i, max(wait, 0.0))
+            return
         c = self._compute_time(i)
         if s.tick > 0:
             c = math.ceil((now + c) / s.tick - 1e-9) * s.tick - now
         self._phase[i] = COMPUTE
-        return self._timeout(c)
+        self._sleep(i, c)
 
-    def _resumed(self, i: int) -> simpy.Event | None:
-        """The event node ``i`` waited for in its phase happened: the next event to wait for."""
+    def _resumed(self, i: int) -> None:
+        """The event node ``i`` waited for in its phase happened: wait for the next one."""
         phase = self._phase[i]
         if phase == WAKE:
-            return self._awake(i)
+            self._awake(i)
+            return
         if phase == OFFLINE:
             self._wake[i] = self.env._now
-            return self._top(i)
+            self._top(i)
+            return
         if phase == COMPUTE:
             if not self.online[i]:
-                return self._top(i)
+                self._top(i)
+                return
             self._finish_compute(i)
             if self._wait and self.s.trains[i]:
                 self._phase[i] = DONE
-                done = self._done_events[i] = self.env.event()
-                return done
+                self._wait_done(i)
+                return
         self._wake[i] = max(self._wake[i] + self._gap(False), self.env._now)
-        return self._top(i)
-
+        self._top(i)
