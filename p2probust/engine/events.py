@@ -162,12 +162,15 @@ class AsyncEngine(NodeProcess):
         self._last_change = self.env.now
         self.online = self.s.churn.advance(self.env.now)
 
-    def _at(self, t: float, priority: int, fn) -> None:
-        """Call ``fn`` at simulated time ``t`` exactly (``now + (t − now)`` may round elsewhere)."""
+    def _at(self, t: float, priority: int, fn: Any = None) -> simpy.Event:
+        """A triggered event at simulated time ``t`` exactly (``now + (t − now)`` may round
+        elsewhere) that calls ``fn`` (None: nothing); returned so that the caller may tag it."""
         ev = simpy.Event(self.env)
         ev._ok, ev._value = True, None
-        ev.callbacks.append(fn)
+        if fn is not None:
+            ev.callbacks.append(fn)
         heapq.heappush(self.env._queue, (t, priority, next(self.env._eid), ev))
+        return ev
 
     # --- compute, send ----------------------------------------------------------------------
     def _finish_compute(self, i: int) -> None:

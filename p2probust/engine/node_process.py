@@ -22,7 +22,6 @@ round at n = 1000 (about 1,500 events) in 9.0 ms instead of 10.6 (issue 15).
 from __future__ import annotations
 
 import math
-from heapq import heappush
 
 import numpy as np
 import simpy
@@ -34,7 +33,8 @@ PHASES = ("wake", "offline", "compute", "done", "ended", "start")
 
 class NodeProcess:
     """The node processes of :class:`~p2probust.engine.events.AsyncEngine` (a mixin: it uses the
-    engine's ``env``, ``s`` (setup), ``online``, ``_wait``, ``_done_events`` and ``_finish_compute``)."""
+    engine's ``env``, ``s`` (setup), ``online``, ``_wait``, ``_done_events``, ``_at`` and
+    ``_finish_compute``)."""
 
     # --- processes --------------------------------------------------------------------------
     def _gap(self, first: bool) -> float:
@@ -58,14 +58,11 @@ class NodeProcess:
         self._sleep(i, 0.0, URGENT)
 
     def _sleep(self, i: int, delay: float, priority: int = NORMAL) -> None:
-        """Node ``i`` waits ``delay``: ``env.timeout(delay)``'s queue entry, pushed now, whose
-        event carries the node and the callback :meth:`_on_event`."""
+        """Node ``i`` waits ``delay``: ``env.timeout(delay)``'s queue entry (time ``now + delay``),
+        pushed now, whose event carries the node and the callback :meth:`_on_event`."""
         if delay < 0:
             raise ValueError(f"Negative delay {delay}")
-        env = self.env
-        ev = simpy.Event.__new__(simpy.Event)  # simpy.Timeout's fields, set as its __init__ does
-        ev.env, ev.callbacks, ev._value, ev._ok, ev.node = env, [self._on_event], None, True, i
-        heappush(env._queue, (env._now + delay, priority, next(env._eid), ev))
+        self._at(self.env._now + delay, priority, self._on_event).node = i
 
     def _wait_done(self, i: int) -> None:
         """``wait`` clock: node ``i`` waits for its aggregation (an untriggered event)."""
@@ -75,10 +72,7 @@ class NodeProcess:
 
     def _ended(self) -> None:
         """A node's loop ended: one event now, where a finished process puts its own."""
-        env = self.env
-        ev = simpy.Event.__new__(simpy.Event)
-        ev.env, ev.callbacks, ev._value, ev._ok = env, [], None, True
-        heappush(env._queue, (env._now, NORMAL, next(env._eid), ev))
+        self._at(self.env._now, NORMAL)
 
     def _on_event(self, ev: simpy.Event) -> None:
         """The event node ``ev.node`` waited for happened: advance its state machine."""
