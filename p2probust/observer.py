@@ -70,9 +70,9 @@ class RunObserver:
         if not bool(alive.any()):
             alive = honest  # nobody honest online: report on all honest nodes
         rows = self._honest_rows if online is None else torch.nonzero(alive).squeeze(1)
-        theta_bar = params.index_select(0, rows).mean(0)  # the bits of params[alive].mean(0)
+        theta_bar = _honest_mean(params, rows)
         if self.history is not None:
-            self.history.record(now, theta_bar)
+            self.history.record(now, theta_bar())
         row: dict[str, Any] = {c: None for c in self.columns}
         cd = consensus_distance(params, rows)
         finite = honest_models_finite(params, alive, cd)
@@ -86,21 +86,21 @@ class RunObserver:
         if "online" in row:
             row["online"] = int(alive.sum()) if online is not None else int(honest.sum())
         if self.churning and online is not None and bool((honest & ~alive).any()):
-            row["offline_distance"] = float(((params[honest & ~alive] - theta_bar) ** 2).sum(1).mean())
+            row["offline_distance"] = float(((params[honest & ~alive] - theta_bar()) ** 2).sum(1).mean())
         if not finite:  # a non-finite model has no accuracy: the row says NaN, not a stale value
             row.update({c: float("nan") for c in _EVAL_COLUMNS if c in row})
         elif evaluate:
-            self._evaluate(row, params, theta_bar, alive)
+            self._evaluate(row, params, theta_bar(), alive)
         if run.optimum is not None:
             theta_star, loss_star = run.optimum
-            row["dist_to_opt"] = float(((theta_bar - theta_star.to(theta_bar.dtype)) ** 2).sum())
-            row["loss_gap"] = run.objective(theta_bar) - loss_star
+            row["dist_to_opt"] = float(((theta_bar() - theta_star.to(theta_bar().dtype)) ** 2).sum())
+            row["loss_gap"] = run.objective(theta_bar()) - loss_star
         if row["loss"] is not None and not math.isfinite(row["loss"]):
             row["loss"] = float("nan")
         with span("record"):
             self.recorder.log(row, wall_s=time.perf_counter() - self.start)
         if self.nodes is not None:
-            self.nodes.observe(rnd, now, params, theta_bar, online, evaluate)
+            self.nodes.observe(rnd, now, params, theta_bar(), online, evaluate)
         self._show(row)
         if not finite and not self.diverged:
             self.diverged.append(rnd)
@@ -169,3 +169,17 @@ class RunObserver:
         if run_dir is not None:
             close_run_dir(run_dir, summary, params, run.is_byz)
         return summary
+
+
+def _honest_mean(params: Tensor, rows: Tensor):
+    """``theta_bar()``: the mean of the rows ``rows`` of ``params`` (the bits of ``params[alive].mean(0)``),
+    computed at the first call only: a round with no evaluation, history, churn, optimum or per-node
+    record does not need it (0.2 ms of a 7 ms round at n = 1000)."""
+    mean: list[Tensor] = []
+
+    def theta_bar() -> Tensor:
+        if not mean:
+            mean.append(params.index_select(0, rows).mean(0))
+        return mean[0]
+
+    return theta_bar

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..jit import row_means as jit_row_means
+
 
 @dataclass(frozen=True)
 class AttackContext:
@@ -104,25 +106,34 @@ class AttackContext:
     def recipient_honest_mean(self) -> Tensor:
         """``[E, d]``: the mean part of :meth:`recipient_honest_stats`, as one sparse product
         ``A @ params`` with ``A[r, j] = 1`` for recipient r itself and its honest neighbours j
-        (no ``[R, k, d]`` gather of neighbour messages)."""
-        cached = None if self.wiring_cache is None else self.wiring_cache.get("recipient_adjacency")
+        (no ``[R, k, d]`` gather of neighbour messages); on the CPU, the same sums in one compiled
+        pass straight to the edges (:mod:`p2probust.jit.row_means`, same bits)."""
+        cached = None if self.wiring_cache is None else self.wiring_cache.get("recipient_members")
         if cached is None:
             uniq, inv = self.recipient_groups
-            r, k = uniq.numel(), self.idx.shape[1]
             honest = self.honest_slots[uniq]  # [R, k]
+            n = self.params.shape[0]
+            members = torch.cat([uniq.unsqueeze(1), torch.where(honest, self.idx[uniq], n)], 1).sort(1).values
+            repeated = bool((members[:, 1:] == members[:, :-1]).logical_and_(members[:, 1:] < n).any())
+            count = (1 + honest.sum(1)).to(self.params.dtype)
+            cached = {"members": None if repeated else members.masked_fill_(members == n, -1), "count": count, "inv": inv}
+            if self.wiring_cache is not None:
+                self.wiring_cache["recipient_members"] = cached
+        if cached["members"] is not None and jit_row_means.usable(self.params, cached["inv"].numel()):
+            return jit_row_means.listed_means(self.params, cached["members"], cached["count"], cached["inv"])
+        if "adjacency" not in cached:  # (a repeated member is one entry of weight 2 here: the torch path's bits)
+            uniq = self.recipient_groups[0]
+            r, k = uniq.numel(), self.idx.shape[1]
+            honest = self.honest_slots[uniq]
             ids = torch.arange(r, device=uniq.device)
             rows = torch.cat([ids, ids.unsqueeze(1).expand(r, k)[honest]])
             cols = torch.cat([uniq, self.idx[uniq][honest]])
-            adjacency = torch.sparse_coo_tensor(
+            cached["adjacency"] = torch.sparse_coo_tensor(
                 torch.stack([rows, cols]), torch.ones(rows.numel(), dtype=self.params.dtype, device=self.params.device),
                 (r, self.params.shape[0]), check_invariants=True, device=self.params.device,
             ).coalesce()
-            cached = adjacency, (1 + honest.sum(1, keepdim=True)).to(self.params.dtype), inv
-            if self.wiring_cache is not None:
-                self.wiring_cache["recipient_adjacency"] = cached
-        adjacency, count, inv = cached
-        mean = torch.sparse.mm(adjacency, self.params) / count
-        return mean[inv]
+        mean = torch.sparse.mm(cached["adjacency"], self.params) / cached["count"].unsqueeze(1)
+        return mean[cached["inv"]]
 
     def sender_inbox(self) -> tuple[Tensor, Tensor]:
         """``([E, k, d], [E, k])``: what each edge's Byzantine sender itself received (local view)."""

@@ -1,16 +1,22 @@
-"""Compiled (numba) kernels for the hottest step of a round, with torch as the reference.
+"""Compiled (numba) kernels for the hottest steps of a round, with torch as the reference.
 
 * :mod:`~p2probust.jit.rank_mean` — aggregate-and-mix with a coordinate-wise median or trimmed
   mean, the inbox gather fused into a register-resident sorting network (same bits as torch).
+* :mod:`~p2probust.jit.softmax` — the softmax-regression residual of the local step, ATen's
+  softmax arithmetic (SLEEF's ``expf``, its summation order) repeated exactly (same bits).
+* :mod:`~p2probust.jit.row_means` — the recipients' honest means an omniscient attack crafts
+  from, summed in the order of torch's sparse product (same bits).
+* :mod:`~p2probust.jit.moments` — the consensus distance in one pass (equal to float64 rounding).
 
 The torch paths remain the reference and serve everything else (``vmap``, other rules, small
 calls, and every run whose tensors are not on the CPU: ``RunConfig.device``). ``RunConfig.jit``
-(``--jit``) chooses: ``auto`` uses a kernel when the call is large
-enough to repay its one-off compilation, ``on`` always, ``off`` never. Compiled code is cached on
-disk (numba ``cache=True``), so compilation is paid once per machine.
+(``--jit``) chooses for the rank-mean kernel: ``auto`` uses it when the call is large
+enough to repay its one-off compilation, ``on`` always, ``off`` never. The other three are used on
+the CPU whenever numba imports and the call is large enough (their results do not depend on it).
+Compiled code is cached on disk (numba ``cache=True``), so compilation is paid once per machine.
 
 A compiled logistic-regression gradient (batch gather fused in) was tried and dropped: on 2 cores
-it was no faster than torch's batched matrix products.
+it was no faster than torch's batched matrix products (only its softmax is compiled now).
 
 Work is split over ``torch.get_num_threads()`` threads by rows (the kernels release the GIL).
 """
