@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config.parts import LRScheduleKind, MomentumForm
+from .jit import sgd as jit_sgd
 from .jit import softmax as jit_softmax
 from .models import ParamSpec
 from .profiling import timed
@@ -277,14 +278,9 @@ class LocalTrainer:
             g = self.privacy.gradients(self, theta, nodes, generator)
         else:
             g = self._chunked_gradients(theta, nodes, self.sampler(nodes, generator), generator)
-        # g, theta and the selected momentum rows are this call's own: updated in place, same bits
-        if self.weight_decay:
-            g.add_(theta, alpha=self.weight_decay)  # g ← ∇f + λθ, before momentum
-        if beta > 0 and self.heavy_ball:
-            g.add_(momentum.index_select(0, nodes), alpha=beta)  # m = βm + g (no dampening)
-        elif beta > 0:
-            g.lerp_(momentum.index_select(0, nodes), beta)  # m = βm + (1−β)g, one pass
-        new = theta.add_(g, alpha=-lr)
-        copy = Tensor.index_copy_ if inplace else Tensor.index_copy
-        # β = 0 is plain SGD: no momentum buffer to keep (it stays as it was, zeros from the start)
-        return copy(params, 0, nodes, new), (copy(momentum, 0, nodes, g) if beta > 0 else momentum)
+        # g and theta are this call's own: updated in place, same bits
+        update = dict(lr=lr, beta=beta, weight_decay=self.weight_decay, heavy_ball=self.heavy_ball)
+        if inplace and jit_sgd.usable(params, nodes.numel()):  # one compiled pass, the same bits
+            jit_sgd.sgd_rows_(params, momentum, g, theta, nodes, **update)
+            return params, momentum
+        return jit_sgd.torch_update(params, momentum, g, theta, nodes, **update, inplace=inplace)

@@ -59,3 +59,21 @@ def load_script():
         return module
 
     return load
+
+
+@pytest.fixture
+def with_and_without(monkeypatch):
+    """``with_and_without(module, entry, run) -> (fast, slow)``: ``run()`` with ``module``'s compiled
+    pass forced on (``MIN_VALUES = 0``; fails unless ``module.entry`` was called) and then off."""
+
+    def compare(module, entry: str, run):
+        calls = []
+        real = getattr(module, entry)
+        monkeypatch.setattr(module, entry, lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+        monkeypatch.setattr(module, "MIN_VALUES", 0)
+        fast = run()
+        assert calls, f"{module.__name__}.{entry} never ran"
+        monkeypatch.setattr(module, "MIN_VALUES", 1 << 62)
+        return fast, run()
+
+    return compare

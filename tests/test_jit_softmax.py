@@ -85,7 +85,7 @@ def test_a_kernel_with_other_bits_is_refused_with_a_warning():
 
     with pytest.warns(RuntimeWarning, match="differs from torch.softmax"):
         assert not jit_softmax._matches_torch(off_by_one_ulp)
-    assert jit_softmax._matches_torch(jit_softmax._loaded())
+    assert jit_softmax._matches_torch(jit_softmax._KERNEL.get())
 
 
 @needs_kernel
@@ -105,8 +105,8 @@ def test_logistic_regression_gradients_and_runs_same_with_and_without_the_kernel
         return grads, pr.simulate(cfg)
 
     calls = []
-    kernel = jit_softmax._loaded()
-    monkeypatch.setattr(jit_softmax, "_kernel", [lambda *a: (calls.append(1), kernel(*a))])
+    kernel = jit_softmax._KERNEL.get()
+    monkeypatch.setattr(jit_softmax._KERNEL, "get", lambda: lambda *a: (calls.append(1), kernel(*a)))
     monkeypatch.setattr(jit_softmax, "MIN_VALUES", 0)
     fast_grads, fast = run()
     assert calls  # the compiled pass really ran

@@ -25,17 +25,36 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, get_args
 
-import numpy as np
 import torch
 
 from ..config.run import JitMode
 
 MODES = get_args(JitMode)  # the one list: RunConfig.jit's annotation
+
+
+#: source of ``fma(a, b, c)`` for numba kernels: ``a * b + c`` rounded once (``llvm.fma``, the
+#: ``vfmadd`` of ATen's vectorized kernels), for float32 or float64 operands of one type
+FMA_SOURCE = '''from numba import types
+from numba.extending import intrinsic
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a * b + c rounded once (llvm.fma)."""
+    if not (a == b == c and isinstance(a, types.Float)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+'''
 
 
 def available() -> bool:
@@ -104,6 +123,27 @@ def _warn_once(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+class CheckedKernel:
+    """A kernel compiled from ``source`` on first use (``func`` of it; see
+    :func:`p2probust.jit.rank_mean._load`) and, with ``check``, kept only if ``check(kernel)`` is
+    true (its bits match torch's on this machine); :meth:`get` returns it, or None after a failed
+    check."""
+
+    def __init__(self, source: str, stem: str, func: str, announce: str, check: Callable[[Callable], bool] | None = None):
+        self.source, self.stem, self.func, self.announce, self.check = source, stem, func, announce, check
+        self._lock = threading.Lock()
+        self._kernel: list = []  # [kernel or None] once loaded and checked
+
+    def get(self) -> Callable | None:
+        with self._lock:
+            if not self._kernel:
+                from .rank_mean import _load
+
+                kernel = _load(self.source, self.stem, self.func, self.announce)
+                self._kernel.append(kernel if self.check is None or self.check(kernel) else None)
+        return self._kernel[0]
+
+
 @lru_cache(maxsize=4)
 def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
     """A pool per process: a forked child (e.g. a sweep worker) must not reuse its parent's pool,
@@ -115,8 +155,11 @@ def split_rows(rows: int, call: Callable[[int, int], None], *, min_rows: int = 6
     """Run ``call(start, stop)`` over ``[0, rows)`` cut into ``torch.get_num_threads()`` contiguous
     shares (at least ``min_rows`` rows each); the last share runs on the calling thread."""
     threads = max(1, min(torch.get_num_threads(), rows // min_rows))
-    cuts = np.linspace(0, rows, threads + 1).astype(int)
-    jobs = [_pool(threads - 1, os.getpid()).submit(call, int(s), int(e)) for s, e in zip(cuts[:-2], cuts[1:-1])] if threads > 1 else []
-    call(int(cuts[-2]), rows)
+    if threads == 1:
+        call(0, rows)
+        return
+    cuts = [rows * t // threads for t in range(threads + 1)]
+    jobs = [_pool(threads - 1, os.getpid()).submit(call, s, e) for s, e in zip(cuts[:-2], cuts[1:-1])]
+    call(cuts[-2], rows)
     for job in jobs:
         job.result()

@@ -13,13 +13,11 @@ reference makes a float32 copy of the honest rows, a float64 copy of that, and f
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import torch
 from torch import Tensor
 
-from . import split_rows
+from . import CheckedKernel, split_rows
 
 #: honest rows × d from which the compiled pass is used (a smaller call is not worth its one-off
 #: compilation, about 1 s once per machine)
@@ -47,8 +45,6 @@ def spread(params, rows, start, stop, out):
         out[j] = s2[j] - s1[j] * s1[j] / h
 '''
 
-_lock = threading.Lock()
-_kernel: list = []
 
 
 def worth_compiling(rows: int, d: int) -> bool:
@@ -62,12 +58,7 @@ def consensus_distance(params: Tensor, rows: Tensor) -> float:
     """The consensus distance of the rows ``rows [H]`` (int64, H ≥ 1) of ``params [n, d]`` (float32
     or float64, on the CPU), computed over column blocks on ``torch.get_num_threads()`` threads; the
     per-column terms are summed in one fixed order, so the value does not depend on the threads."""
-    with _lock:
-        if not _kernel:
-            from .rank_mean import _load
-
-            _kernel.append(_load(SOURCE, "moments", "spread", "the consensus-distance kernel (once per machine, about 1 s"))
-    kernel = _kernel[0]
+    kernel = _KERNEL.get()
     src = params.detach().contiguous().numpy()
     idx = rows.to(torch.int64).contiguous().numpy()
     out = np.empty(src.shape[1])
@@ -75,3 +66,6 @@ def consensus_distance(params: Tensor, rows: Tensor) -> float:
     split_rows(src.shape[1], lambda s, e: kernel(src, idx, s, e, out[s:e]), min_rows=max(64, (1 << 20) // idx.size))
     total = float(out.sum())  # NaN or ±inf when an honest model is not finite (the divergence check)
     return (0.0 if total < 0 else total) / idx.size  # < 0: rounding when the models (nearly) agree
+
+
+_KERNEL = CheckedKernel(SOURCE, "moments", "spread", "the consensus-distance kernel (once per machine, about 1 s")

@@ -19,17 +19,15 @@ same bits, over ``torch.get_num_threads()`` threads. For n = 1000 (degree 10, 65
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import torch
 from torch import Tensor
 
-from . import available, split_rows
+from . import CheckedKernel, available, split_rows
 
 #: edge rows × d from which the compiled pass is used (a smaller call is not worth its one-off
 #: compilation, about 1 s once per machine)
-MIN_VALUES = 1 << 16
+MIN_VALUES = 1 << 12
 
 SOURCE = '''from numba import njit
 
@@ -61,8 +59,6 @@ def listed_means(params, members, count, edges, offsets, start, stop, out):
             out[edges[q]] = acc
 '''
 
-_lock = threading.Lock()
-_kernel: list = []
 
 
 def usable(params: Tensor, edges: int) -> bool:
@@ -77,12 +73,7 @@ def listed_means(params: Tensor, members: Tensor, count: Tensor, inv: Tensor) ->
     (``members [R, K]`` int64, each row strictly ascending and padded with −1; ``count [R]`` their
     number in the dtype of ``params``; ``inv [E]`` into ``[0, R)``). Each group's mean is summed once
     and copied to its edges."""
-    with _lock:
-        if not _kernel:
-            from .rank_mean import _load
-
-            _kernel.append(_load(SOURCE, "row_means", "listed_means", "the row-mean kernel (once per machine, about 1 s"))
-    kernel = _kernel[0]
+    kernel = _KERNEL.get()
     src = params.detach().contiguous().numpy()
     rows, counts = members.contiguous().numpy(), count.contiguous().numpy()
     if rows.size and int(rows.max()) >= src.shape[0]:  # the kernel does no bounds checks
@@ -93,3 +84,6 @@ def listed_means(params: Tensor, members: Tensor, count: Tensor, inv: Tensor) ->
     out = np.empty((inv.shape[0], src.shape[1]), dtype=src.dtype)
     split_rows(rows.shape[0], lambda s, e: kernel(src, rows, counts, edges, offsets, s, e, out), min_rows=32)
     return torch.from_numpy(out)
+
+
+_KERNEL = CheckedKernel(SOURCE, "row_means", "listed_means", "the row-mean kernel (once per machine, about 1 s")

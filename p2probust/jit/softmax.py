@@ -18,7 +18,7 @@ dispatched to (16 on AVX-512, 8 on AVX2):
 * ``e_c = exp(z_rc - m)`` with SLEEF's ``expf`` (``Sleef_expf16_u10``: Cody–Waite reduction
   :math:`q = \mathrm{rint}(x \log_2 e)`, :math:`s = x - q\,\ln 2` in two fused multiply-adds, a
   degree-6 polynomial by Horner in fused multiply-adds, :math:`2^q` in two factors, 0 below −104);
-  the fused multiply-adds are LLVM's ``llvm.fma.f32`` (exactly rounded, as ``vfmadd``);
+  the fused multiply-adds are LLVM's ``llvm.fma`` (exactly rounded, as ``vfmadd``);
 * ``S = ((e_0 + e_1) + e_2) + ...`` in float32, left to right (``vec::reduce_all`` on a row
   shorter than a vector runs lane 0 sequentially);
 * ``softmax_c = e_c · (1/S)`` (a multiply by the reciprocal, not a divide);
@@ -35,14 +35,13 @@ Rows are split over ``torch.get_num_threads()`` threads (the kernel releases the
 
 from __future__ import annotations
 
-import threading
 import warnings
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from . import available, split_rows
+from . import FMA_SOURCE, CheckedKernel, available, split_rows
 
 #: logits (R · C values) from which the compiled pass is used (a smaller call is not worth its
 #: one-off compilation, about 2 s once per machine)
@@ -51,21 +50,9 @@ MIN_VALUES = 1 << 14
 #: float32 lanes of a vector per ATen CPU capability (the rows a kernel reproduces are shorter)
 LANES = {"AVX512": 16, "AVX2": 8}
 
-SOURCE = '''from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+SOURCE = FMA_SOURCE + '''from llvmlite import ir
+from numba import njit
 import numpy as np
-
-
-@intrinsic
-def fma32(typingctx, a, b, c):
-    """a * b + c rounded once (llvm.fma.f32)."""
-    sig = types.float32(types.float32, types.float32, types.float32)
-
-    def codegen(context, builder, signature, args):
-        return builder.fma(*args)
-
-    return sig, codegen
 
 
 @intrinsic
@@ -128,14 +115,14 @@ def softmax_residual(z, y, bsz, start, stop):
                 p = xc * R_LN2
                 q = (p + RINT) - RINT
                 qi = np.int32(q)
-                t = fma32(q, NEG_L2U, xc)
-                t = fma32(q, NEG_L2L, t)
-                u = fma32(C0, t, C1)
-                u = fma32(u, t, C2)
-                u = fma32(u, t, C3)
-                u = fma32(u, t, C4)
-                u = fma32(u, t, C5)
-                u = ONE + fma32(t * t, u, t)
+                t = fma(q, NEG_L2U, xc)
+                t = fma(q, NEG_L2L, t)
+                u = fma(C0, t, C1)
+                u = fma(u, t, C2)
+                u = fma(u, t, C3)
+                u = fma(u, t, C4)
+                u = fma(u, t, C5)
+                u = ONE + fma(t * t, u, t)
                 h = qi >> 1
                 u = (u * pow2i(h)) * pow2i(qi - h)
                 wc[r] = u if inside else (x if x != x else ZERO)
@@ -156,8 +143,6 @@ def softmax_residual(z, y, bsz, start, stop):
                 z[b0 + r, c] = g / bsz
 '''
 
-_lock = threading.Lock()
-_kernel: list = []  # [kernel or None] once loaded and checked
 
 
 def lanes() -> int:
@@ -173,7 +158,7 @@ def usable(logits: Tensor) -> bool:
     kernel matched torch on this machine."""
     return (logits.device.type == "cpu" and logits.dtype == torch.float32 and not logits.requires_grad
             and logits.numel() >= MIN_VALUES
-            and 2 <= logits.shape[-1] < lanes() and available() and _loaded() is not None)
+            and 2 <= logits.shape[-1] < lanes() and available() and _KERNEL.get() is not None)
 
 
 def softmax_residual(logits: Tensor, labels: Tensor, batch_size: int) -> Tensor:
@@ -185,20 +170,9 @@ def softmax_residual(logits: Tensor, labels: Tensor, batch_size: int) -> Tensor:
         return g.scatter_add_(-1, labels.unsqueeze(-1), g.new_full((*labels.shape, 1), -1.0)).div_(batch_size)
     z = logits.view(-1, logits.shape[-1]).numpy()
     y = labels.reshape(-1).contiguous().numpy()
-    kernel, bsz = _kernel[0], np.float32(batch_size)
+    kernel, bsz = _KERNEL.get(), np.float32(batch_size)
     split_rows(z.shape[0], lambda s, e: kernel(z, y, bsz, s, e), min_rows=2048)
     return logits
-
-
-def _loaded():
-    """The kernel, loaded once and checked against torch here; None if its bits differ."""
-    with _lock:
-        if not _kernel:
-            from .rank_mean import _load
-
-            kernel = _load(SOURCE, "softmax", "softmax_residual", "the softmax-residual kernel (once per machine, about 2 s")
-            _kernel.append(kernel if _matches_torch(kernel) else None)
-    return _kernel[0]
 
 
 def _matches_torch(kernel) -> bool:
@@ -217,6 +191,10 @@ def _matches_torch(kernel) -> bool:
         if not bool(same.all()):
             warnings.warn(f"p2probust: the compiled softmax kernel differs from torch.softmax here (torch {torch.__version__}, "
                           f"{torch.backends.cpu.get_cpu_capability()}, {classes} classes); using torch's", RuntimeWarning,
-                          stacklevel=4)
+                          stacklevel=5)
             return False
     return True
+
+
+_KERNEL = CheckedKernel(SOURCE, "softmax", "softmax_residual", "the softmax-residual kernel (once per machine, about 2 s",
+                        _matches_torch)
