@@ -78,6 +78,18 @@ def test_calls_it_cannot_reproduce_take_the_torch_path():
 
 
 @needs_kernel
+@pytest.mark.parametrize("label", [10, -1])
+def test_labels_outside_the_classes_are_refused_as_by_torch(label, monkeypatch):
+    z, y = _logits(50, 8, 10, 1.0, seed=7)
+    y[3, 2] = label
+    with pytest.raises(RuntimeError, match=f"index {label} is out of bounds for dimension 2 with size 10"):
+        _torch_residual(z, y, 8)
+    monkeypatch.setattr(jit_softmax, "MIN_VALUES", 0)
+    with pytest.raises(RuntimeError, match=f"index {label} is out of bounds for dimension 2 with size 10"):
+        jit_softmax.softmax_residual(z.clone(), y, 8)
+
+
+@needs_kernel
 def test_a_kernel_with_other_bits_is_refused_with_a_warning():
     def off_by_one_ulp(z, y, bsz, start, stop):
         g = _torch_residual(torch.from_numpy(z[start:stop]), torch.from_numpy(y[start:stop]), float(bsz))

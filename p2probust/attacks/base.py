@@ -103,11 +103,12 @@ class AttackContext:
         var = ((own - mean) ** 2 + (w * (msgs - mean.unsqueeze(1)) ** 2).sum(1)) / (count - 1).clamp_min(1)
         return mean[inv], var.sqrt()[inv]
 
-    def recipient_honest_mean(self) -> Tensor:
+    def recipient_honest_mean(self, scale: float | None = None) -> Tensor:
         """``[E, d]``: the mean part of :meth:`recipient_honest_stats`, as one sparse product
         ``A @ params`` with ``A[r, j] = 1`` for recipient r itself and its honest neighbours j
         (no ``[R, k, d]`` gather of neighbour messages); on the CPU, the same sums in one compiled
-        pass straight to the edges (:mod:`p2probust.jit.row_means`, same bits)."""
+        pass straight to the edges (:mod:`p2probust.jit.row_means`, same bits). With ``scale``,
+        ``mean * scale`` (the same bits, without a pass of its own on the CPU)."""
         cached = None if self.wiring_cache is None else self.wiring_cache.get("recipient_members")
         if cached is None:
             uniq, inv = self.recipient_groups
@@ -120,7 +121,8 @@ class AttackContext:
             if self.wiring_cache is not None:
                 self.wiring_cache["recipient_members"] = cached
         if cached["members"] is not None and jit_row_means.usable(self.params, cached["inv"].numel()):
-            return jit_row_means.listed_means(self.params, cached["members"], cached["count"], cached["inv"])
+            return jit_row_means.listed_means(self.params, cached["members"], cached["count"], cached["inv"],
+                                              1.0 if scale is None else scale)
         if "adjacency" not in cached:  # (a repeated member is one entry of weight 2 here: the torch path's bits)
             uniq = self.recipient_groups[0]
             r, k = uniq.numel(), self.idx.shape[1]
@@ -132,8 +134,8 @@ class AttackContext:
                 torch.stack([rows, cols]), torch.ones(rows.numel(), dtype=self.params.dtype, device=self.params.device),
                 (r, self.params.shape[0]), check_invariants=True, device=self.params.device,
             ).coalesce()
-        mean = torch.sparse.mm(cached["adjacency"], self.params) / cached["count"].unsqueeze(1)
-        return mean[cached["inv"]]
+        mean = (torch.sparse.mm(cached["adjacency"], self.params) / cached["count"].unsqueeze(1))[cached["inv"]]
+        return mean if scale is None else mean.mul_(scale)
 
     def sender_inbox(self) -> tuple[Tensor, Tensor]:
         """``([E, k, d], [E, k])``: what each edge's Byzantine sender itself received (local view)."""

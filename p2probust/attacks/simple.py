@@ -16,12 +16,12 @@ from .base import AbstractAttack, AttackContext
 _REFERENCES = ("recipient", "global", "sender")
 
 
-def _reference_mean(ctx: AttackContext, reference: str) -> Tensor:
-    if reference == "global":
-        return ctx.honest_mean().expand(ctx.num_edges, -1)
-    if reference == "sender":
-        return ctx.sender_honest_stats()[0]
-    return ctx.recipient_honest_mean()
+def _reference_mean(ctx: AttackContext, reference: str, scale: float | None = None) -> Tensor:
+    """``[E, d]``: the honest mean at ``reference``, times ``scale`` if given (``mean * scale``)."""
+    if reference == "recipient":
+        return ctx.recipient_honest_mean(scale)  # the product fused into the compiled pass
+    mean = ctx.honest_mean().expand(ctx.num_edges, -1) if reference == "global" else ctx.sender_honest_stats()[0]
+    return mean if scale is None else mean * scale
 
 
 def _check_reference(reference: str) -> None:
@@ -79,7 +79,7 @@ class SignFlip(_ReferenceKnowledge, AbstractAttack):
         self.reference = reference
 
     def craft(self, ctx: AttackContext) -> Tensor:
-        return -self.scale * _reference_mean(ctx, self.reference)
+        return _reference_mean(ctx, self.reference, -self.scale)  # the bits of -scale * mean
 
 
 _CENTRES = ("mean", "neighbours", "zero")

@@ -33,9 +33,9 @@ SOURCE = '''from numba import njit
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-def listed_means(params, members, count, edges, offsets, start, stop, out):
-    """For the groups r in [start, stop): m = (+0.0 + params[members[r, 0]] + params[members[r, 1]]
-    + ...) / count[r] (members[r] ascending and ended by -1), written to the rows
+def listed_means(params, members, count, scale, edges, offsets, start, stop, out):
+    """For the groups r in [start, stop): m = ((+0.0 + params[members[r, 0]] + params[members[r, 1]]
+    + ...) / count[r]) * scale[0] (members[r] ascending and ended by -1), written to the rows
     edges[offsets[r]:offsets[r + 1]] of out."""
     d = params.shape[1]
     width = members.shape[1]
@@ -52,9 +52,10 @@ def listed_means(params, members, count, edges, offsets, start, stop, out):
             row = params[i]
             for c in range(d):
                 acc[c] = acc[c] + row[c]
-        scale = count[r]
+        size = count[r]
+        factor = scale[0]  # 1 when unscaled: x * 1 is x, bit for bit
         for c in range(d):
-            acc[c] = acc[c] / scale
+            acc[c] = (acc[c] / size) * factor
         for q in range(offsets[r] + 1, offsets[r + 1]):
             out[edges[q]] = acc
 '''
@@ -68,10 +69,11 @@ def usable(params: Tensor, edges: int) -> bool:
             and edges * params.shape[1] >= MIN_VALUES and available())
 
 
-def listed_means(params: Tensor, members: Tensor, count: Tensor, inv: Tensor) -> Tensor:
+def listed_means(params: Tensor, members: Tensor, count: Tensor, inv: Tensor, scale: float = 1.0) -> Tensor:
     """``[E, d]``: row ``e`` is the mean of the rows ``members[inv[e]]`` of ``params [n, d]``
     (``members [R, K]`` int64, each row strictly ascending and padded with −1; ``count [R]`` their
-    number in the dtype of ``params``; ``inv [E]`` into ``[0, R)``). Each group's mean is summed once
+    number in the dtype of ``params``; ``inv [E]`` into ``[0, R)``), times ``scale`` (rounded to the
+    dtype, one more rounded product, as ``mean * scale`` in torch). Each group's mean is summed once
     and copied to its edges."""
     kernel = _KERNEL.get()
     src = params.detach().contiguous().numpy()
@@ -82,7 +84,8 @@ def listed_means(params: Tensor, members: Tensor, count: Tensor, inv: Tensor) ->
     offsets = np.zeros(rows.shape[0] + 1, dtype=np.int64)
     np.cumsum(torch.bincount(inv, minlength=rows.shape[0]).numpy(), out=offsets[1:])
     out = np.empty((inv.shape[0], src.shape[1]), dtype=src.dtype)
-    split_rows(rows.shape[0], lambda s, e: kernel(src, rows, counts, edges, offsets, s, e, out), min_rows=32)
+    factor = np.array([scale], dtype=src.dtype)
+    split_rows(rows.shape[0], lambda s, e: kernel(src, rows, counts, factor, edges, offsets, s, e, out), min_rows=32)
     return torch.from_numpy(out)
 
 

@@ -170,6 +170,9 @@ def softmax_residual(logits: Tensor, labels: Tensor, batch_size: int) -> Tensor:
         return g.scatter_add_(-1, labels.unsqueeze(-1), g.new_full((*labels.shape, 1), -1.0)).div_(batch_size)
     z = logits.view(-1, logits.shape[-1]).numpy()
     y = labels.reshape(-1).contiguous().numpy()
+    if y.size and not 0 <= int(y.min()) <= int(y.max()) < z.shape[1]:  # as scatter_add_ refuses them
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise RuntimeError(f"index {bad} is out of bounds for dimension {logits.dim() - 1} with size {z.shape[1]}")
     kernel, bsz = _KERNEL.get(), np.float32(batch_size)
     split_rows(z.shape[0], lambda s, e: kernel(z, y, bsz, s, e), min_rows=2048)
     return logits
