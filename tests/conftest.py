@@ -63,17 +63,24 @@ def load_script():
 
 @pytest.fixture
 def with_and_without(monkeypatch):
-    """``with_and_without(module, entry, run) -> (fast, slow)``: ``run()`` with ``module``'s compiled
-    pass forced on (``MIN_VALUES = 0``; fails unless ``module.entry`` was called) and then off."""
+    """``with_and_without(module, run) -> (fast, slow)``: ``run()`` with the compiled pass of
+    ``module`` (a ``p2probust.jit`` module with ``_KERNEL`` and ``MIN_VALUES``) forced on (fails
+    unless the kernel was called), then with it unavailable, as after a failed check (fails if it
+    was called): the torch path."""
 
-    def compare(module, entry: str, run):
+    def compare(module, run):
         calls = []
-        real = getattr(module, entry)
-        monkeypatch.setattr(module, entry, lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+        kernel = module._KERNEL.get()
+        assert kernel is not None, f"{module.__name__}: no kernel here"
+        monkeypatch.setattr(module._KERNEL, "_kernel", [lambda *a: (calls.append(1), kernel(*a))[1]])
         monkeypatch.setattr(module, "MIN_VALUES", 0)
         fast = run()
-        assert calls, f"{module.__name__}.{entry} never ran"
+        assert calls, f"{module.__name__}'s kernel never ran"
+        ran = len(calls)
+        monkeypatch.setattr(module._KERNEL, "_kernel", [None])
         monkeypatch.setattr(module, "MIN_VALUES", 1 << 62)
-        return fast, run()
+        slow = run()
+        assert len(calls) == ran, f"{module.__name__}'s kernel ran on the torch side"
+        return fast, slow
 
     return compare

@@ -56,6 +56,17 @@ def test_hand_computed_means():
                                                          torch.tensor([0]))).any())  # (+0 − 0 − 0)/2 = +0
 
 
+@needs_numba
+def test_an_overflowing_scale_gives_torch_s_infinities():
+    """torch rounds a Python scale to the tensor's dtype in ``mean * scale`` (±inf past float32's
+    range, no error): the kernel does the same."""
+    params, members = torch.tensor([[1.0, -2.0, 0.0], [3.0, 2.0, 0.0]]), torch.tensor([[0, 1]])
+    want = _sparse_path(params, members, torch.tensor([0])) * 1e300
+    got = row_means.listed_means(params, members, torch.tensor([2.0]), torch.tensor([0]), 1e300)
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(torch.nan_to_num(got), torch.nan_to_num(want))
+    assert got[0, 0] == float("inf") and bool(got[0, 2].isnan())
+
+
 def test_out_of_range_members_are_rejected():
     with pytest.raises(IndexError, match="members must lie in"):
         row_means.listed_means(torch.zeros(3, 4), torch.tensor([[0, 3]]), torch.tensor([2.0]), torch.tensor([0]))
@@ -67,5 +78,5 @@ def test_runs_same_with_and_without_the_kernel(attack, with_and_without):
     cfg = pr.RunConfig().replace(**{"topology.name": "random-regular", "topology.degree": 6, "topology.nodes": 80,
                                     "byzantine.count": 12, "attack.name": attack, "train.rounds": 4, "eval_every": 2,
                                     "train.momentum": 0.9})
-    fast, slow = with_and_without(row_means, "listed_means", lambda: pr.simulate(cfg))
+    fast, slow = with_and_without(row_means, lambda: pr.simulate(cfg))
     assert torch.equal(fast.params, slow.params) and fast.history == slow.history

@@ -72,5 +72,20 @@ def test_a_kernel_with_other_bits_is_refused_with_a_warning():
                                   {"engine.mode": "async", "train.momentum": 0.5}])
 def test_runs_same_with_and_without_the_kernel(over, with_and_without):
     cfg = pr.RunConfig().replace(**{"topology.nodes": 60, "byzantine.count": 6, "train.rounds": 4, "eval_every": 2, **over})
-    fast, slow = with_and_without(jit_sgd, "sgd_rows_", lambda: pr.simulate(cfg))
+    fast, slow = with_and_without(jit_sgd, lambda: pr.simulate(cfg))
     assert torch.equal(fast.params, slow.params) and fast.history == slow.history
+
+
+@needs_numba
+@pytest.mark.parametrize("update", [dict(lr=1e300, beta=0.0, weight_decay=0.0, heavy_ball=False),
+                                    dict(lr=0.1, beta=0.9, weight_decay=1e40, heavy_ball=False)])
+def test_an_overflowing_scalar_is_torch_s_error(update):
+    """torch refuses a Python scalar that float32 would round to ±inf (a run reports it as a
+    divergence by overflow); the kernel refuses it too, before writing anything."""
+    params, momentum, grads, nodes = _rows(torch.float32, seed=9)
+    with pytest.raises(RuntimeError, match="cannot be converted to type float without overflow"):
+        jit_sgd.torch_update(params.clone(), momentum.clone(), grads.clone(), params[nodes], nodes, **update, inplace=True)
+    got = params.clone()
+    with pytest.raises(RuntimeError, match="cannot be converted to type float without overflow"):
+        jit_sgd.sgd_rows_(got, momentum.clone(), grads, params[nodes], nodes, **update)
+    assert torch.equal(got, params)

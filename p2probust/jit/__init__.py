@@ -24,13 +24,15 @@ Work is split over ``torch.get_num_threads()`` threads by rows (the kernels rele
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, get_args
+from typing import Callable, Sequence, get_args
 
+import numpy as np
 import torch
 
 from ..config.run import JitMode
@@ -123,6 +125,18 @@ def _warn_once(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+def scalars(values: Sequence[float], dtype: np.dtype) -> np.ndarray:
+    """``values`` as an array of ``dtype``, refused as torch refuses a Python scalar it would round
+    to ±inf (``RuntimeError: value cannot be converted to type float without overflow``, which a
+    run reports as a divergence), so that a kernel sees what the torch path would have seen."""
+    with np.errstate(over="ignore"):
+        out = np.array(values, dtype=dtype)
+    for value, rounded in zip(values, out):
+        if math.isfinite(value) and not math.isfinite(rounded):
+            raise RuntimeError(f"value cannot be converted to type {'float' if dtype == np.float32 else 'double'} without overflow")
+    return out
+
+
 class CheckedKernel:
     """A kernel compiled from ``source`` on first use (``func`` of it; see
     :func:`p2probust.jit.rank_mean._load`) and, with ``check``, kept only if ``check(kernel)`` is
@@ -133,6 +147,12 @@ class CheckedKernel:
         self.source, self.stem, self.func, self.announce, self.check = source, stem, func, announce, check
         self._lock = threading.Lock()
         self._kernel: list = []  # [kernel or None] once loaded and checked
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the kernel is compiled, checked and usable in this process (then even small calls
+        may take it: its one-off cost is paid)."""
+        return bool(self._kernel) and self._kernel[0] is not None
 
     def get(self) -> Callable | None:
         with self._lock:

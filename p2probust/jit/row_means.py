@@ -64,9 +64,9 @@ def listed_means(params, members, count, scale, edges, offsets, start, stop, out
 
 def usable(params: Tensor, edges: int) -> bool:
     """Whether :func:`listed_means` takes the compiled pass: float32/float64 on the CPU, at least
-    :data:`MIN_VALUES` output values, numba importable."""
+    :data:`MIN_VALUES` output values, numba importable (and the kernel loadable)."""
     return (params.device.type == "cpu" and params.dtype in (torch.float32, torch.float64)
-            and edges * params.shape[1] >= MIN_VALUES and available())
+            and edges * params.shape[1] >= MIN_VALUES and available() and _KERNEL.get() is not None)
 
 
 def listed_means(params: Tensor, members: Tensor, count: Tensor, inv: Tensor, scale: float = 1.0) -> Tensor:
@@ -84,7 +84,8 @@ def listed_means(params: Tensor, members: Tensor, count: Tensor, inv: Tensor, sc
     offsets = np.zeros(rows.shape[0] + 1, dtype=np.int64)
     np.cumsum(torch.bincount(inv, minlength=rows.shape[0]).numpy(), out=offsets[1:])
     out = np.empty((inv.shape[0], src.shape[1]), dtype=src.dtype)
-    factor = np.array([scale], dtype=src.dtype)
+    with np.errstate(over="ignore"):
+        factor = np.array([scale], dtype=src.dtype)  # an overflowing scale is ±inf, as in torch's mean * scale
     split_rows(rows.shape[0], lambda s, e: kernel(src, rows, counts, factor, edges, offsets, s, e, out), min_rows=32)
     return torch.from_numpy(out)
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import FMA_SOURCE, CheckedKernel, available, split_rows
+from . import FMA_SOURCE, CheckedKernel, available, scalars, split_rows
 
 #: acting rows × d from which the compiled pass is used (a smaller call is not worth its one-off
 #: compilation, about 1 s once per machine)
@@ -68,10 +68,10 @@ def sgd_rows(params, momentum, grads, theta, nodes, consts, form, decay, start, 
 
 def usable(params: Tensor, rows: int) -> bool:
     """Whether :func:`sgd_rows_` takes the compiled pass for ``rows`` acting rows of ``params``:
-    float32/float64 on the CPU, at least :data:`MIN_VALUES` values, numba importable, and the
-    kernel matched torch on this machine."""
+    float32/float64 on the CPU, at least :data:`MIN_VALUES` values (or the kernel already loaded in
+    this process), numba importable, and the kernel matched torch on this machine."""
     return (params.device.type == "cpu" and params.dtype in (torch.float32, torch.float64) and not params.requires_grad
-            and rows * params.shape[1] >= MIN_VALUES and available() and _KERNEL.get() is not None)
+            and (rows * params.shape[1] >= MIN_VALUES or _KERNEL.loaded) and available() and _KERNEL.get() is not None)
 
 
 def sgd_rows_(params: Tensor, momentum: Tensor, grads: Tensor, theta: Tensor, nodes: Tensor, *, lr: float, beta: float,
@@ -85,6 +85,8 @@ def sgd_rows_(params: Tensor, momentum: Tensor, grads: Tensor, theta: Tensor, no
 
 def _run(kernel, params, momentum, grads, theta, nodes, lr, beta, weight_decay, form) -> None:
     dtype = params.numpy().dtype
+    used = [-lr] + ([weight_decay] if weight_decay else []) + ([beta] if form != PLAIN else [])
+    scalars(used, dtype)  # a finite scalar that overflows the dtype is torch's error, not ±inf
     beta_ = dtype.type(beta)
     consts = np.array([weight_decay, beta_, beta_ - dtype.type(1), -lr], dtype=dtype)  # β − 1 rounded as lerp's
     arrays = [t.detach().contiguous().numpy() for t in (grads, theta)]

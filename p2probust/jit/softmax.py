@@ -154,10 +154,10 @@ def lanes() -> int:
 
 def usable(logits: Tensor) -> bool:
     """Whether :func:`softmax_residual` takes the compiled pass for ``logits [..., C]``: float32 on
-    the CPU, at least :data:`MIN_VALUES` values, ``C`` shorter than a vector, numba importable, and the
-    kernel matched torch on this machine."""
+    the CPU, at least :data:`MIN_VALUES` values (or the kernel already loaded in this process), ``C``
+    shorter than a vector, numba importable, and the kernel matched torch on this machine."""
     return (logits.device.type == "cpu" and logits.dtype == torch.float32 and not logits.requires_grad
-            and logits.numel() >= MIN_VALUES
+            and (logits.numel() >= MIN_VALUES or _KERNEL.loaded)
             and 2 <= logits.shape[-1] < lanes() and available() and _KERNEL.get() is not None)
 
 
