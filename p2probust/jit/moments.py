@@ -46,7 +46,6 @@ def spread(params, rows, start, stop, out):
 '''
 
 
-
 def worth_compiling(rows: int, d: int) -> bool:
     """Whether a call over ``rows`` honest rows of ``d`` values uses the compiled pass."""
     from . import available

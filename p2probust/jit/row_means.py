@@ -61,7 +61,6 @@ def listed_means(params, members, count, scale, edges, offsets, start, stop, out
 '''
 
 
-
 def usable(params: Tensor, edges: int) -> bool:
     """Whether :func:`listed_means` takes the compiled pass: float32/float64 on the CPU, at least
     :data:`MIN_VALUES` output values, numba importable (and the kernel loadable)."""

@@ -65,7 +65,6 @@ def sgd_rows(params, momentum, grads, theta, nodes, consts, form, decay, start, 
 '''
 
 
-
 def usable(params: Tensor, rows: int) -> bool:
     """Whether :func:`sgd_rows_` takes the compiled pass for ``rows`` acting rows of ``params``:
     float32/float64 on the CPU, at least :data:`MIN_VALUES` values (or the kernel already loaded in
@@ -87,8 +86,9 @@ def _run(kernel, params, momentum, grads, theta, nodes, lr, beta, weight_decay, 
     dtype = params.numpy().dtype
     used = [-lr] + ([weight_decay] if weight_decay else []) + ([beta] if form != PLAIN else [])
     scalars(used, dtype)  # a finite scalar that overflows the dtype is torch's error, not ±inf
-    beta_ = dtype.type(beta)
-    consts = np.array([weight_decay, beta_, beta_ - dtype.type(1), -lr], dtype=dtype)  # β − 1 rounded as lerp's
+    with np.errstate(over="ignore"):  # (an unused scalar may overflow: torch never converts it)
+        beta_ = dtype.type(beta)
+        consts = np.array([weight_decay, beta_, beta_ - dtype.type(1), -lr], dtype=dtype)  # β − 1 rounded as lerp's
     arrays = [t.detach().contiguous().numpy() for t in (grads, theta)]
     rows = nodes.to(torch.int64).contiguous().numpy()
     p, m = params.numpy(), momentum.numpy()

@@ -144,7 +144,6 @@ def softmax_residual(z, y, bsz, start, stop):
 '''
 
 
-
 def lanes() -> int:
     """Float32 lanes of the vectors torch's CPU kernels run with here (0: a capability whose softmax
     this kernel does not reproduce)."""
