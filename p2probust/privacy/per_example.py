@@ -29,6 +29,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..jit import softmax as jit_softmax
+
 #: ``(theta [a, d], xb [a, B, ...], yb [a, B], keep [a, B], denom [a], clip) -> [a, d]``
 ClippedMean = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, float], Tensor]
 
@@ -46,8 +48,7 @@ def _logreg(c: int, p: int) -> ClippedMean:
         xb = xb.reshape(a, bsz, p)
         w, b = theta[:, : c * p].view(a, c, p), theta[:, c * p :]
         logits = torch.baddbmm(b.unsqueeze(1), xb, w.transpose(1, 2))
-        r = torch.softmax(logits, -1)
-        r = r.scatter_add(-1, yb.unsqueeze(-1), torch.full_like(r[..., :1], -1.0))  # [a, B, C]
+        r = jit_softmax.softmax_residual(logits, yb, 1)  # softmax − e_y [a, B, C], torch's bits (compiled)
         if clip != float("inf"):
             sq = (r * r).sum(-1) * ((xb * xb).sum(-1) + 1.0)
             keep = keep * clip_factors(sq, clip)
@@ -70,8 +71,7 @@ def _mlp(p: int, h: int, c: int) -> ClippedMean:
         z = torch.baddbmm(b1.unsqueeze(1), xb, w1.view(a, h, p).transpose(1, 2))  # [a, B, h]
         hid = torch.relu(z)
         logits = torch.baddbmm(b2.unsqueeze(1), hid, w2.view(a, c, h).transpose(1, 2))
-        d2 = torch.softmax(logits, -1)
-        d2 = d2.scatter_add(-1, yb.unsqueeze(-1), torch.full_like(d2[..., :1], -1.0))  # [a, B, c]
+        d2 = jit_softmax.softmax_residual(logits, yb, 1)  # softmax − e_y [a, B, c], torch's bits (compiled)
         d1 = torch.bmm(d2, w2.view(a, c, h)) * (z > 0)  # [a, B, h]
         if clip != float("inf"):
             sq = (d2 * d2).sum(-1) * ((hid * hid).sum(-1) + 1.0) + (d1 * d1).sum(-1) * ((xb * xb).sum(-1) + 1.0)
