@@ -144,3 +144,15 @@ def test_avx2_dispatch_serves_fewer_classes_only():
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@needs_kernel
+@pytest.mark.parametrize("task", ["blobs", "digits-mlp"])
+def test_dp_runs_same_with_and_without_the_kernel(task, with_and_without):
+    """DP-SGD's per-example residuals (softmax regression and the MLP's hand-written backward) come
+    from the same pass, with B = 1."""
+    pytest.importorskip("dp_accounting")
+    cfg = pr.RunConfig().replace(**{"topology.nodes": 60, "byzantine.count": 6, "train.rounds": 3, "eval_every": 3,
+                                    "data.task": task, "privacy.epsilon": 4.0, "privacy.delta": 1e-5, "privacy.clip": 0.5})
+    fast, slow = with_and_without(jit_softmax, lambda: pr.simulate(cfg))
+    assert torch.equal(fast.params, slow.params) and fast.history == slow.history
