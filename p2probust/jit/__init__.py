@@ -4,15 +4,19 @@
   mean, the inbox gather fused into a register-resident sorting network (same bits as torch).
 * :mod:`~p2probust.jit.softmax` — the softmax-regression residual of the local step, ATen's
   softmax arithmetic (SLEEF's ``expf``, its summation order) repeated exactly (same bits).
+* :mod:`~p2probust.jit.sgd` — the end of the local step (weight decay, momentum, the step) in one
+  pass over the acting rows, ATen's fused multiply-adds (same bits).
 * :mod:`~p2probust.jit.row_means` — the recipients' honest means an omniscient attack crafts
   from, summed in the order of torch's sparse product (same bits).
 * :mod:`~p2probust.jit.moments` — the consensus distance in one pass (equal to float64 rounding).
 
 The torch paths remain the reference and serve everything else (``vmap``, other rules, small
 calls, and every run whose tensors are not on the CPU: ``RunConfig.device``). ``RunConfig.jit``
-(``--jit``) chooses for the rank-mean kernel: ``auto`` uses it when the call is large
-enough to repay its one-off compilation, ``on`` always, ``off`` never. The other three are used on
-the CPU whenever numba imports and the call is large enough (their results do not depend on it).
+(``--jit``) chooses for the rank-mean kernel: ``auto`` uses it when the call is large enough to
+repay its one-off compilation or the kernel is compiled already, ``on`` always, ``off`` never. The
+other four are used on the CPU whenever numba imports and the call is large enough, or (softmax,
+update) the kernel is loaded in the process; the softmax and update kernels are kept only if they
+match torch bit for bit on this machine (:class:`CheckedKernel`).
 Compiled code is cached on disk (numba ``cache=True``), so compilation is paid once per machine.
 
 A compiled logistic-regression gradient (batch gather fused in) was tried and dropped: on 2 cores
