@@ -46,8 +46,8 @@ def test_same_bits_as_torch(beta, heavy_ball, weight_decay, dtype):
 def test_hand_computed_step():
     params, momentum = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[0.5, 0.0], [1.0, -1.0]])
     grads = torch.tensor([[2.0, -4.0]])
-    jit_sgd._run(jit_sgd._KERNEL.get(), params, momentum, grads, params[[1]], torch.tensor([1]), 0.25, 0.5, 0.0,
-                 jit_sgd.DAMPENED)
+    jit_sgd._run(jit_sgd._KERNEL.get(), params, momentum, grads, params[[1]], torch.tensor([1]), lr=0.25, beta=0.5,
+                 weight_decay=0.0, heavy_ball=False)
     # m = 0.5 * m + 0.5 * g = [1.5, -2.5]; θ = θ − 0.25 m = [2.625, 4.625]
     assert params.tolist() == [[1.0, 2.0], [2.625, 4.625]] and momentum.tolist() == [[0.5, 0.0], [1.5, -2.5]]
 

@@ -116,25 +116,21 @@ class AttackContext:
             n = self.params.shape[0]
             members = torch.cat([uniq.unsqueeze(1), torch.where(honest, self.idx[uniq], n)], 1).sort(1).values
             repeated = bool((members[:, 1:] == members[:, :-1]).logical_and_(members[:, 1:] < n).any())
-            count = (1 + honest.sum(1)).to(self.params.dtype)
-            cached = {"members": None if repeated else members.masked_fill_(members == n, -1), "count": count, "inv": inv}
+            cached = {"members": members.masked_fill_(members == n, -1), "repeated": repeated, "inv": inv,
+                      "count": (1 + honest.sum(1)).to(self.params.dtype)}
             if self.wiring_cache is not None:
                 self.wiring_cache["recipient_members"] = cached
-        if cached["members"] is not None and jit_row_means.usable(self.params, cached["inv"].numel()):
-            return jit_row_means.listed_means(self.params, cached["members"], cached["count"], cached["inv"],
-                                              1.0 if scale is None else scale)
-        if "adjacency" not in cached:  # (a repeated member is one entry of weight 2 here: the torch path's bits)
-            uniq = self.recipient_groups[0]
-            r, k = uniq.numel(), self.idx.shape[1]
-            honest = self.honest_slots[uniq]
-            ids = torch.arange(r, device=uniq.device)
-            rows = torch.cat([ids, ids.unsqueeze(1).expand(r, k)[honest]])
-            cols = torch.cat([uniq, self.idx[uniq][honest]])
+        members, count, inv = cached["members"], cached["count"], cached["inv"]
+        if not cached["repeated"] and jit_row_means.usable(self.params, inv.numel()):
+            return jit_row_means.listed_means(self.params, members, count, inv, 1.0 if scale is None else scale)
+        if "adjacency" not in cached:  # A[r, j] = 1 per listed member (a repeated one coalesces to weight 2)
+            real = members >= 0
+            rows = torch.arange(members.shape[0], device=members.device).unsqueeze(1).expand_as(members)[real]
             cached["adjacency"] = torch.sparse_coo_tensor(
-                torch.stack([rows, cols]), torch.ones(rows.numel(), dtype=self.params.dtype, device=self.params.device),
-                (r, self.params.shape[0]), check_invariants=True, device=self.params.device,
+                torch.stack([rows, members[real]]), torch.ones(rows.numel(), dtype=self.params.dtype, device=self.params.device),
+                (members.shape[0], self.params.shape[0]), check_invariants=True, device=self.params.device,
             ).coalesce()
-        mean = (torch.sparse.mm(cached["adjacency"], self.params) / cached["count"].unsqueeze(1))[cached["inv"]]
+        mean = (torch.sparse.mm(cached["adjacency"], self.params) / count.unsqueeze(1))[inv]
         return mean if scale is None else mean.mul_(scale)
 
     def sender_inbox(self) -> tuple[Tensor, Tensor]:

@@ -27,16 +27,18 @@ Work is split over ``torch.get_num_threads()`` threads by rows (the kernels rele
 
 from __future__ import annotations
 
+import hashlib
 import importlib
-import math
+import importlib.util
 import os
+import sys
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Sequence, get_args
+from typing import Callable, get_args
 
-import numpy as np
 import torch
 
 from ..config.run import JitMode
@@ -124,26 +126,53 @@ def private_cache_dir(name: str) -> Path | None:
 
 @lru_cache(maxsize=None)
 def _warn_once(message: str) -> None:
-    import warnings
-
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def scalars(values: Sequence[float], dtype: np.dtype) -> np.ndarray:
-    """``values`` as an array of ``dtype``, refused as torch refuses a Python scalar it would round
-    to ±inf (``RuntimeError: value cannot be converted to type float without overflow``, which a
-    run reports as a divergence), so that a kernel sees what the torch path would have seen."""
-    with np.errstate(over="ignore"):
-        out = np.array(values, dtype=dtype)
-    for value, rounded in zip(values, out):
-        if math.isfinite(value) and not math.isfinite(rounded):
-            raise RuntimeError(f"value cannot be converted to type {'float' if dtype == np.float32 else 'double'} without overflow")
-    return out
+def cache_path(source: str, stem: str) -> Path | None:
+    """Where ``source`` is (or will be) written in the private cache folder; None without one."""
+    folder = private_cache_dir("kernels")
+    return None if folder is None else folder / f"{stem}_{hashlib.sha256(source.encode()).hexdigest()[:12]}.py"
+
+
+def in_disk_cache(path: Path, func: str) -> bool:
+    """Whether numba's disk cache holds ``func`` of the module at ``path`` (its index file)."""
+    return any((path.parent / "__pycache__").glob(f"{path.stem}.{func}-*.nbi"))
+
+
+def load_kernel(source: str, stem: str, func: str, announce: str):
+    """Write ``source`` to the private cache folder (or compile in memory) and return ``func``."""
+    path = cache_path(source, stem)
+    if path is None:
+        return _compile_in_memory(source, stem, func)
+    folder, digest = path.parent, path.stem.rsplit("_", 1)[1]
+    try:
+        if not path.is_file() or path.read_bytes() != source.encode():  # never import what we did not write
+            tmp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}"
+            tmp.write_text(source)
+            os.replace(tmp, path)  # atomic: concurrent processes see a whole file
+    except OSError as err:
+        warnings.warn(f"p2probust: cannot write the kernel cache in {folder} ({err}); compiling in memory", stacklevel=2)
+        return _compile_in_memory(source, stem, func)
+    if not in_disk_cache(path, func):
+        print(f"p2probust: compiling {announce}; cached in {path.parent})", file=sys.stderr, flush=True)
+    spec = importlib.util.spec_from_file_location(f"p2probust_{stem}_{digest}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # numba's disk cache re-imports the module by name
+    spec.loader.exec_module(module)
+    return getattr(module, func)
+
+
+def _compile_in_memory(source: str, stem: str, func: str):
+    """The kernel compiled from the generated source without a disk cache (paid every process)."""
+    namespace: dict = {}
+    exec(compile(source.replace("cache=True", "cache=False"), f"<p2probust {stem}>", "exec"), namespace)
+    return namespace[func]
 
 
 class CheckedKernel:
     """A kernel compiled from ``source`` on first use (``func`` of it; see
-    :func:`p2probust.jit.rank_mean._load`) and, with ``check``, kept only if ``check(kernel)`` is
+    :func:`load_kernel`) and, with ``check``, kept only if ``check(kernel)`` is
     true (its bits match torch's on this machine); :meth:`get` returns it, or None after a failed
     check."""
 
@@ -161,9 +190,7 @@ class CheckedKernel:
     def get(self) -> Callable | None:
         with self._lock:
             if not self._kernel:
-                from .rank_mean import _load
-
-                kernel = _load(self.source, self.stem, self.func, self.announce)
+                kernel = load_kernel(self.source, self.stem, self.func, self.announce)
                 self._kernel.append(kernel if self.check is None or self.check(kernel) else None)
         return self._kernel[0]
 

@@ -29,21 +29,15 @@ of ``params``, ``-1`` is padding (``+inf``, sorts last), ``i <= -2`` is row ``-2
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import os
-import sys
-import warnings
 import threading
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..aggregators.sorting import MAX_NETWORK_WIRES, batcher_network
-from . import private_cache_dir, rank_wide, split_rows
+from . import cache_path, in_disk_cache, load_kernel, rank_wide, split_rows
 
 #: calls with fewer than this many inbox values (a · m · d) stay on the torch path in ``jit="auto"``:
 #: for them the one-off compilation costs more than it saves
@@ -65,8 +59,8 @@ _compiled: dict[int, bool] = {}  # m -> the kernel for m wires has run here or i
 
 def _ready(m: int) -> bool:
     if m not in _compiled:
-        path = _cache_path(kernel_source(m), f"rank_mean_m{m}")
-        _compiled[m] = path is not None and _in_disk_cache(path, "rank_mean")
+        path = cache_path(kernel_source(m), f"rank_mean_m{m}")
+        _compiled[m] = path is not None and in_disk_cache(path, "rank_mean")
     return _compiled[m]
 
 
@@ -117,55 +111,14 @@ def _kernel(m: int):
     if m > MAX_NETWORK_WIRES:
         return _wide_kernel()
     seconds = max(2, round(0.085 * len(batcher_network(m))))
-    return _load(kernel_source(m), f"rank_mean_m{m}", "rank_mean",
+    return load_kernel(kernel_source(m), f"rank_mean_m{m}", "rank_mean",
                  f"the rank-mean kernel for {m} inputs per coordinate (once per machine, about {seconds} s")
 
 
 @lru_cache(maxsize=None)
 def _wide_kernel():
-    return _load(rank_wide.SOURCE, "rank_mean_wide", "rank_mean_wide",
+    return load_kernel(rank_wide.SOURCE, "rank_mean_wide", "rank_mean_wide",
                  f"the rank-mean kernel for more than {MAX_NETWORK_WIRES} inputs per coordinate (once per machine, about 5 s")
-
-
-def _cache_path(source: str, stem: str) -> Path | None:
-    """Where ``source`` is (or will be) written in the private cache folder; None without one."""
-    folder = private_cache_dir("kernels")
-    return None if folder is None else folder / f"{stem}_{hashlib.sha256(source.encode()).hexdigest()[:12]}.py"
-
-
-def _in_disk_cache(path: Path, func: str) -> bool:
-    """Whether numba's disk cache holds ``func`` of the module at ``path`` (its index file)."""
-    return any((path.parent / "__pycache__").glob(f"{path.stem}.{func}-*.nbi"))
-
-
-def _load(source: str, stem: str, func: str, announce: str):
-    """Write ``source`` to the private cache folder (or compile in memory) and return ``func``."""
-    path = _cache_path(source, stem)
-    if path is None:
-        return _compile_in_memory(source, stem, func)
-    folder, digest = path.parent, path.stem.rsplit("_", 1)[1]
-    try:
-        if not path.is_file() or path.read_bytes() != source.encode():  # never import what we did not write
-            tmp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}"
-            tmp.write_text(source)
-            os.replace(tmp, path)  # atomic: concurrent processes see a whole file
-    except OSError as err:
-        warnings.warn(f"p2probust: cannot write the kernel cache in {folder} ({err}); compiling in memory", stacklevel=2)
-        return _compile_in_memory(source, stem, func)
-    if not _in_disk_cache(path, func):
-        print(f"p2probust: compiling {announce}; cached in {path.parent})", file=sys.stderr, flush=True)
-    spec = importlib.util.spec_from_file_location(f"p2probust_{stem}_{digest}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # numba's disk cache re-imports the module by name
-    spec.loader.exec_module(module)
-    return getattr(module, func)
-
-
-def _compile_in_memory(source: str, stem: str, func: str):
-    """The kernel compiled from the generated source without a disk cache (paid every process)."""
-    namespace: dict = {}
-    exec(compile(source.replace("cache=True", "cache=False"), f"<p2probust {stem}>", "exec"), namespace)
-    return namespace[func]
 
 
 def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor, *, alpha: float | None = None,

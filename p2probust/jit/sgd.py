@@ -21,13 +21,14 @@ differ, it warns once and the torch path is used).
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from . import FMA_SOURCE, CheckedKernel, available, scalars, split_rows
+from . import FMA_SOURCE, CheckedKernel, available, split_rows
 
 #: acting rows × d from which the compiled pass is used (a smaller call is not worth its one-off
 #: compilation, about 1 s once per machine)
@@ -78,14 +79,15 @@ def sgd_rows_(params: Tensor, momentum: Tensor, grads: Tensor, theta: Tensor, no
     """Write the new rows ``nodes [a]`` (distinct) of ``params [n, d]`` and (if ``beta > 0``)
     ``momentum [n, d]`` in place, from the gradients ``grads [a, d]`` at ``theta [a, d]``
     (= ``params[nodes]``): the bits of the torch path in :meth:`p2probust.local.LocalTrainer.step`."""
+    _run(_KERNEL.get(), params, momentum, grads, theta, nodes, lr=lr, beta=beta, weight_decay=weight_decay,
+         heavy_ball=heavy_ball)
+
+
+def _run(kernel, params: Tensor, momentum: Tensor, grads: Tensor, theta: Tensor, nodes: Tensor, *, lr: float,
+         beta: float, weight_decay: float, heavy_ball: bool) -> None:
     form = PLAIN if beta <= 0 else HEAVY_BALL if heavy_ball else DAMPENED
-    _run(_KERNEL.get(), params, momentum, grads, theta, nodes, lr, beta, weight_decay, form)
-
-
-def _run(kernel, params, momentum, grads, theta, nodes, lr, beta, weight_decay, form) -> None:
     dtype = params.numpy().dtype
-    used = [-lr] + ([weight_decay] if weight_decay else []) + ([beta] if form != PLAIN else [])
-    scalars(used, dtype)  # a finite scalar that overflows the dtype is torch's error, not ±inf
+    _refuse_overflow([-lr] + ([weight_decay] if weight_decay else []) + ([beta] if form != PLAIN else []), dtype)
     with np.errstate(over="ignore"):  # (an unused scalar may overflow: torch never converts it)
         beta_ = dtype.type(beta)
         consts = np.array([weight_decay, beta_, beta_ - dtype.type(1), -lr], dtype=dtype)  # β − 1 rounded as lerp's
@@ -93,6 +95,17 @@ def _run(kernel, params, momentum, grads, theta, nodes, lr, beta, weight_decay, 
     rows = nodes.to(torch.int64).contiguous().numpy()
     p, m = params.numpy(), momentum.numpy()
     split_rows(rows.shape[0], lambda s, e: kernel(p, m, *arrays, rows, consts, form, weight_decay != 0, s, e), min_rows=64)
+
+
+def _refuse_overflow(values: list[float], dtype: np.dtype) -> None:
+    """Refuse ``values`` as ``dtype`` scalars as torch refuses a Python scalar it would round
+    to ±inf (``RuntimeError: value cannot be converted to type float without overflow``, which a
+    run reports as a divergence), so that a kernel sees what the torch path would have seen."""
+    with np.errstate(over="ignore"):
+        out = np.array(values, dtype=dtype)
+    for value, rounded in zip(values, out):
+        if math.isfinite(value) and not math.isfinite(rounded):
+            raise RuntimeError(f"value cannot be converted to type {'float' if dtype == np.float32 else 'double'} without overflow")
 
 
 def torch_update(params: Tensor, momentum: Tensor, g: Tensor, theta: Tensor, nodes: Tensor, *, lr: float,
@@ -124,8 +137,8 @@ def _matches_torch(kernel) -> bool:
             want = torch_update(params.clone(), momentum.clone(), grads.clone(), params[nodes], nodes, lr=0.07, beta=beta,
                                 weight_decay=weight_decay, heavy_ball=heavy_ball, inplace=True)
             got = params.clone(), momentum.clone()
-            form = PLAIN if beta <= 0 else HEAVY_BALL if heavy_ball else DAMPENED
-            _run(kernel, *got, grads, params[nodes], nodes, 0.07, beta, weight_decay, form)
+            _run(kernel, *got, grads, params[nodes], nodes, lr=0.07, beta=beta, weight_decay=weight_decay,
+                 heavy_ball=heavy_ball)
             if not (torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])):
                 warnings.warn(f"p2probust: the compiled local-step update differs from torch's here (torch {torch.__version__}, "
                               f"{torch.backends.cpu.get_cpu_capability()}, {dtype}, beta = {beta}); using torch's",
