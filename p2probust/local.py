@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config.parts import LRScheduleKind, MomentumForm
+from .jit import logreg as jit_logreg
 from .jit import sgd as jit_sgd
 from .jit import softmax as jit_softmax
 from .models import ParamSpec
@@ -208,6 +209,10 @@ class LocalTrainer:
             return criterion(out, yb)
 
         self._grads = closed_form_gradients(model, loss) or torch.func.vmap(torch.func.grad(node_loss))
+        from .models import LogisticRegression
+
+        # softmax regression's gradient can come from one compiled pass (the same bits)
+        self._compiled_logreg = isinstance(model, LogisticRegression) and loss == "cross_entropy"
         # a model with dropout (DropoutCNN) takes its masks as inputs, drawn here from the batches stream
         self._draw_masks = getattr(model, "draw_masks", None)
         if self._draw_masks is not None:
@@ -254,6 +259,13 @@ class LocalTrainer:
         do not depend on the blocks). At n = 100,000 this keeps the ``[a, B, ...]`` batch tensor
         (0.8 GB for digits-sized inputs) from existing all at once."""
         masks = self._draw_masks(nodes.numel(), samples.shape[1], generator) if self._draw_masks is not None else ()
+        if self._compiled_logreg and jit_logreg.usable(self.x, theta, samples.shape[1]):
+            flipped = self.flipped[nodes] if self.flipped is not None and self.num_classes else None
+            return jit_logreg.gradients(self.x, self.y, samples, flipped, theta,
+                                        lambda: self._block_gradients(theta, nodes, samples, masks))
+        return self._block_gradients(theta, nodes, samples, masks)
+
+    def _block_gradients(self, theta: Tensor, nodes: Tensor, samples: Tensor, masks: tuple) -> Tensor:
         per_node = max(1, samples.shape[1] * self.x[0].numel() * self.x.element_size())
         block = max(1, BATCH_BYTES // per_node)
         if block >= nodes.numel():

@@ -2,8 +2,12 @@
 
 * :mod:`~p2probust.jit.rank_mean` — aggregate-and-mix with a coordinate-wise median or trimmed
   mean, the inbox gather fused into a register-resident sorting network (same bits as torch).
-* :mod:`~p2probust.jit.softmax` — the softmax-regression residual of the local step, ATen's
-  softmax arithmetic (SLEEF's ``expf``, its summation order) repeated exactly (same bits).
+* :mod:`~p2probust.jit.logreg` — the softmax-regression gradient of the local step, batch gather,
+  both matrix products (MKL's fused multiply-add chains), softmax and bias sum in one pass (same
+  bits; each shape is checked against torch at its first call).
+* :mod:`~p2probust.jit.softmax` — the softmax-regression residual (the torch path of the gradient,
+  and the DP per-example gradients), ATen's softmax arithmetic (SLEEF's ``expf``, its summation
+  order) repeated exactly (same bits).
 * :mod:`~p2probust.jit.sgd` — the end of the local step (weight decay, momentum, the step) in one
   pass over the acting rows, ATen's fused multiply-adds (same bits).
 * :mod:`~p2probust.jit.row_means` — the recipients' honest means an omniscient attack crafts
@@ -14,13 +18,14 @@ The torch paths remain the reference and serve everything else (``vmap``, other 
 calls, and every run whose tensors are not on the CPU: ``RunConfig.device``). ``RunConfig.jit``
 (``--jit``) chooses for the rank-mean kernel: ``auto`` uses it when the call is large enough to
 repay its one-off compilation or the kernel is compiled already, ``on`` always, ``off`` never. The
-other four are used on the CPU whenever numba imports and the call is large enough, or (softmax,
-update) the kernel is loaded in the process; the softmax and update kernels are kept only if they
-match torch bit for bit on this machine (:class:`CheckedKernel`).
+others are used on the CPU whenever numba imports and the call is large enough, or (gradient,
+softmax, update) the kernel is loaded in the process; the softmax and update kernels are kept only
+if they match torch bit for bit on this machine (:class:`CheckedKernel`), the gradient kernel per
+shape at its first call.
 Compiled code is cached on disk (numba ``cache=True``), so compilation is paid once per machine.
 
-A compiled logistic-regression gradient (batch gather fused in) was tried and dropped: on 2 cores
-it was no faster than torch's batched matrix products (only its softmax is compiled now).
+A first compiled logistic-regression gradient (numba's vectorized loops) was no faster than
+torch's batched matrix products; the one now used holds its running sums in vector registers.
 
 Work is split over ``torch.get_num_threads()`` threads by rows (the kernels release the GIL).
 """

@@ -86,6 +86,57 @@ BLOCK = 512
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def residual_block(w, m, s, labels, nb, bsz):
+    """w[:, r] <- (softmax(w[:, r]) - onehot(labels[r])) / bsz for the columns r < nb of w [C, >= nb],
+    in place (m, s: scratch of >= nb floats); ATen's arithmetic, see the module docstring."""
+    C = w.shape[0]
+    for r in range(nb):
+        m[r] = w[0, r]
+    for c in range(1, C):
+        wc = w[c]
+        for r in range(nb):
+            v = wc[r]
+            a = m[r]
+            larger = a if a > v else v
+            m[r] = larger if (a == a and v == v) else a + v  # NaN if either is NaN
+    for c in range(C):
+        wc = w[c]
+        for r in range(nb):
+            x = wc[r] - m[r]
+            inside = x >= LOW
+            xc = x if inside else LOW  # keeps the integer conversion defined; the value is replaced below
+            p = xc * R_LN2
+            q = (p + RINT) - RINT
+            qi = np.int32(q)
+            t = fma(q, NEG_L2U, xc)
+            t = fma(q, NEG_L2L, t)
+            u = fma(C0, t, C1)
+            u = fma(u, t, C2)
+            u = fma(u, t, C3)
+            u = fma(u, t, C4)
+            u = fma(u, t, C5)
+            u = ONE + fma(t * t, u, t)
+            h = qi >> 1
+            u = (u * pow2i(h)) * pow2i(qi - h)
+            wc[r] = u if inside else (x if x != x else ZERO)
+    for r in range(nb):
+        s[r] = w[0, r]
+    for c in range(1, C):
+        wc = w[c]
+        for r in range(nb):
+            s[r] = s[r] + wc[r]
+    for r in range(nb):
+        s[r] = ONE / s[r]
+    for c in range(C):
+        wc = w[c]
+        for r in range(nb):
+            g = wc[r] * s[r]
+            if c == labels[r]:
+                g = g + MINUS_ONE
+            wc[r] = g / bsz
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def softmax_residual(z, y, bsz, start, stop):
     """z[r] <- (softmax(z[r]) - onehot(y[r])) / bsz for the rows r in [start, stop), in place."""
     C = z.shape[1]
@@ -97,50 +148,10 @@ def softmax_residual(z, y, bsz, start, stop):
         for r in range(nb):
             for c in range(C):
                 w[c, r] = z[b0 + r, c]
+        residual_block(w, m, s, y[b0:b0 + nb], nb, bsz)
         for r in range(nb):
-            m[r] = w[0, r]
-        for c in range(1, C):
-            wc = w[c]
-            for r in range(nb):
-                v = wc[r]
-                a = m[r]
-                larger = a if a > v else v
-                m[r] = larger if (a == a and v == v) else a + v  # NaN if either is NaN
-        for c in range(C):
-            wc = w[c]
-            for r in range(nb):
-                x = wc[r] - m[r]
-                inside = x >= LOW
-                xc = x if inside else LOW  # keeps the integer conversion defined; the value is replaced below
-                p = xc * R_LN2
-                q = (p + RINT) - RINT
-                qi = np.int32(q)
-                t = fma(q, NEG_L2U, xc)
-                t = fma(q, NEG_L2L, t)
-                u = fma(C0, t, C1)
-                u = fma(u, t, C2)
-                u = fma(u, t, C3)
-                u = fma(u, t, C4)
-                u = fma(u, t, C5)
-                u = ONE + fma(t * t, u, t)
-                h = qi >> 1
-                u = (u * pow2i(h)) * pow2i(qi - h)
-                wc[r] = u if inside else (x if x != x else ZERO)
-        for r in range(nb):
-            s[r] = w[0, r]
-        for c in range(1, C):
-            wc = w[c]
-            for r in range(nb):
-                s[r] = s[r] + wc[r]
-        for r in range(nb):
-            s[r] = ONE / s[r]
-        for r in range(nb):
-            label = y[b0 + r]
             for c in range(C):
-                g = w[c, r] * s[r]
-                if c == label:
-                    g = g + MINUS_ONE
-                z[b0 + r, c] = g / bsz
+                z[b0 + r, c] = w[c, r]
 '''
 
 
