@@ -61,12 +61,12 @@ class BatchSampler:
             raise ValueError(f"node {bad} holds no training data and cannot take a local step")
         if self.kind == "uniform":
             u = torch.rand((nodes.numel(), self.batch_size), generator=generator, dtype=torch.float64, device=generator.device)
-            return torch.gather(self.table[nodes], 1, (u * length.unsqueeze(1)).long())
+            return torch.gather(self.table.index_select(0, nodes), 1, (u * length.unsqueeze(1)).long())
         if self.kind == "slice":
             u = torch.rand(nodes.numel(), generator=generator, dtype=torch.float64, device=generator.device)
             start = (u * length).long().unsqueeze(1)
             pos = (start + torch.arange(self.batch_size, device=nodes.device)) % length.unsqueeze(1)
-            return torch.gather(self.table[nodes], 1, pos)
+            return torch.gather(self.table.index_select(0, nodes), 1, pos)
         return self._epoch(nodes, length, generator)
 
     def _epoch(self, nodes: Tensor, length: Tensor, generator: torch.Generator) -> Tensor:
