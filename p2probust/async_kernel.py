@@ -29,7 +29,7 @@ from .engine.events import AsyncEngine, AsyncSetup, Deliveries
 from .network_state import InboxBuffer
 from .state import SimState, Simulation
 from .step import Inbox, local_step, mix_rows
-from .threads import one_thread_if, small_mix
+from .threads import one_thread_if, small_mix, small_step
 
 
 class StaleModels:
@@ -78,8 +78,9 @@ class AsyncKernel:
         self.round = round
         self.lr = self.schedule(round)
         t = from_numpy(nodes, self.params.device)
-        self.params, self.momentum = local_step(self.sim, self.params, self.momentum, t, self.lr, donate=True)
-        self.buf.store(handles, self.params[t])
+        with one_thread_if(small_step(self.sim.trainer, nodes.size * self.sim.local_steps)):  # the snapshot too
+            self.params, self.momentum = local_step(self.sim, self.params, self.momentum, t, self.lr, donate=True)
+            self.buf.store(handles, self.params.index_select(0, t))
 
     def aggregate(self, nodes: np.ndarray, dl: Deliveries, now: float) -> None:
         """Write the deliveries, then the rule over ``nodes`` on their buffered inboxes (read from

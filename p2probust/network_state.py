@@ -96,7 +96,7 @@ class InboxBuffer:
         if need > self.cap:  # grow by doubling; the zero row and the scratch rows stay as many
             cap = max(need, 2 * self.cap)
             self._resize(cap, cap + self.pool.shape[0] - self.cap)
-        self.pool[from_numpy(handles, self.pool.device)] = models
+        self.pool.index_copy_(0, from_numpy(handles, self.pool.device), models)
 
     def deliver(self, dst: np.ndarray, slot: np.ndarray, src: np.ndarray, sent_at: np.ndarray, handle: np.ndarray) -> None:
         """Write delivered messages (in arrival order: the last one per slot wins); ``handle < 0``
