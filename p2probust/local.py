@@ -262,7 +262,7 @@ class LocalTrainer:
         if self._compiled_logreg and jit_logreg.usable(self.x, theta, samples.shape[1]):
             flipped = self.flipped[nodes] if self.flipped is not None and self.num_classes else None
             return jit_logreg.gradients(self.x, self.y, samples, flipped, theta,
-                                        lambda: self._block_gradients(theta, nodes, samples, masks))
+                                        lambda m: self._block_gradients(theta[:m], nodes[:m], samples[:m], masks))
         return self._block_gradients(theta, nodes, samples, masks)
 
     def _block_gradients(self, theta: Tensor, nodes: Tensor, samples: Tensor, masks: tuple) -> Tensor:

@@ -73,9 +73,10 @@ def test_bias_gradient_is_aten_s_cascade_sum(rows, classes):
 
 
 @needs_kernel
-def test_one_and_two_threads_give_the_same_bits():
+def test_one_and_two_threads_give_the_same_bits(monkeypatch):
+    monkeypatch.setattr(jit_logreg, "_checked", {})
     trainer, theta, nodes, samples = _case(200, 32, 64, 10, seed=3)
-    reference = lambda: trainer._block_gradients(theta, nodes, samples, ())  # noqa: E731
+    reference = lambda m=200: trainer._block_gradients(theta[:m], nodes[:m], samples[:m], ())  # noqa: E731
     threads = torch.get_num_threads()
     try:
         outs = []
@@ -111,7 +112,7 @@ def test_a_kernel_that_differs_warns_once_and_the_torch_path_serves_that_shape(m
 
     monkeypatch.setattr(jit_logreg._KERNEL, "_kernel", [off_by_one_ulp])
     monkeypatch.setattr(jit_logreg, "_checked", {})
-    reference = lambda: trainer._block_gradients(theta, nodes, samples, ())  # noqa: E731
+    reference = lambda m=200: trainer._block_gradients(theta[:m], nodes[:m], samples[:m], ())  # noqa: E731
     with pytest.warns(RuntimeWarning, match="logistic-regression gradient differs"):
         got = jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, theta, reference)
     assert _same_bits(got, reference()) and calls
@@ -121,11 +122,32 @@ def test_a_kernel_that_differs_warns_once_and_the_torch_path_serves_that_shape(m
 
 
 @needs_kernel
-def test_a_label_outside_the_classes_is_torch_s_error():
+def test_the_first_call_of_a_shape_is_compared_on_its_first_rows(monkeypatch):
+    trainer, theta, nodes, samples = _case(40, 48, 64, 10, seed=6)
+    monkeypatch.setattr(jit_logreg, "CHECK_ROWS", 8)
+    monkeypatch.setattr(jit_logreg, "_checked", {})
+    asked = []
+
+    def reference(m):
+        asked.append(m)
+        return trainer._block_gradients(theta[:m], nodes[:m], samples[:m], ())
+
+    got = jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, theta, reference)
+    assert asked == [8] and jit_logreg._checked == {(48, 64, 10): True}
+    jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, theta, reference)
+    assert asked == [8]  # checked once per shape
+    assert _same_bits(got, trainer._block_gradients(theta, nodes, samples, ()))
+
+
+@needs_kernel
+def test_a_label_outside_the_classes_is_torch_s_error(monkeypatch):
+    monkeypatch.setattr(jit_logreg, "_checked", {})
     trainer, theta, nodes, samples = _case(20, 32, 64, 10, seed=2)
-    trainer.y[samples[0, 0]] = 10
+    reference = lambda m: trainer._block_gradients(theta[:m], nodes[:m], samples[:m], ())  # noqa: E731
+    jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, theta, reference)  # the labels' range is kept ...
+    trainer.y[samples[0, 0]] = 10  # ... until they are written to
     with pytest.raises(RuntimeError, match="out of bounds"):
-        jit_logreg.gradients(trainer.x, trainer.y, samples, None, theta, lambda: trainer._block_gradients(theta, nodes, samples, ()))
+        jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, theta, reference)
 
 
 @needs_kernel
