@@ -152,9 +152,11 @@ def products(out, oo, ro, rows, cols, a, ao, ak, b, bo, br, n):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-def cascade_sum(g, first, stride, size):
-    """sum of g[first + i stride], i < size, as ATen's multi_row_sum: running sums over chunks of
-    2**max(4, ceil(log2 size) / 4) values, merged level by level into three more sums."""
+def cascade_rows(g, first, stride, size, acc, total):
+    """total[c] = sum of g[first + i stride, c] over i < size, for every column c of g [rows, cols],
+    as ATen's multi_row_sum: running sums over chunks of 2**max(4, ceil(log2 size) / 4) rows,
+    merged level by level into three more sums (acc: [4, cols] scratch)."""
+    cols = g.shape[1]
     bits = 1
     if size > 2:
         bits = 0
@@ -165,40 +167,63 @@ def cascade_sum(g, first, stride, size):
     power = max(4, bits // 4)
     step = 1 << power
     mask = step - 1
-    a0 = a1 = a2 = a3 = ZERO
+    acc[:, :] = ZERO
+    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
     i = 0
     while i + step <= size:
         for j in range(step):
-            a0 += g[first + i * stride]
+            row = g[first + i * stride]
+            for c in range(cols):
+                a0[c] += row[c]
             i += 1
-        a1 += a0
-        a0 = ZERO
+        for c in range(cols):
+            a1[c] += a0[c]
+            a0[c] = ZERO
         if (i & (mask << power)) == 0:
-            a2 += a1
-            a1 = ZERO
+            for c in range(cols):
+                a2[c] += a1[c]
+                a1[c] = ZERO
             if (i & (mask << (2 * power))) == 0:
-                a3 += a2
-                a2 = ZERO
+                for c in range(cols):
+                    a3[c] += a2[c]
+                    a2[c] = ZERO
     while i < size:
-        a0 += g[first + i * stride]
+        row = g[first + i * stride]
+        for c in range(cols):
+            a0[c] += row[c]
         i += 1
-    return ((a0 + a1) + a2) + a3
+    for c in range(cols):
+        total[c] = ((a0[c] + a1[c]) + a2[c]) + a3[c]
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-def column_sum(g, B, plain):
-    """sum(g[:B]) as ATen's sum over a reduced dimension of B rows: one cascade (plain), or its
-    row_sum, four cascades over the rows s mod 4, the rows left over added to the first."""
-    if plain:
-        return cascade_sum(g, 0, 1, B)
+def column_sums(g, B, plain, acc, parts, out):
+    """out[c] = sum of g[:B, c] as ATen sums a reduced dimension of B rows: one cascade where
+    plain[c], else row_sum (four cascades over the rows t mod 4, the rows left over added to the
+    first, then the four added in order). acc: [4, cols], parts: [5, cols] scratch."""
+    cols = g.shape[1]
     size = B // 4
-    p0 = cascade_sum(g, 0, 4, size)
-    p1 = cascade_sum(g, 1, 4, size)
-    p2 = cascade_sum(g, 2, 4, size)
-    p3 = cascade_sum(g, 3, 4, size)
+    if size < 16:  # fewer rows than one chunk: each partial is one running sum from zero
+        parts[:4, :] = ZERO
+        for t in range(4 * size):
+            row, part = g[t], parts[t & 3]
+            for c in range(cols):
+                part[c] += row[c]
+    else:
+        for k in range(4):
+            cascade_rows(g, k, 4, size, acc, parts[k])
+    p0, p1, p2, p3 = parts[0], parts[1], parts[2], parts[3]
     for t in range(4 * size, B):
-        p0 += g[t]
-    return ((p0 + p1) + p2) + p3
+        row = g[t]
+        for c in range(cols):
+            p0[c] += row[c]
+    any_plain = False
+    for c in range(plain.size):
+        any_plain = any_plain or plain[c]
+    if any_plain:
+        cascade_rows(g, 0, 1, B, acc, parts[4])
+    for c in range(plain.size):
+        out[c] = parts[4, c] if plain[c] else ((p0[c] + p1[c]) + p2[c]) + p3[c]
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
@@ -221,6 +246,10 @@ def logreg_gradients(x, y, samples, flip, top, plain, theta, out, start, stop):
     m = np.empty(B, np.float32)
     s = np.empty(B, np.float32)
     labels = np.empty(B, np.int64)
+    gt = np.zeros((B, cp), np.float32)  # the residual G, rows padded to cp
+    acc = np.empty((4, cp), np.float32)
+    parts = np.empty((5, cp), np.float32)
+    bias = np.empty(C, np.float32)
     for i in range(start, stop):
         for t in range(B):
             r = samples[i, t]
@@ -248,15 +277,20 @@ def logreg_gradients(x, y, samples, flip, top, plain, theta, out, start, stop):
                 for k in range(p):
                     o[c * p + k] = gw[c * pp + k]
         for c in range(C):
-            o[C * p + c] = column_sum(z[c], B, plain[c])
+            for t in range(B):
+                gt[t, c] = z[c, t]
+        column_sums(gt, B, plain, acc, parts, bias)
+        for c in range(C):
+            o[C * p + c] = bias[c]
 '''
 
 
 def usable(x: Tensor, theta: Tensor, batch_size: int) -> bool:
     """Whether :func:`gradients` may take the compiled pass for ``theta [a, C(p+1)]``: float32 on the
-    CPU, numba importable, ``C`` shorter than a vector (:mod:`p2probust.jit.softmax`), both
-    contractions within ``[3, MAX_CONTRACTION]``, the products above ATen's small loop, and at least
-    :data:`MIN_VALUES` logits (``a·B·C``) or the kernel loaded in this process already."""
+    CPU, numba importable, ``C`` shorter than a vector (:mod:`p2probust.jit.softmax`),
+    ``MIN_BATCH ≤ B ≤ MAX_CONTRACTION``, ``3 ≤ p ≤ MAX_CONTRACTION``, ``B·p·C ≥ MIN_PRODUCT``
+    (ATen's own loop below), and at least :data:`MIN_VALUES` logits (``a·B·C``) or the kernel loaded
+    in this process already."""
     p = x[0].numel()
     c = theta.shape[1] // (p + 1)
     return (x.device.type == "cpu" and x.dtype == theta.dtype == torch.float32 and not theta.requires_grad
