@@ -261,11 +261,12 @@ class LocalTrainer:
         masks = self._draw_masks(nodes.numel(), samples.shape[1], generator) if self._draw_masks is not None else ()
         if self._compiled_logreg and jit_logreg.usable(self.x, theta, samples.shape[1]):
             flipped = self.flipped[nodes] if self.flipped is not None and self.num_classes else None
-            return jit_logreg.gradients(self.x, self.y, samples, flipped, theta,
+            return jit_logreg.gradients(self.x, self.y, samples, flipped, self.num_classes - 1, theta,
                                         lambda m: self._block_gradients(theta[:m], nodes[:m], samples[:m], masks))
         return self._block_gradients(theta, nodes, samples, masks)
 
     def _block_gradients(self, theta: Tensor, nodes: Tensor, samples: Tensor, masks: tuple) -> Tensor:
+        """The torch path of :meth:`_chunked_gradients` (gathered batches, over blocks of nodes)."""
         per_node = max(1, samples.shape[1] * self.x[0].numel() * self.x.element_size())
         block = max(1, BATCH_BYTES // per_node)
         if block >= nodes.numel():

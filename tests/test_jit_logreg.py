@@ -85,7 +85,7 @@ def test_one_and_two_threads_give_the_same_bits(monkeypatch):
         outs = []
         for t in (1, 2):
             torch.set_num_threads(t)
-            outs.append(jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, theta, reference))
+            outs.append(jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, 9, theta, reference))
     finally:
         torch.set_num_threads(threads)
     assert _same_bits(outs[0], outs[1]) and _same_bits(outs[0], reference())
@@ -117,10 +117,10 @@ def test_a_kernel_that_differs_warns_once_and_the_torch_path_serves_that_shape(m
     monkeypatch.setattr(jit_logreg, "_checked", {})
     reference = lambda m=200: trainer._block_gradients(theta[:m], nodes[:m], samples[:m], ())  # noqa: E731
     with pytest.warns(RuntimeWarning, match="logistic-regression gradient differs"):
-        got = jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, theta, reference)
+        got = jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, 9, theta, reference)
     assert _same_bits(got, reference()) and calls
     ran = len(calls)
-    again = jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, theta, reference)
+    again = jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, 9, theta, reference)
     assert _same_bits(again, reference()) and len(calls) == ran  # the shape is served by torch from now on
 
 
@@ -135,9 +135,9 @@ def test_the_first_call_of_a_shape_is_compared_on_its_first_rows(monkeypatch):
         asked.append(m)
         return trainer._block_gradients(theta[:m], nodes[:m], samples[:m], ())
 
-    got = jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, theta, reference)
+    got = jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, 9, theta, reference)
     assert asked == [8] and jit_logreg._checked == {(48, 64, 10): True}
-    jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, theta, reference)
+    jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, 9, theta, reference)
     assert asked == [8]  # checked once per shape
     assert _same_bits(got, trainer._block_gradients(theta, nodes, samples, ()))
 
@@ -147,10 +147,10 @@ def test_a_label_outside_the_classes_is_torch_s_error(monkeypatch):
     monkeypatch.setattr(jit_logreg, "_checked", {})
     trainer, theta, nodes, samples = _case(20, 32, 64, 10, seed=2)
     reference = lambda m: trainer._block_gradients(theta[:m], nodes[:m], samples[:m], ())  # noqa: E731
-    jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, theta, reference)  # the labels' range is kept ...
+    jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, 9, theta, reference)  # the labels' range is kept ...
     trainer.y[samples[0, 0]] = 10  # ... until they are written to
     with pytest.raises(RuntimeError, match="out of bounds"):
-        jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, theta, reference)
+        jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, 9, theta, reference)
 
 
 @needs_kernel

@@ -67,6 +67,7 @@ MIN_PRODUCT = 400
 #: the smallest batch for which every shape tried (p ≤ 384, C < 16) gave MKL's bits
 MIN_BATCH = 16
 
+
 def _dispatch(name: str, vectors: int, most: int) -> str:
     """Source of ``name(R, ...)``: the intrinsic ``block_R_vectors`` for R = 1 .. most (numba cannot
     index a tuple of intrinsics by a run-time value)."""
@@ -300,20 +301,22 @@ def usable(x: Tensor, theta: Tensor, batch_size: int) -> bool:
             and available() and _KERNEL.get() is not None)
 
 
-def gradients(x: Tensor, y: Tensor, samples: Tensor, flipped: Tensor | None, theta: Tensor,
+def gradients(x: Tensor, y: Tensor, samples: Tensor, flipped: Tensor | None, top: int, theta: Tensor,
               reference: Callable[[int], Tensor]) -> Tensor:
     """``[a, d]`` gradients of the rows of ``theta [a, C(p+1)]`` on the batches ``samples [a, B]``
-    of ``x [N, ...]``, ``y [N]`` (labels c → C − 1 − c for the rows where ``flipped [a]``).
+    of ``x [N, ...]``, ``y [N]`` (labels c → ``top`` − c for the rows where ``flipped [a]``, as the
+    trainer flips them: ``top`` = its number of classes − 1).
     ``reference(m)`` is the torch path for the first ``m`` rows: the first call of a shape in a
     process is compared with it on up to :data:`CHECK_ROWS` rows, bit for bit (each row's result
-    depends on that row alone), and it serves a shape that differed, and labels outside
-    ``[0, C)`` (for which it raises torch's error)."""
+    depends on that row alone), and it serves a shape that differed, and labels (flipped or not)
+    outside ``[0, C)`` (for which it raises torch's error)."""
     a, bsz = samples.shape
     p = x[0].numel()
     shape = (bsz, p, theta.shape[1] // (p + 1))
     status = _checked.get(shape)
     low, high = _label_range(y)
-    if status is False or not 0 <= low <= high < shape[2]:
+    in_range = 0 <= low <= high < shape[2] and (flipped is None or 0 <= top - high <= top - low < shape[2])
+    if status is False or not in_range:
         return reference(a)
     xs, ys = x.reshape(x.shape[0], p).contiguous().numpy(), y.contiguous().numpy()
     flip = np.zeros(a, np.bool_) if flipped is None else flipped.contiguous().numpy()
@@ -321,7 +324,7 @@ def gradients(x: Tensor, y: Tensor, samples: Tensor, flipped: Tensor | None, the
     out = np.empty(theta.shape, np.float32)
     kernel = _KERNEL.get()
     plain = plain_columns(shape[2])
-    split_rows(a, lambda s, e: kernel(xs, ys, idx, flip, shape[2] - 1, plain, th, out, s, e), min_rows=32)
+    split_rows(a, lambda s, e: kernel(xs, ys, idx, flip, top, plain, th, out, s, e), min_rows=32)
     got = torch.from_numpy(out)
     if status is None:
         m = min(a, CHECK_ROWS)
