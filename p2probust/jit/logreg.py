@@ -32,11 +32,11 @@ The products run on explicit 16-float vectors (``llvm.fma`` on ``<16 x float>``,
 numba intrinsic, in blocks of up to 8 accumulators held in registers): numba's own vectorized loops
 keep the chain's running sums in memory and were no faster than torch.
 Because MKL chooses its kernels by CPU, the first call of each shape ``(B, p, C)`` in a process
-also runs the torch path and compares the two, bit for bit (:func:`gradients`): on a difference it
-warns once and that shape takes the torch path. At n = 1000 (900 acting nodes, B = 32, p = 64,
-C = 10, two threads) the pass takes 1.2–1.3 ms against 2.1–2.5 ms for the torch path's gather, two
+also runs the torch path on its first :data:`CHECK_ROWS` rows and compares the two, bit for bit
+(:func:`gradients`): on a difference it warns once and that shape takes the torch path. At n = 1000 (900 acting nodes, B = 32, p = 64,
+C = 10, two threads) the pass takes 1.2–1.4 ms against 2.1–2.8 ms for the torch path's gather, two
 matrix products, softmax and sum; within a round, where torch's calls also wake its workers, the
-local step went from 4.4–4.8 ms to 2.7–3.1 ms.
+local step went from 4.4–4.8 ms to 2.6–3.1 ms.
 """
 
 from __future__ import annotations
