@@ -125,12 +125,22 @@ def estimate(*, n: int, k: float, d: int, batch: int, local: float, activations:
 
 
 def model_footprint(make_model: Callable[[], Any], input_shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(d, activations per sample)`` of the model, measured on torch's ``meta`` device (no memory)."""
+    """``(d, activations per sample)`` of the model, measured on torch's ``meta`` device (no memory).
+    p2probust's own models of up to 2^24 parameters run on the CPU instead, one copy on one zero
+    sample, torch's global random state put back after building it: on the ``meta`` device a
+    linear layer runs through torch's Python decompositions, whose first call imports
+    ``torch._dynamo`` (about a second of every run's set-up)."""
     import torch
+
+    from .models import layers_only
 
     with torch.device("meta"):
         model = make_model()
     d = sum(p.numel() for p in model.parameters())
+    device = "meta"
+    if layers_only(model) and d <= 1 << 24:  # at most 64 MB of float32 parameters
+        with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+            model, device = make_model(), "cpu"
     seen = [0]
 
     def hook(_module, _inputs, output):
@@ -140,7 +150,7 @@ def model_footprint(make_model: Callable[[], Any], input_shape: tuple[int, ...])
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     try:
         with torch.no_grad():
-            model(torch.empty((1, *input_shape), device="meta"))
+            model(torch.zeros((1, *input_shape), device=device))
     except Exception:  # a model the meta device cannot run: count its parameters as activations
         seen[0] = d
     finally:

@@ -177,6 +177,12 @@ class LinearRegression(nn.Module):
         return self.linear(x.flatten(start_dim=1)).squeeze(-1)
 
 
+def layers_only(model: nn.Module) -> bool:
+    """Whether ``model`` is one of p2probust's models, whose forward pass does its matrix products
+    in its ``nn.Linear`` and ``nn.Conv2d`` layers alone (a plugin model may do more)."""
+    return type(model) in (LogisticRegression, MLP, SmallCNN, DropoutCNN, LinearRegression)
+
+
 def num_parameters(module: nn.Module) -> int:
     """Total number of scalar parameters ``d`` of ``module``."""
     return sum(p.numel() for p in module.parameters())

@@ -53,15 +53,46 @@ def forward_flops(model: nn.Module, sample: torch.Tensor) -> int | None:
     convolutions, as :class:`~torch.utils.flop_counter.FlopCounterMode` counts them), or None
     when the model cannot run on it alone (a model whose forward needs more: no estimate). The
     pass runs on a copy in evaluation mode: no buffer of ``model`` changes (batch-norm statistics)
-    and no dropout mask is drawn from torch's global generator."""
+    and no dropout mask is drawn from torch's global generator.
+
+    p2probust's own models (:func:`p2probust.models.layers_only`: their forward is their linear
+    and convolution layers) are counted with forward hooks and the same library formulas
+    (``mm_flop``, ``conv_flop_count``): a dispatch mode's first use imports ``torch._dynamo``,
+    about a second of every run's set-up. Any other model goes through the mode."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from .models import layers_only
+
     try:
+        if layers_only(model):
+            return _layer_flops(copy.deepcopy(model).eval(), sample)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             copy.deepcopy(model).eval()(sample)
     except Exception:  # e.g. a plugin model with required extra inputs
         return None
     return int(counter.get_total_flops())
+
+
+def _layer_flops(model: nn.Module, sample: torch.Tensor) -> int:
+    """FLOPs of the linear and convolution layers of ``model`` on ``sample`` (forward hooks)."""
+    from torch.utils.flop_counter import conv_flop_count, mm_flop
+
+    total = [0]
+
+    def linear(m: nn.Linear, inputs: tuple, out: torch.Tensor) -> None:
+        total[0] += mm_flop((inputs[0].numel() // m.in_features, m.in_features), (m.in_features, m.out_features))
+
+    def conv(m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+        total[0] += conv_flop_count(list(inputs[0].shape), list(m.weight.shape), list(out.shape), transposed=False)
+
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            m.register_forward_hook(linear)
+        elif isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            m.register_forward_hook(conv)
+    with torch.no_grad():
+        model(sample)
+    return int(total[0])
 
 
 def small_step(trainer: Any, node_steps: int) -> bool:
