@@ -33,7 +33,9 @@ numba intrinsic, in blocks of up to 8 accumulators held in registers): numba's o
 keep the chain's running sums in memory and were no faster than torch.
 Because MKL chooses its kernels by CPU, the first call of each shape ``(B, p, C)`` in a process
 also runs the torch path on its first :data:`CHECK_ROWS` rows and compares the two, bit for bit
-(:func:`gradients`): on a difference it warns once and that shape takes the torch path. At n = 1000 (900 acting nodes, B = 32, p = 64,
+(:func:`gradients`): on a difference it warns once and that shape takes the torch path. That is
+the case with MKL's AVX2 kernels (``MKL_ENABLE_INSTRUCTIONS=AVX2``, MKL's choice on CPUs without
+AVX-512), which sum in another order. At n = 1000 (900 acting nodes, B = 32, p = 64,
 C = 10, two threads) the pass takes 1.2–1.4 ms against 2.1–2.8 ms for the torch path's gather, two
 matrix products, softmax and sum; within a round, where torch's calls also wake its workers, the
 local step went from 4.4–4.8 ms to 2.6–3.1 ms.
@@ -363,7 +365,8 @@ def _verify(shape: tuple[int, int, int], got: Tensor, want: Tensor) -> None:
     if not _checked[shape]:
         warnings.warn(f"p2probust: the compiled logistic-regression gradient differs from torch's here (torch "
                       f"{torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, batch {shape[0]}, "
-                      f"{shape[1]} features, {shape[2]} classes); using torch's", RuntimeWarning, stacklevel=4)
+                      f"{shape[1]} features, {shape[2]} classes: MKL takes other kernels on this CPU); using "
+                      "torch's path (the same results, slower)", RuntimeWarning, stacklevel=4)
 
 
 _KERNEL = CheckedKernel(SOURCE, "logreg", "logreg_gradients",
