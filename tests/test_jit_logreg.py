@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -160,3 +164,23 @@ def test_runs_same_with_and_without_the_kernel(over, with_and_without):
     cfg = pr.RunConfig().replace(**{"topology.nodes": 60, "byzantine.count": 6, "train.rounds": 4, "eval_every": 2, **over})
     fast, slow = with_and_without(jit_logreg, lambda: pr.simulate(cfg))
     assert torch.equal(fast.params, slow.params) and fast.history == slow.history
+
+
+@needs_kernel
+def test_under_mkl_s_avx2_kernels_the_result_is_still_the_torch_path_s():
+    """MKL's AVX2 kernels (its choice on CPUs without AVX-512) sum in another order: the check at
+    the first call sees it and the torch path serves the shape, so the bits are torch's either way."""
+    code = (
+        "import sys, warnings, torch\nsys.path.insert(0, 'tests')\n"
+        "from test_jit_logreg import _case\nfrom p2probust.jit import logreg as jl\n"
+        "trainer, theta, nodes, samples = _case(40, 32, 64, 10, seed=1)\n"
+        "ref = lambda m: trainer._block_gradients(theta[:m], nodes[:m], samples[:m], ())\n"
+        "with warnings.catch_warnings(record=True):\n"
+        "    warnings.simplefilter('always')\n"
+        "    got = jl.gradients(trainer.x, trainer.y, samples, trainer.flipped, 9, theta, ref)\n"
+        "print(torch.equal(got.view(torch.int32), ref(40).view(torch.int32)), jl._checked)\n"
+    )
+    env = {**os.environ, "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=root)
+    assert out.stdout.startswith("True"), out.stdout + out.stderr
