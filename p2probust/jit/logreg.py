@@ -339,10 +339,12 @@ def gradients(x: Tensor, y: Tensor, samples: Tensor, flipped: Tensor | None, top
 def _label_range(y: Tensor) -> tuple[int, int]:
     """``(min, max)`` of the labels, kept while ``y`` is not written to (its version counter)."""
     key = (y.data_ptr(), y.numel(), y._version)
-    if key not in _labels:
+    value = _labels.get(key)
+    if value is None:  # (another thread may clear the cache meanwhile: the value is returned, not re-read)
+        value = (int(y.min()), int(y.max())) if y.numel() else (0, 0)
         _labels.clear()
-        _labels[key] = (int(y.min()), int(y.max())) if y.numel() else (0, 0)
-    return _labels[key]
+        _labels[key] = value
+    return value
 
 
 _labels: dict[tuple[int, int, int], tuple[int, int]] = {}
