@@ -299,7 +299,8 @@ def usable(x: Tensor, theta: Tensor, batch_size: int) -> bool:
     return (x.device.type == "cpu" and x.dtype == theta.dtype == torch.float32 and not theta.requires_grad
             and theta.shape[1] == c * (p + 1) and 2 <= c < jit_softmax.lanes()
             and (theta.shape[0] * batch_size * c >= MIN_VALUES or _KERNEL.loaded)
-            and MIN_BATCH <= batch_size <= MAX_CONTRACTION and 3 <= p <= MAX_CONTRACTION and batch_size * p * c >= MIN_PRODUCT
+            and MIN_BATCH <= batch_size <= MAX_CONTRACTION and 3 <= p <= MAX_CONTRACTION
+            and batch_size * p * c >= MIN_PRODUCT
             and available() and _KERNEL.get() is not None)
 
 
