@@ -38,7 +38,7 @@ from .config.parts import LRScheduleKind, MomentumForm
 from .jit import logreg as jit_logreg
 from .jit import sgd as jit_sgd
 from .jit import softmax as jit_softmax
-from .models import ParamSpec
+from .models import LinearRegression, LogisticRegression, ParamSpec
 from .profiling import timed
 from .sampling import BatchSampler
 from .threads import forward_flops
@@ -92,6 +92,12 @@ def _loss_fn(kind: str):
     raise ValueError(f"unknown loss {kind!r}; choose cross_entropy or mse")
 
 
+def is_softmax_regression(model: nn.Module, loss: str) -> bool:
+    """Multinomial logistic regression trained with cross-entropy: the model with a closed-form
+    gradient (:func:`closed_form_gradients`) and a compiled one (:mod:`p2probust.jit.logreg`)."""
+    return isinstance(model, LogisticRegression) and loss == "cross_entropy"
+
+
 def closed_form_gradients(model: nn.Module, loss: str):
     r"""Hand-batched gradients for linear models, or None for any other model.
 
@@ -103,9 +109,7 @@ def closed_form_gradients(model: nn.Module, loss: str):
     avoid its one-off start-up cost. :math:`G` comes from one compiled pass with the bits of
     ``torch.softmax`` (:mod:`p2probust.jit.softmax`: 8× faster over 10 classes).
     """
-    from .models import LinearRegression, LogisticRegression
-
-    if isinstance(model, LogisticRegression) and loss == "cross_entropy":
+    if is_softmax_regression(model, loss):
         linear = model.linear
         c, p = linear.weight.shape
 
@@ -209,10 +213,7 @@ class LocalTrainer:
             return criterion(out, yb)
 
         self._grads = closed_form_gradients(model, loss) or torch.func.vmap(torch.func.grad(node_loss))
-        from .models import LogisticRegression
-
-        # softmax regression's gradient can come from one compiled pass (the same bits)
-        self._compiled_logreg = isinstance(model, LogisticRegression) and loss == "cross_entropy"
+        self._compiled_logreg = is_softmax_regression(model, loss)  # one compiled pass may serve it (same bits)
         # a model with dropout (DropoutCNN) takes its masks as inputs, drawn here from the batches stream
         self._draw_masks = getattr(model, "draw_masks", None)
         if self._draw_masks is not None:

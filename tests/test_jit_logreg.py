@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import p2probust as pr
-from p2probust.jit import load_kernel
+from p2probust.jit import load_kernel, same_bits
 from p2probust.jit import logreg as jit_logreg
 from p2probust.jit import softmax as jit_softmax
 from p2probust.local import LocalTrainer
@@ -20,10 +20,6 @@ from p2probust.models import LogisticRegression
 
 needs_kernel = pytest.mark.skipif(jit_softmax.lanes() == 0 or not pr.jit.available(),
                                   reason="no AVX2/AVX-512 torch kernels or no numba here")
-
-
-def _same_bits(a, b):
-    return bool(((a.view(torch.int32) == b.view(torch.int32)) | (a.isnan() & b.isnan())).all())
 
 
 def _case(a, bsz, p, classes, seed, scale=0.3):
@@ -59,7 +55,7 @@ def test_gradients_are_the_torch_path_s_bits(a, bsz, p, classes, scale):
     trainer, theta, nodes, samples = _case(a, bsz, p, classes, seed=a + bsz + p, scale=scale)
     assert jit_logreg._KERNEL.get() is not None and jit_logreg.usable(trainer.x, theta, bsz)  # loaded: any size
     want = trainer._block_gradients(theta, nodes, samples, ())
-    assert _same_bits(_kernel_gradients(trainer, theta, nodes, samples), want)
+    assert same_bits(_kernel_gradients(trainer, theta, nodes, samples), want)
 
 
 @needs_kernel
@@ -76,11 +72,11 @@ def test_bias_gradient_is_aten_s_cascade_sum(rows, classes):
         padded = np.zeros((rows, width), np.float32)
         padded[:, :classes] = g[i].numpy()
         column_sums(padded, rows, plain, np.empty((4, width), np.float32), np.empty((5, width), np.float32), got[i].numpy())
-    assert _same_bits(got, g.sum(1))
+    assert same_bits(got, g.sum(1))
 
 
 @needs_kernel
-def test_one_and_two_threads_give_the_same_bits(monkeypatch):
+def test_one_and_two_threads_give_thesame_bits(monkeypatch):
     monkeypatch.setattr(jit_logreg, "_checked", {})
     trainer, theta, nodes, samples = _case(200, 32, 64, 10, seed=3)
     reference = lambda m=200: trainer._block_gradients(theta[:m], nodes[:m], samples[:m], ())  # noqa: E731
@@ -92,7 +88,7 @@ def test_one_and_two_threads_give_the_same_bits(monkeypatch):
             outs.append(jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, 9, theta, reference))
     finally:
         torch.set_num_threads(threads)
-    assert _same_bits(outs[0], outs[1]) and _same_bits(outs[0], reference())
+    assert same_bits(outs[0], outs[1]) and same_bits(outs[0], reference())
 
 
 @needs_kernel
@@ -122,10 +118,10 @@ def test_a_kernel_that_differs_warns_once_and_the_torch_path_serves_that_shape(m
     reference = lambda m=200: trainer._block_gradients(theta[:m], nodes[:m], samples[:m], ())  # noqa: E731
     with pytest.warns(RuntimeWarning, match="logistic-regression gradient differs"):
         got = jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, 9, theta, reference)
-    assert _same_bits(got, reference()) and calls
+    assert same_bits(got, reference()) and calls
     ran = len(calls)
     again = jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, 9, theta, reference)
-    assert _same_bits(again, reference()) and len(calls) == ran  # the shape is served by torch from now on
+    assert same_bits(again, reference()) and len(calls) == ran  # the shape is served by torch from now on
 
 
 @needs_kernel
@@ -143,7 +139,7 @@ def test_the_first_call_of_a_shape_is_compared_on_its_first_rows(monkeypatch):
     assert asked == [8] and jit_logreg._checked == {(48, 64, 10): True}
     jit_logreg.gradients(trainer.x, trainer.y, samples, trainer.flipped, 9, theta, reference)
     assert asked == [8]  # checked once per shape
-    assert _same_bits(got, trainer._block_gradients(theta, nodes, samples, ()))
+    assert same_bits(got, trainer._block_gradients(theta, nodes, samples, ()))
 
 
 @needs_kernel

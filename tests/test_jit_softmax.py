@@ -11,6 +11,7 @@ import torch
 
 import p2probust as pr
 from p2probust.jit import logreg as jit_logreg
+from p2probust.jit import same_bits
 from p2probust.jit import softmax as jit_softmax
 from p2probust.local import LocalTrainer
 from p2probust.models import LogisticRegression
@@ -22,10 +23,6 @@ needs_kernel = pytest.mark.skipif(jit_softmax.lanes() == 0 or not pr.jit.availab
 def _torch_residual(z, y, bsz):
     g = torch.softmax(z, -1)
     return g.scatter_add_(-1, y.unsqueeze(-1), g.new_full((*y.shape, 1), -1.0)).div_(bsz)
-
-
-def _same_bits(a, b):
-    return bool(((a.view(torch.int32) == b.view(torch.int32)) | (a.isnan() & b.isnan())).all())
 
 
 def _logits(a, bsz, classes, scale, seed):
@@ -45,14 +42,14 @@ def test_same_bits_as_torch(classes, scale, bsz, monkeypatch):
     want = _torch_residual(z, y, bsz)
     assert jit_softmax.usable(z)
     got = jit_softmax.softmax_residual(z.clone(), y, bsz)
-    assert _same_bits(got, want)
+    assert same_bits(got, want)
     # the rows sum to 0 up to rounding (softmax sums to 1, minus the one-hot), each in [-1/B, 1/B]
     assert torch.allclose(got.sum(-1), torch.zeros(()), atol=1e-6)
     assert bool((got.abs() <= 1.0 / bsz + 1e-7).all())
 
 
 @needs_kernel
-def test_nan_inf_and_underflow_rows_same_bits(monkeypatch):
+def test_nan_inf_and_underflow_rowssame_bits(monkeypatch):
     monkeypatch.setattr(jit_softmax, "MIN_VALUES", 0)
     z, y = _logits(8, 4, 10, 3.0, seed=1)
     z[0, 0, 3] = float("nan")  # a NaN makes its whole row NaN
@@ -63,7 +60,7 @@ def test_nan_inf_and_underflow_rows_same_bits(monkeypatch):
     z[5, 1, :] = torch.tensor([0.0, -87.0, -88.0, -89.0, -95.0, -100.0, -103.9, -104.0, -104.1, -200.0])
     z[6, 2, :] = 0.0  # a tie: 1/10 each
     got = jit_softmax.softmax_residual(z.clone(), y, 4)
-    assert _same_bits(got, _torch_residual(z, y, 4))
+    assert same_bits(got, _torch_residual(z, y, 4))
     assert bool(got[0, 0].isnan().all()) and bool(got[1, 1].isnan().all()) and not bool(got[3, 3].isnan().any())
     assert got[6, 2, (y[6, 2] + 1) % 10].item() == pytest.approx(0.1 / 4)
 

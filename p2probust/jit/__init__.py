@@ -207,6 +207,13 @@ def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="p2probust-jit")
 
 
+def same_bits(got: torch.Tensor, want: torch.Tensor) -> bool:
+    """Whether two float tensors hold the same bits (any NaN matching any NaN): how a kernel that
+    repeats torch's arithmetic is checked against it."""
+    ints = torch.int32 if got.element_size() == 4 else torch.int64
+    return bool(((got.view(ints) == want.view(ints)) | (got.isnan() & want.isnan())).all())
+
+
 def split_rows(rows: int, call: Callable[[int, int], None], *, min_rows: int = 64) -> None:
     """Run ``call(start, stop)`` over ``[0, rows)`` cut into ``torch.get_num_threads()`` contiguous
     shares (at least ``min_rows`` rows each); the last share runs on the calling thread."""

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import CheckedKernel, available, split_rows
+from . import CheckedKernel, available, same_bits, split_rows
 from . import softmax as jit_softmax
 
 #: the longest contraction (features p, batch size B) whose MKL product is one chain of fused
@@ -362,10 +362,10 @@ _check_lock = threading.Lock()
 
 
 def _verify(shape: tuple[int, int, int], got: Tensor, want: Tensor) -> None:
-    same = (got.view(torch.int32) == want.view(torch.int32)) | (got.isnan() & want.isnan())
+    same = same_bits(got, want)
     with _check_lock:
-        _checked[shape] = bool(same.all())
-    if not _checked[shape]:
+        _checked[shape] = same
+    if not same:
         warnings.warn(f"p2probust: the compiled logistic-regression gradient differs from torch's here (torch "
                       f"{torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, batch {shape[0]}, "
                       f"{shape[1]} features, {shape[2]} classes: MKL takes other kernels on this CPU); using "

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import FMA_SOURCE, CheckedKernel, available, split_rows
+from . import FMA_SOURCE, CheckedKernel, available, same_bits, split_rows
 
 #: logits (R · C values) from which the compiled pass is used (a smaller call is not worth its
 #: one-off compilation, about 2 s once per machine)
@@ -200,8 +200,7 @@ def _matches_torch(kernel) -> bool:
         want = torch.softmax(z, -1).scatter_add_(-1, y.unsqueeze(-1), torch.full((2048, 1), -1.0)).div_(7)
         got = z.clone()
         kernel(got.numpy(), y.numpy(), np.float32(7), 0, 2048)
-        same = (got.view(torch.int32) == want.view(torch.int32)) | (got.isnan() & want.isnan())
-        if not bool(same.all()):
+        if not same_bits(got, want):
             warnings.warn(f"p2probust: the compiled softmax kernel differs from torch.softmax here (torch {torch.__version__}, "
                           f"{torch.backends.cpu.get_cpu_capability()}, {classes} classes); using torch's", RuntimeWarning,
                           stacklevel=5)
