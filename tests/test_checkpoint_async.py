@@ -35,11 +35,12 @@ TICK = {"engine.clock": "periodic:period=0.02,jitter=0.3", "engine.compute_time"
 
 @pytest.mark.parametrize("extra", [
     TICK,
+    {"engine.clock": "poisson:rate=100", "engine.tick": 0.002},  # node events in the engine's own queue
     {"engine.clock": "poisson:rate=50", "engine.churn": "up=0.2,down=0.05,crash=0.1,crash_time=0.1"},
     {"engine.clock": "wait:k=2,timeout=0.05", "engine.timing_attack": "flood:copies=3"},
     {"engine.clock": "wait:k=2,timeout=0.05", "engine.dynamics": "epidemic:s=3", "engine.timing_attack": "replay:lag=0.05",
      "privacy.clip": 1.0, "privacy.noise_multiplier": 1.0, "train.sampling": "uniform"},
-], ids=["periodic-tick", "poisson-churn", "wait-flood", "wait-epidemic-replay-dp"])
+], ids=["periodic-tick", "poisson-deferred", "poisson-churn", "wait-flood", "wait-epidemic-replay-dp"])
 def test_resumed_async_run_writes_the_uninterrupted_metrics(tmp_path, extra):
     reference, resumed, b = interrupt_and_resume(pr.RunConfig().replace(**{**MEMORY, **extra}), tmp_path)
     assert json.loads(torch.load(b / FILE, weights_only=True)["meta"])["round"] == 8

@@ -11,7 +11,9 @@ used; the engine keeps them in a vectorized queue (:class:`~p2probust.engine.inf
 and moves those that have arrived into the inboxes when something depends on them: before an
 aggregation, before a churn change, and (``wait`` clock) at the arrival instants of messages to a
 waiting node, with one simpy event per such instant. simpy stays the clock: node wake-ups,
-compute completions, churn changes and the batched flushes below are its events.
+compute completions, churn changes and the batched flushes below are its events (without churn,
+the ``wait`` clock or random compute times, node events wait in the engine's own queue, drained in
+order by one simpy event per compute instant: :mod:`~p2probust.engine.deferred`).
 
 The engine never touches tensors. It calls the kernels with integer arrays only:
 
@@ -54,11 +56,13 @@ import numpy as np
 import simpy
 
 from .churn import ChurnSchedule
+from .deferred import DeferredEvents
 from .dynamics import EdgeSampler
 from .inflight import Deliveries, Handles, InFlight, latest_per_slot, reverse_slots
 from .node_process import WAKE, NodeProcess
 from .specs import ClockSpec, TimingAttackSpec
 from .timing import ComputeModel, LinkModel
+from .wait_clock import WaitClock
 
 _NORMAL, _COMPUTE, _AGGREGATE = 1, 2, 3  # flush priorities: after every NORMAL event of the same instant
 __all__ = ["AsyncEngine", "AsyncSetup", "Deliveries", "reverse_slots"]
@@ -92,7 +96,7 @@ class AsyncSetup:
     tick: float = 0.0
 
 
-class AsyncEngine(NodeProcess):
+class AsyncEngine(NodeProcess, DeferredEvents, WaitClock):
     """Run asynchronous gossip until ``rounds`` node-rounds per counted node, or ``duration`` seconds."""
 
     def __init__(self, setup: AsyncSetup, rounds: int, *, duration: float = 0.0):
@@ -122,6 +126,7 @@ class AsyncEngine(NodeProcess):
         self._dyn_slots: list[dict[int, int]] = [dict() for _ in range(self.n)] if self._dynamic else []
         # a constant compute time draws nothing: the same float64 products, computed once
         self._const_compute = setup.compute.draw(setup.rng, np.arange(self.n)).tolist() if setup.compute.dist.constant else None
+        self._init_deferred(setup.churn is None and not self._wait and self._const_compute is not None)  # engine/deferred.py
         self.activations = 0
         self.messages = 0
         self.round = 0
@@ -173,13 +178,15 @@ class AsyncEngine(NodeProcess):
         return ev
 
     # --- compute, send ----------------------------------------------------------------------
-    def _finish_compute(self, i: int) -> None:
-        if not self.s.trains[i]:
-            self._send(np.array([i]), np.array([-1]))
+    def _finish_compute(self, nodes: list[int]) -> None:
+        """``nodes`` finished computing now: one that does not train (alone in the list) sends at
+        once, the others join this instant's compute flush."""
+        if not self.s.trains[nodes[0]]:
+            self._send(np.array(nodes), np.array([-1]))
             return
         if not self._compute_batch:
             self._at(self.env.now, _COMPUTE, self._compute_flush)
-        self._compute_batch.append(i)
+        self._compute_batch.extend(nodes)
 
     def _compute_flush(self, _ev) -> None:
         nodes = np.asarray(sorted(self._compute_batch), dtype=np.int64)
@@ -267,50 +274,6 @@ class AsyncEngine(NodeProcess):
                 self._fresh_sets[d].add(src)
         return out
 
-    def _fresh_count(self, nodes: np.ndarray) -> np.ndarray:
-        if self._fresh is not None:
-            return self._fresh[nodes].sum(1)
-        return np.array([len(self._fresh_sets[i]) for i in nodes.tolist()], dtype=np.int64)
-
-    def _wake_waiting(self, nodes: np.ndarray) -> None:
-        """``wait`` clock: waiting ``nodes`` with fresh messages from enough senders aggregate now."""
-        nodes = nodes[self._waiting[nodes]]
-        if nodes.size == 0:
-            return
-        ready = nodes[self._fresh_count(nodes) >= np.minimum(self.s.clock.k, np.maximum(self.deg[nodes], 1))]
-        self._waiting[ready] = False
-        self._queue_aggregate(ready)
-
-    def _arm(self) -> None:
-        """``wait`` clock: one simpy event at the next instant a message reaches a waiting node."""
-        if not self._wait:
-            return
-        t = self._flight.first(self._waiting)
-        if t < self._armed:
-            self._armed = t
-            self._at(t, _NORMAL, self._deliver_due)
-
-    def _deliver_due(self, _ev) -> None:
-        if self.env.now >= self._armed:
-            self._armed = math.inf
-        self._settle(self.env.now)
-        self._arm()
-
-    def _start_wait(self, nodes: np.ndarray) -> None:
-        need = np.minimum(self.s.clock.k, np.maximum(self.deg[nodes], 1)) if not self._dynamic else self.s.clock.k
-        ready = self._fresh_count(nodes) >= need
-        self._queue_aggregate(nodes[ready])
-        wait = nodes[~ready]
-        self._waiting[wait] = True
-        if wait.size and self.s.clock.timeout > 0:
-            self.env.timeout(self.s.clock.timeout, wait).callbacks.append(self._wait_timeout)
-        self._arm()
-
-    def _wait_timeout(self, ev) -> None:
-        nodes = ev.value[self._waiting[ev.value]]
-        self._waiting[nodes] = False
-        self._queue_aggregate(nodes)
-
     # --- aggregate --------------------------------------------------------------------------
     def _queue_aggregate(self, nodes: np.ndarray) -> None:
         if nodes.size == 0:
@@ -346,16 +309,6 @@ class AsyncEngine(NodeProcess):
             if stop or (not self.duration and r >= self.rounds):
                 self.stopped = True
 
-    def _fresh_clear(self, nodes: np.ndarray) -> None:
-        if self._fresh is not None:
-            self._fresh[nodes] = False
-        for i in nodes.tolist():  # each aggregated node's process resumes
-            if self._fresh is None:
-                self._fresh_sets[i].clear()
-            done = self._done_events.pop(i, None)
-            if done is not None:
-                done.succeed()
-
     # --- state (checkpoints) ------------------------------------------------------------------
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """``(arrays, scalars)``: this engine's state between two instants (see :mod:`.events_state`)."""
@@ -388,6 +341,8 @@ class AsyncEngine(NodeProcess):
             if self.round != idle_round and self.on_idle is not None and not self.stopped and self.env.peek() > self.env.now:
                 idle_round = self.round  # between instants: nothing of this instant is left to do
                 self.on_idle(self.round)
+        if self._later and self.duration and not self.stopped:
+            self._drain(None, until=limit)  # the wake-ups up to the limit (they only queue a completion after it)
         if self.duration and not self.stopped and self.env.now < self.duration:
             self.env.run(until=self.duration)  # advance the clock to the limit (no event there is processed)
         return float(self.env.now)

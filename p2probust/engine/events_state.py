@@ -3,10 +3,11 @@ that continues from it (checkpoint and resume, issue 15).
 
 Between two instants (every event in simpy's queue lies after ``now``) the engine's state is:
 
-* simpy's queue: one entry ``(time, priority, insertion id)`` per pending event, of four kinds —
+* simpy's queue: one entry ``(time, priority, insertion id)`` per pending event, of five kinds —
   a node process's timeout (wake, offline wait, compute), the churn process's timeout, a ``wait``
-  clock timeout (with its nodes), a ``wait`` clock delivery instant (:meth:`AsyncEngine._arm`);
-  and the next insertion id. simpy orders events by time, then priority, then insertion id, so
+  clock timeout (with its nodes), a ``wait`` clock delivery instant (:meth:`AsyncEngine._arm`),
+  a drain of the engine's own queue of node events (:mod:`~p2probust.engine.deferred`); and the
+  next insertion id. That own queue is saved as it is, with its next insertion number. simpy orders events by time, then priority, then insertion id, so
   putting the same entries back with the same ids, and continuing the id counter from the same
   value, reproduces the order of every later event exactly;
 * each node process's phase and next wake-up time (:mod:`~p2probust.engine.node_process`): a
@@ -33,7 +34,7 @@ import simpy
 from .inflight import Deliveries
 from .node_process import DONE, ENDED
 
-NODE, CHURN, WAIT_TIMEOUT, DELIVER = range(4)  # kinds of pending events
+NODE, CHURN, WAIT_TIMEOUT, DELIVER, DRAIN = range(5)  # kinds of pending events
 _COLUMNS = ("dst", "slot", "src", "sent_at", "handle")
 
 
@@ -65,7 +66,7 @@ def engine_state(engine) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     arrays["dyn_node"] = np.repeat(np.arange(len(slots)), [len(x) for x in slots]).astype(np.int64)
     arrays["dyn_src"] = np.array([src for x in slots for src in x], dtype=np.int64)
     arrays["dyn_slot"] = np.array([sl for x in slots for sl in x.values()], dtype=np.int64)
-    scalars = {"now": float(env.now), "eid": eid, "events": engine.events, "activations": engine.activations,
+    scalars = {"now": float(env.now), "eid": eid, "seq": engine._seq, "events": engine.events, "activations": engine.activations,
                "messages": engine.messages, "round": engine.round, "armed": engine._armed,
                "last_change": engine._last_change, "rng": engine.s.rng.bit_generator.state}
     return {k: np.ascontiguousarray(v).copy() for k, v in arrays.items()}, scalars
@@ -86,16 +87,21 @@ def _queue(engine) -> dict[str, np.ndarray]:
             timeout_nodes.append(np.asarray(ev._value, dtype=np.int64))
         elif ev.callbacks == [engine._deliver_due]:
             kind, node = DELIVER, -1
+        elif ev.callbacks == [engine._drain]:
+            kind, node = DRAIN, -1
         else:
             raise NotBetweenInstants(f"an unknown event is pending at {t} (priority {prio}); cannot save the engine")
         rows.append((kind, node, prio, eid, t))
     table = np.array([r[:4] for r in rows], dtype=np.int64).reshape(-1, 4)
     alive = np.flatnonzero(np.array(engine._phase) != ENDED)
-    waited = set(alive.tolist()) - {int(i) for i in table[table[:, 0] == NODE, 1]}
+    later = engine._later or []
+    waited = set(alive.tolist()) - {int(i) for i in table[table[:, 0] == NODE, 1]} - {i for _, _, i in later}
     if any(engine._phase[i] != DONE for i in waited):
         raise NotBetweenInstants("a node process waits for an event that is not in the queue; cannot save the engine")
     lengths = [x.size for x in timeout_nodes]
     return {"queue": table, "queue_time": np.array([r[4] for r in rows], dtype=np.float64),
+            "later_time": np.array([t for t, _, _ in later], dtype=np.float64),
+            "later_seq": np.array([q for _, q, _ in later], dtype=np.int64), "later_node": np.array([i for _, _, i in later], dtype=np.int64),
             "timeout_nodes": np.concatenate(timeout_nodes) if timeout_nodes else np.zeros(0, dtype=np.int64),
             "timeout_len": np.array(lengths, dtype=np.int64)}
 
@@ -122,6 +128,11 @@ def restore_engine(engine, arrays: dict[str, np.ndarray], scalars: dict[str, Any
         engine._fresh_sets[i].add(src)
     for i, src, sl in zip(arrays["dyn_node"].tolist(), arrays["dyn_src"].tolist(), arrays["dyn_slot"].tolist()):
         engine._dyn_slots[i][src] = sl
+    if "later_node" in arrays and engine._later is not None:  # the node events in the engine's own queue
+        engine._later = list(zip(arrays["later_time"].tolist(), arrays["later_seq"].tolist(), arrays["later_node"].tolist()))
+        engine._seq = int(scalars["seq"])
+    else:  # saved by a version that queued every node event in simpy's
+        engine._later = None
     _rebuild_queue(engine, arrays)
     env._eid = itertools.count(int(scalars["eid"]))
     engine.resumed = True
@@ -141,6 +152,9 @@ def _rebuild_queue(engine, arrays: dict[str, np.ndarray]) -> None:
             ev.callbacks.append(engine._on_event)
         elif kind == CHURN:
             churn_event = ev
+        elif kind == DRAIN:
+            engine._drains.add(t)
+            ev.callbacks.append(engine._drain)
         elif kind == WAIT_TIMEOUT:
             ev._value = arrays["timeout_nodes"][ends[node] - arrays["timeout_len"][node]:ends[node]].copy()
             ev.callbacks.append(engine._wait_timeout)

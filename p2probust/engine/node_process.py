@@ -22,6 +22,7 @@ round at n = 1000 (about 1,500 events) in 9.0 ms instead of 10.6 (issue 15).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import simpy
@@ -37,15 +38,18 @@ class NodeProcess:
     ``_finish_compute``)."""
 
     # --- processes --------------------------------------------------------------------------
-    def _gap(self, first: bool) -> float:
-        c = self.s.clock
+    def _gap(self, first: bool, size: int | None = None) -> Any:
+        """The time from one wake-up to the next (``first``: from 0 to the first), drawn from the
+        engine's stream; ``size``: that many, as an array (the same numbers as ``size`` draws)."""
+        c, rng = self.s.clock, self.s.rng
         if c.kind == "poisson":
-            return float(self.s.rng.exponential(1.0 / c.rate))
-        if c.kind == "periodic" and c.period > 0:
+            return float(rng.exponential(1.0 / c.rate)) if size is None else rng.exponential(1.0 / c.rate, size)
+        if c.kind == "periodic" and c.period > 0 and c.jitter:
             if first:
-                return float(c.period * c.jitter * self.s.rng.random()) if c.jitter else 0.0
-            return c.period * (1 + c.jitter * (2 * self.s.rng.random() - 1)) if c.jitter else c.period
-        return 0.0
+                return c.period * c.jitter * rng.random(size)
+            return c.period * (1 + c.jitter * (2 * rng.random(size) - 1))
+        gap = c.period if c.kind == "periodic" and not first else 0.0
+        return gap if size is None else np.full(size, gap)
 
     def _compute_time(self, i: int) -> float:
         if self._const_compute is not None:
@@ -59,9 +63,13 @@ class NodeProcess:
 
     def _sleep(self, i: int, delay: float, priority: int = NORMAL) -> None:
         """Node ``i`` waits ``delay``: ``env.timeout(delay)``'s queue entry (time ``now + delay``),
-        pushed now, whose event carries the node and the callback :meth:`_on_event`."""
+        pushed now, whose event carries the node and the callback :meth:`_on_event` (in the
+        engine's own queue, see :meth:`_defer`, where nothing else can come between)."""
         if delay < 0:
             raise ValueError(f"Negative delay {delay}")
+        if self._later is not None and priority == NORMAL:  # engine/deferred.py
+            self._defer(i, self.env._now + delay)
+            return
         self._at(self.env._now + delay, priority, self._on_event).node = i
 
     def _wait_done(self, i: int) -> None:
@@ -107,11 +115,15 @@ class NodeProcess:
             self._phase[i] = OFFLINE
             self._sleep(i, max(wait, 0.0))
             return
-        c = self._compute_time(i)
-        if s.tick > 0:
-            c = math.ceil((now + c) / s.tick - 1e-9) * s.tick - now
         self._phase[i] = COMPUTE
-        self._sleep(i, c)
+        self._sleep(i, self._compute_delay(i, now))
+
+    def _compute_delay(self, i: int, now: float) -> float:
+        """Node ``i``'s compute time from ``now``: drawn, then rounded up to a multiple of ``tick``."""
+        c = self._compute_time(i)
+        if self.s.tick > 0:
+            c = math.ceil((now + c) / self.s.tick - 1e-9) * self.s.tick - now
+        return c
 
     def _resumed(self, i: int) -> None:
         """The event node ``i`` waited for in its phase happened: wait for the next one."""
@@ -127,7 +139,7 @@ class NodeProcess:
             if not self.online[i]:
                 self._top(i)
                 return
-            self._finish_compute(i)
+            self._finish_compute([i])
             if self._wait and self.s.trains[i]:
                 self._phase[i] = DONE
                 self._wait_done(i)
