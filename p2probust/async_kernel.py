@@ -62,6 +62,8 @@ class AsyncKernel:
         self.sim = sim
         self.params, self.momentum = state.params, state.momentum  # the working tensors: ``state`` is donated
         self.buf = InboxBuffer(capacity_idx, self.params.shape[1], self.params.dtype, self.params.device)
+        self._graph_cache: dict = {}  # the attack's, valid while the buffer's senders_version is
+        self._graph_version = -1
         self.dynamic = dynamic
         self.schedule, self.measure, self.bar = schedule, measure, bar
         self.eval_every, self.rounds, self.duration = eval_every, rounds, duration
@@ -107,8 +109,11 @@ class AsyncKernel:
         crafted = None
         if rows.numel():
             all_w = w.weights if not self.dynamic else torch.zeros(buf.has.shape, dtype=dtype, device=dev)
+            if self._graph_version != buf.senders_version:
+                self._graph_cache, self._graph_version = {}, buf.senders_version
             crafted = sim.craft(self.params, a[rows], senders[rows, slots], slots, self.round, buf.sender.to(dev),
-                                buf.has.to(dev), all_w, w.f, buf.sent_at[nodes[to_numpy(rows)], to_numpy(slots)])
+                                buf.has.to(dev), all_w, w.f, buf.sent_at[nodes[to_numpy(rows)], to_numpy(slots)],
+                                graph_cache=self._graph_cache)
         slot_rows = buf.slot_rows(nodes, rows, slots, crafted)  # may grow the pool: before reading it
         f = w.tolerance(a, mask, senders if self.dynamic else None)
         new = mix_rows(sim, self.params, a, Inbox(store=buf.pool, slot_rows=slot_rows), mask, weights, f,

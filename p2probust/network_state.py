@@ -40,6 +40,9 @@ class InboxBuffer:
         Sender of the latest message (the static table's neighbour, or a dynamic peer).
     sent_at : ndarray [n, k] (float64)
         Send time of the latest message (its age is ``now - sent_at``).
+    senders_version : int
+        Counts the changes of which slots have a message and from whom (``has``, ``sender``): what
+        depends on them alone is valid while it stays the same.
     pool : Tensor [P + 1 + C, d]
         Row ``h < P`` for handle ``h`` (``P`` grows by doubling), row ``P`` zeros (the content of
         a slot without an honest message), then scratch rows for the crafted messages of one
@@ -61,6 +64,7 @@ class InboxBuffer:
         self.handle = np.full((n, k), -1, dtype=np.int64)
         self.cap = max(n, 1)
         self.pool = torch.zeros(self.cap + 1, d, dtype=dtype, device=device)  # on the run's device
+        self.senders_version = 0
 
     def state(self) -> dict[str, Tensor]:
         """The buffer as tensors (a checkpoint): the slots' columns and the snapshot rows of every
@@ -71,6 +75,7 @@ class InboxBuffer:
 
     def restore(self, state: dict[str, Tensor]) -> None:
         """Put back what :meth:`state` returned (into a buffer built for the same ``idx`` and ``d``)."""
+        self.senders_version += 1
         self.has.copy_(state["has"])
         self.crafted.copy_(state["crafted"])
         self.sender.copy_(state["sender"])
@@ -102,10 +107,13 @@ class InboxBuffer:
         """Write delivered messages (in arrival order: the last one per slot wins); ``handle < 0``
         marks a Byzantine message, crafted when the recipient aggregates."""
         keep = latest_per_slot(dst, slot, self.handle.shape[1])
-        dst, slot = dst[keep], slot[keep]
-        self.has.numpy()[dst, slot] = True
+        dst, slot, src = dst[keep], slot[keep], src[keep]
+        has, sender = self.has.numpy(), self.sender.numpy()
+        if not (has[dst, slot].all() and np.array_equal(sender[dst, slot], src)):
+            self.senders_version += 1
+        has[dst, slot] = True
         self.crafted.numpy()[dst, slot] = handle[keep] < 0
-        self.sender.numpy()[dst, slot] = src[keep]
+        sender[dst, slot] = src
         self.sent_at[dst, slot] = sent_at[keep]
         self.handle[dst, slot] = handle[keep]
 

@@ -114,15 +114,16 @@ class Simulation:
     @timed("attack")
     def craft(self, params: Tensor, recipients: Tensor, senders: Tensor, slots: Tensor, round: int, idx: Tensor,
               mask: Tensor, weights: Tensor, tolerance: Tensor, sent_at: np.ndarray | None = None,
-              cache: dict | None = None) -> Tensor:
+              cache: dict | None = None, graph_cache: dict | None = None) -> Tensor:
         """``[E, d]`` Byzantine messages for the edges ``senders[e] → recipients[e]`` (inbox ``slots[e]``)
-        of the graph ``idx``/``mask``/``weights`` with tolerances ``tolerance [n]``."""
+        of the graph ``idx``/``mask``/``weights`` with tolerances ``tolerance [n]`` (``cache``,
+        ``graph_cache``: :class:`~p2probust.attacks.base.AttackContext`'s ``wiring_cache`` and ``graph_cache``)."""
         if self.replay is not None and sent_at is not None:
             return self.replay(sent_at).to(params.device, params.dtype)
         ctx = AttackContext(
             params=params, is_byzantine=self.wiring.is_byzantine, idx=idx, mask=mask, senders=senders,
             recipients=recipients, slots=slots, round=round, generator=self.gen_attack, rule=self.gossip,
-            num_classes=self.num_classes, weights=weights, tolerance=tolerance, wiring_cache=cache,
+            num_classes=self.num_classes, weights=weights, tolerance=tolerance, wiring_cache=cache, graph_cache=graph_cache,
         )
         return checked(self.adversary, self.adversary.craft(ctx), ctx, params)
 

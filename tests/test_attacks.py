@@ -6,6 +6,7 @@ import dataclasses
 import math
 
 import networkx as nx
+import numpy as np
 import pytest
 import torch
 from scipy.stats import norm
@@ -331,3 +332,40 @@ def test_recipient_honest_mean_matches_a_loop_on_an_irregular_graph():
         group = [i] + [j for j in G.neighbors(i) if not is_byz[j]]
         assert torch.allclose(got[e], params[group].mean(0), atol=1e-12)
     assert torch.allclose(got, ctx.recipient_honest_stats()[0], atol=1e-12)
+
+
+def test_recipient_honest_mean_from_the_graph_cache_has_the_same_bits():
+    """Every node's honest members, kept in the graph cache (the asynchronous kernel's), give the
+    bits of the per-call table, for any set of edges, and are built once."""
+    from p2probust.testing.attacks import make_attack_context
+
+    G = nx.random_regular_graph(6, 60, seed=3)
+    is_byz = torch.zeros(60, dtype=torch.bool)
+    is_byz[[4, 17, 33]] = True
+    g = torch.Generator().manual_seed(0)
+    params = torch.randn(60, 300, generator=g)
+    full = make_attack_context(G, is_byz, params)
+    cache = {}
+    for keep in (slice(None), slice(0, 5), slice(3, 12)):  # other edges each call, one graph
+        ctx = dataclasses.replace(full, senders=full.senders[keep], recipients=full.recipients[keep], slots=full.slots[keep])
+        want = ctx.recipient_honest_mean(scale=-4.0)
+        got = dataclasses.replace(ctx, graph_cache=cache).recipient_honest_mean(scale=-4.0)
+        assert torch.equal(got.view(torch.int32), want.view(torch.int32))
+    assert cache["honest_members"]["members"].shape == (60, 7)
+    assert cache["honest_members"]["count"][4] == 1 + sum(not is_byz[j] for j in G.neighbors(4))
+
+
+def test_inbox_buffer_counts_changes_of_its_senders():
+    from p2probust.network_state import InboxBuffer
+
+    idx = torch.tensor([[1, 2], [0, 2], [0, 1]])
+    buf = InboxBuffer(idx, 3, torch.float32)
+    one = np.array
+    buf.deliver(one([0, 1]), one([0, 1]), one([1, 2]), one([0.0, 0.0]), one([0, 1]))
+    first = buf.senders_version
+    buf.deliver(one([0]), one([0]), one([1]), one([1.0]), one([2]))  # the same slot again, the same sender
+    assert buf.senders_version == first > 0
+    buf.deliver(one([2]), one([1]), one([1]), one([1.0]), one([-1]))  # a slot's first message
+    assert buf.senders_version == first + 1
+    buf.deliver(one([2]), one([1]), one([0]), one([2.0]), one([3]))  # another sender in that slot (epidemic)
+    assert buf.senders_version == first + 2

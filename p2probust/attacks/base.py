@@ -57,6 +57,11 @@ class AttackContext:
         what depends on the wiring only (e.g. the recipients' honest-neighbour adjacency, the
         spectral attack's Fiedler vector), under a key of their own. None (a round with dropped
         messages or offline nodes, an asynchronous inbox): computed afresh.
+    graph_cache : dict or None
+        A cache for what depends on ``idx``, ``mask`` and ``is_byzantine`` alone, whatever edges
+        are asked for: given by the asynchronous kernel while its inboxes' senders stay the same
+        (e.g. the honest members of every node's neighbourhood, indexed by node), and with the
+        wiring cache. None: computed afresh.
     """
 
     params: Tensor
@@ -73,6 +78,7 @@ class AttackContext:
     weights: Tensor | None = None
     tolerance: Tensor | None = None
     wiring_cache: dict | None = None
+    graph_cache: dict | None = None
 
     @property
     def num_edges(self) -> int:
@@ -107,22 +113,26 @@ class AttackContext:
         """``[E, d]``: the mean part of :meth:`recipient_honest_stats`, as one sparse product
         ``A @ params`` with ``A[r, j] = 1`` for recipient r itself and its honest neighbours j
         (no ``[R, k, d]`` gather of neighbour messages); on the CPU, the same sums in one compiled
-        pass straight to the edges (:mod:`p2probust.jit.row_means`, same bits). With ``scale``,
-        ``mean * scale`` (the same bits, without a pass of its own on the CPU)."""
+        pass straight to the edges (:mod:`p2probust.jit.row_means`, same bits), from every node's
+        list of members kept in the graph cache when there is one. With ``scale``, ``mean * scale``
+        (the same bits, without a pass of its own on the CPU)."""
+        factor = 1.0 if scale is None else scale
+        fast = jit_row_means.usable(self.params, self.num_edges)
+        if fast and self.graph_cache is not None:
+            every = self.graph_cache.get("honest_members")
+            if every is None:
+                every = self.graph_cache["honest_members"] = self._honest_members(torch.arange(self.params.shape[0]))
+            if not every["repeated"]:
+                return jit_row_means.listed_means(self.params, every["members"], every["count"], self.recipients, factor)
         cached = None if self.wiring_cache is None else self.wiring_cache.get("recipient_members")
         if cached is None:
             uniq, inv = self.recipient_groups
-            honest = self.honest_slots[uniq]  # [R, k]
-            n = self.params.shape[0]
-            members = torch.cat([uniq.unsqueeze(1), torch.where(honest, self.idx[uniq], n)], 1).sort(1).values
-            repeated = bool((members[:, 1:] == members[:, :-1]).logical_and_(members[:, 1:] < n).any())
-            cached = {"members": members.masked_fill_(members == n, -1), "repeated": repeated, "inv": inv,
-                      "count": (1 + honest.sum(1)).to(self.params.dtype)}
+            cached = {**self._honest_members(uniq), "inv": inv}
             if self.wiring_cache is not None:
                 self.wiring_cache["recipient_members"] = cached
         members, count, inv = cached["members"], cached["count"], cached["inv"]
-        if not cached["repeated"] and jit_row_means.usable(self.params, inv.numel()):
-            return jit_row_means.listed_means(self.params, members, count, inv, 1.0 if scale is None else scale)
+        if not cached["repeated"] and fast:
+            return jit_row_means.listed_means(self.params, members, count, inv, factor)
         if "adjacency" not in cached:  # A[r, j] = 1 per listed member (a repeated one coalesces to weight 2)
             real = members >= 0
             rows = torch.arange(members.shape[0], device=members.device).unsqueeze(1).expand_as(members)[real]
@@ -132,6 +142,17 @@ class AttackContext:
             ).coalesce()
         mean = (torch.sparse.mm(cached["adjacency"], self.params) / count.unsqueeze(1))[inv]
         return mean if scale is None else mean.mul_(scale)
+
+    def _honest_members(self, nodes: Tensor) -> dict[str, Any]:
+        """For each of ``nodes [R]``: ``members [R, k + 1]``, the node and its honest neighbours
+        ascending, padded with −1; ``count [R]`` their number (in the models' dtype); ``repeated``,
+        whether some row lists a node twice (a neighbour in two slots)."""
+        honest = self.honest_slots[nodes]  # [R, k]
+        n = self.params.shape[0]
+        members = torch.cat([nodes.unsqueeze(1), torch.where(honest, self.idx[nodes], n)], 1).sort(1).values
+        repeated = bool((members[:, 1:] == members[:, :-1]).logical_and_(members[:, 1:] < n).any())
+        return {"members": members.masked_fill_(members == n, -1), "repeated": repeated,
+                "count": (1 + honest.sum(1)).to(self.params.dtype)}
 
     def sender_inbox(self) -> tuple[Tensor, Tensor]:
         """``([E, k, d], [E, k])``: what each edge's Byzantine sender itself received (local view)."""

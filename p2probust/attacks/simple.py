@@ -150,7 +150,7 @@ class GaussianNoise(_ReferenceKnowledge, AbstractAttack):
         else:
             mean = _reference_mean(ctx, self.reference)
         noise = torch.randn(mean.shape, generator=ctx.generator, dtype=mean.dtype, device=ctx.generator.device).to(mean.device)
-        return mean + self.sigma * noise
+        return noise.mul_(self.sigma).add_(mean)  # mean + σ·ξ, in place in the fresh draw
 
 
 @register_attack("label-flip", "data poisoning: train honestly on labels y → C−1−y, send own model")
