@@ -87,7 +87,7 @@ class AsyncKernel:
     def aggregate(self, nodes: np.ndarray, dl: Deliveries, now: float) -> None:
         """Write the deliveries, then the rule over ``nodes`` on their buffered inboxes (read from
         the snapshot pool in place; Byzantine slots are crafted into its scratch rows)."""
-        self.buf.deliver(dl.dst, dl.slot, dl.src, dl.sent_at, dl.handle)
+        self.buf.deliver(dl)
         if nodes.size == 0:
             return
         with one_thread_if(small_mix(nodes.size, self.buf.has.shape[1], self.params.shape[1])):

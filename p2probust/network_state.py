@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .device import from_numpy, to_numpy
-from .engine.inflight import latest_per_slot
+from .engine.inflight import Deliveries
 
 
 class InboxBuffer:
@@ -103,19 +103,19 @@ class InboxBuffer:
             self._resize(cap, cap + self.pool.shape[0] - self.cap)
         self.pool.index_copy_(0, from_numpy(handles, self.pool.device), models)
 
-    def deliver(self, dst: np.ndarray, slot: np.ndarray, src: np.ndarray, sent_at: np.ndarray, handle: np.ndarray) -> None:
+    def deliver(self, dl: Deliveries) -> None:
         """Write delivered messages (in arrival order: the last one per slot wins); ``handle < 0``
         marks a Byzantine message, crafted when the recipient aggregates."""
-        keep = latest_per_slot(dst, slot, self.handle.shape[1])
-        dst, slot, src = dst[keep], slot[keep], src[keep]
+        keep = dl.latest(self.handle.shape[1])
+        dst, slot, src, sent_at, handle = dl.dst[keep], dl.slot[keep], dl.src[keep], dl.sent_at[keep], dl.handle[keep]
         has, sender = self.has.numpy(), self.sender.numpy()
         if not (has[dst, slot].all() and np.array_equal(sender[dst, slot], src)):
             self.senders_version += 1
         has[dst, slot] = True
-        self.crafted.numpy()[dst, slot] = handle[keep] < 0
+        self.crafted.numpy()[dst, slot] = handle < 0
         sender[dst, slot] = src
-        self.sent_at[dst, slot] = sent_at[keep]
-        self.handle[dst, slot] = handle[keep]
+        self.sent_at[dst, slot] = sent_at
+        self.handle[dst, slot] = handle
 
     def slot_rows(self, nodes: np.ndarray, rows: Tensor, slots: Tensor, crafted: Tensor | None) -> Tensor:
         """``[a, k]`` pool row of each slot of ``nodes``: the snapshot of its latest honest message,

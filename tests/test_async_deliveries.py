@@ -150,3 +150,15 @@ def test_a_slot_keeps_its_latest_snapshot_alive_and_nothing_else_leaks():
     assert eng._handles.in_use == np.count_nonzero(refs)
     dst, slot = np.nonzero(eng._slot_handle >= 0)  # a live handle is never reallocated: it names the slot's sender
     assert dst.size > 0 and all(rec.handles[int(eng._slot_handle[d, s])] == IDX[d, s] for d, s in zip(dst, slot))
+
+
+def test_latest_per_slot_keeps_each_slots_last_message():
+    from p2probust.engine.inflight import latest_per_slot
+
+    rng = np.random.default_rng(0)
+    for m in (0, 1, 7, 500):
+        dst, slot = rng.integers(0, 30, m), rng.integers(0, 4, m)
+        last = {}
+        for pos, key in enumerate(zip(dst.tolist(), slot.tolist())):
+            last[key] = pos  # a loop over the arrival order: the last one wins
+        assert latest_per_slot(dst, slot, 4).tolist() == sorted(last.values())

@@ -356,16 +356,19 @@ def test_recipient_honest_mean_from_the_graph_cache_has_the_same_bits():
 
 
 def test_inbox_buffer_counts_changes_of_its_senders():
+    from p2probust.engine.inflight import Deliveries
     from p2probust.network_state import InboxBuffer
 
     idx = torch.tensor([[1, 2], [0, 2], [0, 1]])
     buf = InboxBuffer(idx, 3, torch.float32)
-    one = np.array
-    buf.deliver(one([0, 1]), one([0, 1]), one([1, 2]), one([0.0, 0.0]), one([0, 1]))
+
+    def one(*columns):  # delivered messages: dst, slot, src, sent_at, handle
+        return Deliveries(*map(np.array, columns))
+    buf.deliver(one([0, 1], [0, 1], [1, 2], [0.0, 0.0], [0, 1]))
     first = buf.senders_version
-    buf.deliver(one([0]), one([0]), one([1]), one([1.0]), one([2]))  # the same slot again, the same sender
+    buf.deliver(one([0], [0], [1], [1.0], [2]))  # the same slot again, the same sender
     assert buf.senders_version == first > 0
-    buf.deliver(one([2]), one([1]), one([1]), one([1.0]), one([-1]))  # a slot's first message
+    buf.deliver(one([2], [1], [1], [1.0], [-1]))  # a slot's first message
     assert buf.senders_version == first + 1
-    buf.deliver(one([2]), one([1]), one([0]), one([2.0]), one([3]))  # another sender in that slot (epidemic)
+    buf.deliver(one([2], [1], [0], [2.0], [3]))  # another sender in that slot (epidemic)
     assert buf.senders_version == first + 2

@@ -17,7 +17,7 @@ from p2probust.checkpoint import FILE
 from p2probust.cli import main
 from p2probust.engine import ComputeModel, LinkModel
 from p2probust.engine import specs as sp
-from p2probust.engine.events import AsyncEngine, AsyncSetup
+from p2probust.engine.events import AsyncEngine, AsyncSetup, Deliveries
 from p2probust.engine.events_state import NotBetweenInstants, engine_state
 from p2probust.network_state import InboxBuffer
 from test_checkpoint import _interrupted_copy, interrupt_and_resume, kill_after_checkpoint_and_resume  # shared with sync
@@ -161,8 +161,8 @@ def test_inbox_buffer_state_round_trip():
     idx = torch.tensor([[1, 2], [0, 2], [0, 1]])
     buf = InboxBuffer(idx, 4, torch.float32)
     buf.store(np.array([0, 1, 5]), torch.randn(3, 4, generator=gen))  # handle 5 grows the pool
-    buf.deliver(np.array([0, 1, 2, 0]), np.array([0, 1, 0, 0]), np.array([1, 2, 0, 1]),
-                np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, -1, 5, 1]))
+    buf.deliver(Deliveries(np.array([0, 1, 2, 0]), np.array([0, 1, 0, 0]), np.array([1, 2, 0, 1]),
+                           np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, -1, 5, 1])))
     fresh = InboxBuffer(idx, 4, torch.float32)
     fresh.restore({k: v.clone() for k, v in buf.state().items()})
     for name in ("has", "crafted", "sender", "pool"):

@@ -58,7 +58,7 @@ import simpy
 from .churn import ChurnSchedule
 from .deferred import DeferredEvents
 from .dynamics import EdgeSampler
-from .inflight import Deliveries, Handles, InFlight, latest_per_slot, reverse_slots
+from .inflight import Deliveries, Handles, InFlight, reverse_slots
 from .node_process import WAKE, NodeProcess
 from .specs import ClockSpec, TimingAttackSpec
 from .timing import ComputeModel, LinkModel
@@ -292,7 +292,7 @@ class AsyncEngine(NodeProcess, DeferredEvents, WaitClock):
         deliveries = Deliveries.concat(self._pending)
         self._pending = []
         self.kernel.aggregate(nodes, deliveries, self.env.now)
-        last = deliveries.take(latest_per_slot(deliveries.dst, deliveries.slot, self.s.idx.shape[1]))
+        last = deliveries.take(deliveries.latest(self.s.idx.shape[1]))
         self._handles.retain(last.handle)  # a snapshot lives on while it is the latest message of a slot
         self._handles.release(self._slot_handle[last.dst, last.slot])
         self._slot_handle[last.dst, last.slot] = last.handle
