@@ -17,7 +17,8 @@ from p2probust.engine.events import AsyncEngine, AsyncSetup
 from test_checkpoint_async import Recording
 
 
-def _setup(clock: str, *, compute: str = "0.01", tick: float = 0.0, stragglers=sp.StragglerSpec(), drop: float = 0.0):
+def _setup(clock: str, *, compute: str = "0.01", tick: float = 0.0, stragglers=sp.StragglerSpec(), drop: float = 0.0,
+           timing: str = "none"):
     n = 40
     G = nx.random_regular_graph(4, n, seed=1)
     idx = np.array([sorted(G.neighbors(i)) for i in range(n)])
@@ -26,7 +27,8 @@ def _setup(clock: str, *, compute: str = "0.01", tick: float = 0.0, stragglers=s
     rng = np.random.default_rng(4)
     comp = ComputeModel.build(sp.parse_dist(compute), 1, stragglers, n, rng)
     links = LinkModel(sp.parse_dist("lognormal:mean=0.005,sigma=0.5"), drop=drop)
-    return AsyncSetup(idx, np.ones_like(idx, dtype=bool), byz, ~byz, ~byz, comp, links, sp.parse_clock(clock), rng, tick=tick)
+    return AsyncSetup(idx, np.ones_like(idx, dtype=bool), byz, ~byz, ~byz, comp, links, sp.parse_clock(clock), rng,
+                      timing_attack=sp.parse_timing_attack(timing), tick=tick)
 
 
 def _run(setup_kw: dict, deferred_on: bool, rounds: int = 8, duration: float = 0.0):
@@ -46,6 +48,8 @@ CASES = {
     "periodic-zero": dict(clock="periodic:period=0,jitter=0", drop=0.2),  # every node computes again at once
     "zero-compute": dict(clock="poisson:rate=100", compute="0.0"),  # completions at the wake-up's instant
     "stragglers": dict(clock="poisson:rate=100", tick=0.003, stragglers=sp.StragglerSpec(0.25, 3.0)),
+    "flood-drops": dict(clock="poisson:rate=100", tick=0.002, drop=0.3, timing="flood:copies=3"),
+    "delay-attack": dict(clock="periodic:period=0.01,jitter=0.3", tick=0.002, timing="delay:seconds=0.004"),
 }
 
 

@@ -108,17 +108,22 @@ class DeferredEvents:
 
     def _gaps_after_compute(self, nodes: np.ndarray) -> np.ndarray:
         """The next gap of each of ``nodes`` (in order), whose compute finished now; a node that
-        does not train sends its model first (its draws come between the others')."""
+        does not train sends its model first (its draws come between the others'; its messages
+        go in flight together after the loop, in the same order, as nothing reads them before)."""
         trains = self.s.trains[nodes]
         if trains.any():
             self._finish_compute(nodes[trains].tolist())
         gaps = np.empty(nodes.size)
-        start = 0
+        start, sent = 0, []
         for j in np.flatnonzero(~trains).tolist() + [nodes.size]:
             gaps[start:j] = self._gap(False, j - start)
-            if j < nodes.size:
+            if j < nodes.size and self._dynamic:  # epidemic push draws its peers too
                 self._finish_compute([int(nodes[j])])
+            elif j < nodes.size:  # its draws now, in order; in flight with the others' below, in the same order
+                sent.append(self._drawn(*self._outgoing(nodes[j:j + 1], np.array([-1]))))
             start = j
+        if sent:
+            self._enqueue(*(np.concatenate(c) for c in zip(*sent)))
         return gaps
 
     def _compute_delays(self, nodes: np.ndarray, now) -> np.ndarray:

@@ -211,12 +211,21 @@ class AsyncEngine(NodeProcess, DeferredEvents, WaitClock):
                 peers = s.dynamics.peers(i, s.rng)
                 out.append(self._post(np.full(peers.size, i), np.full(peers.size, h), peers, np.full(peers.size, -1)))
             return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-        rows = s.mask[nodes]
+        return self._post(*self._outgoing(nodes, handles))
+
+    def _outgoing(self, nodes: np.ndarray, handles: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``(src, handle, dst, slot)``: one message per link of ``nodes`` (static graph)."""
+        rows = self.s.mask[nodes]
         counts = rows.sum(1)
-        return self._post(np.repeat(nodes, counts), np.repeat(handles, counts), s.idx[nodes][rows], self._rev[nodes][rows])
+        return np.repeat(nodes, counts), np.repeat(handles, counts), self.s.idx[nodes][rows], self._rev[nodes][rows]
 
     def _post(self, src: np.ndarray, handle: np.ndarray, dst: np.ndarray, slot: np.ndarray) -> np.ndarray:
-        """Put one message per entry in flight: its delay and drop draws, the timing attacks."""
+        """Put one message per entry in flight (see :meth:`_drawn`); return the handles kept."""
+        return self._enqueue(*self._drawn(src, handle, dst, slot))
+
+    def _drawn(self, src: np.ndarray, handle: np.ndarray, dst: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The messages' delay and drop draws and the timing attacks: ``(src, handle, dst, slot,
+        arrival)`` of those not dropped."""
         s, attack = self.s, self.s.timing_attack
         byz = s.is_byzantine[src]
         copy = None
@@ -233,8 +242,12 @@ class AsyncEngine(NodeProcess, DeferredEvents, WaitClock):
         kept = s.links.kept(s.rng, dst.size)
         if not kept.all():
             src, handle, dst, slot, delay = src[kept], handle[kept], dst[kept], slot[kept], delay[kept]
+        return src, handle, dst, slot, self.env.now + delay
+
+    def _enqueue(self, src: np.ndarray, handle: np.ndarray, dst: np.ndarray, slot: np.ndarray, arrive: np.ndarray) -> np.ndarray:
+        """Messages sent now that arrive at ``arrive``, in flight (in this order); their handles."""
         now = self.env.now
-        self._flight.push(now + delay, Deliveries(dst, slot, src, np.full(dst.size, now), handle))
+        self._flight.push(arrive, Deliveries(dst, slot, src, np.full(dst.size, now), handle))
         self._arm()
         return handle
 
