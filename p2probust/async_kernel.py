@@ -28,7 +28,7 @@ from .device import from_numpy, to_numpy
 from .engine.events import AsyncEngine, AsyncSetup, Deliveries
 from .network_state import InboxBuffer
 from .state import SimState, Simulation
-from .step import Inbox, local_step, mix_rows
+from .step import Inbox, kept_ranks, local_step, mix_rows
 from .threads import one_thread_if, small_mix, small_step
 
 
@@ -62,7 +62,7 @@ class AsyncKernel:
         self.sim = sim
         self.params, self.momentum = state.params, state.momentum  # the working tensors: ``state`` is donated
         self.buf = InboxBuffer(capacity_idx, self.params.shape[1], self.params.dtype, self.params.device)
-        self._graph_cache: dict = {}  # the attack's, valid while the buffer's senders_version is
+        self._graph_cache: dict = {}  # :meth:`_tables`, valid while the buffer's senders_version is
         self._graph_version = -1
         self.dynamic = dynamic
         self.schedule, self.measure, self.bar = schedule, measure, bar
@@ -95,30 +95,45 @@ class AsyncKernel:
 
     def _mix(self, nodes: np.ndarray) -> None:
         """The rule over ``nodes`` on their buffered inboxes, written into ``params``."""
-        buf, sim, w = self.buf, self.sim, self.sim.wiring
+        buf, sim, w, t = self.buf, self.sim, self.sim.wiring, self._tables()
         a_cpu, dev = torch.from_numpy(nodes), self.params.device  # the buffer's bookkeeping is on the CPU
         a = a_cpu.to(dev)
-        has, byz_slot, senders = (x[a_cpu].to(dev) for x in (buf.has, buf.crafted, buf.sender))
-        mask = has & ~byz_slot if w.silent else has  # silent: Byzantine slots absent
-        dtype = self.params.dtype
-        if self.dynamic:
-            weights = mask.to(dtype) / (1 + mask.sum(1, keepdim=True)).to(dtype)
-        else:
-            weights = w.weights[a]
-        rows, slots = torch.nonzero(mask & byz_slot, as_tuple=True)
+        mask, senders = t["mask"][a], buf.sender[a_cpu].to(dev)
+        rows, slots = torch.nonzero(t["crafted"][a], as_tuple=True)
         crafted = None
         if rows.numel():
-            all_w = w.weights if not self.dynamic else torch.zeros(buf.has.shape, dtype=dtype, device=dev)
-            if self._graph_version != buf.senders_version:
-                self._graph_cache, self._graph_version = {}, buf.senders_version
-            crafted = sim.craft(self.params, a[rows], senders[rows, slots], slots, self.round, buf.sender.to(dev),
-                                buf.has.to(dev), all_w, w.f, buf.sent_at[nodes[to_numpy(rows)], to_numpy(slots)],
-                                graph_cache=self._graph_cache)
+            crafted = sim.craft(self.params, a[rows], senders[rows, slots], slots, self.round, t["sender"], t["has"],
+                                t["all_weights"], w.f, buf.sent_at[nodes[to_numpy(rows)], to_numpy(slots)],
+                                graph_cache=t["attack"])
         slot_rows = buf.slot_rows(nodes, rows, slots, crafted)  # may grow the pool: before reading it
-        f = w.tolerance(a, mask, senders if self.dynamic else None)
-        new = mix_rows(sim, self.params, a, Inbox(store=buf.pool, slot_rows=slot_rows), mask, weights, f,
-                       block_bytes=None)  # one call per instant: a rule's random draws are per aggregation
+        new = mix_rows(sim, self.params, a, Inbox(store=buf.pool, slot_rows=slot_rows), mask, t["weights"][a], t["f"][a],
+                       block_bytes=None, kept=lambda: self._kept(t)[a])  # one call per instant: a rule's draws are per aggregation
         self.params.index_copy_(0, a, new)
+
+    def _tables(self) -> dict[str, Any]:
+        """Every node's present slots, mixing weights, tolerance (and kept ranks, :meth:`_kept`) and
+        the attack's graph cache: they depend on which slots hold a message and from whom alone,
+        so they are kept while the buffer's ``senders_version`` stays the same (each is row by
+        row: the rows of a batch are the batch's own)."""
+        buf, w = self.buf, self.sim.wiring
+        if self._graph_version != buf.senders_version:
+            dev, dtype = self.params.device, self.params.dtype
+            has, crafted, sender = buf.has.to(dev), buf.crafted.to(dev), buf.sender.to(dev)
+            mask = has & ~crafted if w.silent else has  # silent: Byzantine slots absent
+            t = {"has": has, "sender": sender, "mask": mask, "crafted": mask & crafted, "attack": {}}
+            if self.dynamic:
+                t["weights"] = mask.to(dtype) / (1 + mask.sum(1, keepdim=True)).to(dtype)
+                t["all_weights"] = torch.zeros(has.shape, dtype=dtype, device=dev)
+            else:
+                t["weights"] = t["all_weights"] = w.weights
+            t["f"] = w.tolerance(torch.arange(has.shape[0], device=dev), mask, sender if self.dynamic else None)
+            self._graph_cache, self._graph_version = t, buf.senders_version
+        return self._graph_cache
+
+    def _kept(self, t: dict[str, Any]) -> Tensor:
+        if "kept" not in t:
+            t["kept"] = kept_ranks(self.sim, t["mask"], t["f"])
+        return t["kept"]
 
     def progress(self, r: int, now: float, messages: int, online: np.ndarray | None) -> bool:
         """Log round ``r`` (evaluated every ``eval_every`` rounds and at the last one)."""

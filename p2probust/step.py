@@ -32,7 +32,7 @@ The order of the two phases of a synchronous round (``[train] order``):
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -104,21 +104,21 @@ class Inbox:
 
 @timed("gather + rule")
 def mix_rows(sim: Any, params: Tensor, nodes: Tensor, inbox: Inbox, mask: Tensor, weights: Tensor, f: Tensor,
-             cache: dict | None = None, block_bytes: int | None = BLOCK_BYTES) -> Tensor:
+             cache: dict | None = None, block_bytes: int | None = BLOCK_BYTES, kept: Callable[[], Tensor] | None = None) -> Tensor:
     """The gossip rule of ``nodes [a]``: their new rows ``[a, d]``, given their inboxes.
 
     Aggregate-and-mix with a rank-mean aggregator runs as one compiled kernel reading the inboxes
     in place (same bits as the rule); its sources and kept ranks depend on the wiring only, so a
-    ``cache`` (:attr:`~p2probust.wiring.Wiring.cache`) keeps them. Otherwise the rule runs in blocks
-    of about ``block_bytes`` of inbox (None, or a rule whose ``row_independent`` is False: one call)."""
+    ``cache`` (:attr:`~p2probust.wiring.Wiring.cache`) keeps them, and ``kept()`` may give the
+    ranks (:func:`kept_ranks`) from the caller's own. Otherwise the rule runs in blocks of about
+    ``block_bytes`` of inbox (None, or a rule whose ``row_independent`` is False: one call)."""
     a, k = mask.shape
     d = params.shape[1]
     if sim.use_fused(a, k + 1, d, params.dtype):
         cached = None if cache is None else cache.get("rank_mean_sources")
         if cached is None:
             source = torch.cat([nodes.unsqueeze(1), inbox.source(mask)], 1)
-            present = torch.cat([torch.ones((a, 1), dtype=torch.bool, device=mask.device), mask], 1)
-            cached = source, sim.gossip.aggregator.kept_ranks(present, f)
+            cached = source, kept_ranks(sim, mask, f) if kept is None else kept()
             if cache is not None:
                 cache["rank_mean_sources"] = cached
         return jit_rank_mean.rank_mean(params, inbox.store, cached[0], cached[1], alpha=sim.gossip.alpha)
@@ -129,6 +129,13 @@ def mix_rows(sim: Any, params: Tensor, nodes: Tensor, inbox: Inbox, mask: Tensor
     parts = [sim.gossip.for_nodes(nodes[s:e]).batched(own[s:e], box, mask[s:e], weights[s:e], f[s:e])
              for s, e, box in inbox.blocks(params, max(block, 1))]
     return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def kept_ranks(sim: Any, mask: Tensor, f: Tensor) -> Tensor:
+    """``[a, k + 1]``: the ranks the rank-mean aggregator of ``sim``'s rule keeps of each node's
+    inputs, its own model and its present slots ``mask [a, k]``, with tolerances ``f [a]``."""
+    present = torch.cat([torch.ones((mask.shape[0], 1), dtype=torch.bool, device=mask.device), mask], 1)
+    return sim.gossip.aggregator.kept_ranks(present, f)
 
 
 @dataclass(frozen=True)
