@@ -162,3 +162,26 @@ def test_latest_per_slot_keeps_each_slots_last_message():
         for pos, key in enumerate(zip(dst.tolist(), slot.tolist())):
             last[key] = pos  # a loop over the arrival order: the last one wins
         assert latest_per_slot(dst, slot, 4).tolist() == sorted(last.values())
+
+
+def test_inflight_matches_a_sorted_list_through_many_pushes_and_pops():
+    """Random pushes (ties included, more chunks than are kept apart) and pops (strict or not)
+    against a plain list sorted by (arrival, send order)."""
+    rng = np.random.default_rng(1)
+    q, ref, sent = InFlight(), [], 0
+    for step in range(200):
+        m = int(rng.integers(0, 40))
+        arrive = step * 0.01 + rng.integers(0, 6, m) * 0.005  # many equal times
+        msgs = Deliveries(*(np.arange(sent, sent + m) for _ in range(3)), np.full(m, step * 0.01), np.arange(sent, sent + m))
+        q.push(arrive, msgs)
+        ref += [(a, sent + j, step * 0.01) for j, a in enumerate(arrive.tolist())]
+        sent += m
+        if step % 3 == 2:
+            t = step * 0.01 + float(rng.integers(0, 3)) * 0.005
+            strict, before = bool(rng.integers(0, 2)), step * 0.01 - 0.015
+            due = sorted(x for x in ref if x[0] < t or (x[0] == t and (not strict or x[2] < before)))
+            ref = [x for x in ref if x not in due]
+            assert q.pop(t, strict=strict, sent_before=before if strict else -np.inf).dst.tolist() == [x[1] for x in due]
+            assert len(q) == len(ref)
+    arrive, rest = q.state()
+    assert rest.dst.tolist() == [x[1] for x in sorted(ref)] and arrive.tolist() == [x[0] for x in sorted(ref)]

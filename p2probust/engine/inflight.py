@@ -1,9 +1,9 @@
 """Messages in flight as arrays, not as simpy events: the asynchronous engine's delivery queue.
 
 A message is sent at ``sent_at`` and arrives at ``arrive = sent_at + delay`` (the float sum simpy
-itself would schedule). Nothing happens to it in between, so the engine keeps every message in
-flight in one set of numpy columns and moves the ones that have arrived into the recipients'
-inboxes only when something reads them or depends on them: an aggregation, a churn change, or
+itself would schedule). Nothing happens to it in between, so the engine keeps the messages in
+flight as numpy columns (one chunk per send, sorted by arrival) and moves the ones that have
+arrived into the recipients' inboxes only when something reads them or depends on them: an aggregation, a churn change, or
 (``wait`` clock) a waiting recipient. Messages that arrive at the same instant keep their send
 order, the tie order of simpy's event queue, so the latest message per inbox slot is the one
 that one simpy event per message would have left there.
@@ -70,64 +70,90 @@ def latest_per_slot(dst: np.ndarray, slot: np.ndarray, k: int) -> np.ndarray:
     return np.flatnonzero(last[key] == pos)
 
 
+def by_arrival(arrive: np.ndarray) -> np.ndarray:
+    """The positions of ``arrive`` by increasing time, ties in position order (a stable sort):
+    numpy's vectorized quicksort (14 against 38 µs for 1,400 times here), then the stable sort
+    only if two times are equal."""
+    order = np.argsort(arrive)
+    times = arrive[order]
+    if (times[1:] == times[:-1]).any():
+        return np.argsort(arrive, kind="stable")
+    return order
+
+
 class InFlight:
-    """Messages sent and not yet arrived: their arrival times and their :class:`Deliveries` columns,
-    in send order."""
+    """Messages sent and not yet arrived, as chunks (one per :meth:`push`, in send order), each
+    sorted by arrival time once when pushed (stably: ties keep their send order). A pop takes the
+    arrived prefix of each chunk (a binary search; what stays is a view) and merges them by arrival,
+    ties in send order: earlier chunks first, then within a chunk. Columns are packed, ``ints [4,
+    m]`` (dst, slot, src, handle) and ``sent [m]``, so that a chunk moves in three copies."""
+
+    _MAX_CHUNKS = 16  #: more live chunks than this are merged into one (long delays leave stragglers)
 
     def __init__(self) -> None:
-        self._arrive: list[np.ndarray] = []
-        self._msgs: list[Deliveries] = []
+        self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (arrive, ints, sent)
 
     def __len__(self) -> int:
-        return sum(a.size for a in self._arrive)
+        return sum(c[0].size for c in self._chunks)
 
     def push(self, arrive: np.ndarray, msgs: Deliveries) -> None:
         if arrive.size:
-            self._arrive.append(arrive)
-            self._msgs.append(msgs)
+            order = by_arrival(arrive)
+            ints = np.take(np.stack([msgs.dst, msgs.slot, msgs.src, msgs.handle]), order, axis=1)
+            self._chunks.append((arrive.take(order), ints, msgs.sent_at.take(order)))
+            if len(self._chunks) > self._MAX_CHUNKS:
+                self._chunks = [self._merge(self._chunks)]
 
-    def _merged(self) -> tuple[np.ndarray, Deliveries]:
-        if len(self._arrive) > 1:
-            self._arrive = [np.concatenate(self._arrive)]
-            self._msgs = [Deliveries.concat(self._msgs)]
-        return self._arrive[0], self._msgs[0]
+    @staticmethod
+    def _merge(chunks: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One chunk of ``chunks`` (in send order) by arrival, ties in send order."""
+        if len(chunks) == 1:
+            return chunks[0]
+        arrive = np.concatenate([c[0] for c in chunks])
+        order = by_arrival(arrive)
+        ints = np.concatenate([c[1] for c in chunks], axis=1)
+        return arrive.take(order), np.take(ints, order, axis=1), np.concatenate([c[2] for c in chunks]).take(order)
 
     def pop(self, t: float, *, strict: bool = False, sent_before: float = -np.inf) -> Deliveries:
         """Remove and return the messages arrived by ``t`` in arrival order (ties: send order).
         ``strict``: only those that arrive before ``t``, or at ``t`` if sent before ``sent_before``."""
-        if not self._arrive:
+        due, kept = [], []
+        for arrive, ints, sent in self._chunks:
+            lo = int(arrive.searchsorted(t, side="left" if strict else "right"))
+            if strict:  # at t itself: those sent before sent_before arrive, the others stay
+                hi = int(arrive.searchsorted(t, side="right"))
+                first = np.flatnonzero(sent[lo:hi] < sent_before)
+                if first.size:
+                    take = np.concatenate([np.arange(lo), lo + first])
+                    left = np.concatenate([lo + np.flatnonzero(sent[lo:hi] >= sent_before), np.arange(hi, arrive.size)])
+                    due.append((arrive[take], ints[:, take], sent[take]))
+                    kept.append((arrive[left], ints[:, left], sent[left]))
+                    continue
+            if lo:
+                due.append((arrive[:lo], ints[:, :lo], sent[:lo]))
+            if lo < arrive.size:
+                kept.append((arrive[lo:], ints[:, lo:], sent[lo:]))
+        self._chunks = kept
+        if not due:
             return Deliveries.concat([])
-        arrive, msgs = self._merged()
-        due = arrive < t if strict else arrive <= t
-        if strict:
-            due |= (arrive == t) & (msgs.sent_at < sent_before)
-        if not due.any():
-            return Deliveries.concat([])
-        order = np.flatnonzero(due)[np.argsort(arrive[due], kind="stable")]
-        out = msgs.take(order)
-        if due.all():
-            self._arrive, self._msgs = [], []
-        else:
-            self._arrive, self._msgs = [arrive[~due]], [msgs.take(~due)]
-        return out
+        _, ints, sent = self._merge(due)
+        return Deliveries(ints[0], ints[1], ints[2], sent, ints[3])
 
     def state(self) -> tuple[np.ndarray, Deliveries]:
-        """Every message in flight: ``(arrive, columns)`` in send order (a checkpoint)."""
-        if not self._arrive:
+        """Every message in flight: ``(arrive, columns)``, by arrival, ties in send order (a checkpoint)."""
+        if not self._chunks:
             return np.zeros(0), Deliveries.concat([])
-        return self._merged()
+        arrive, ints, sent = self._merge(self._chunks)
+        return arrive, Deliveries(ints[0], ints[1], ints[2], sent, ints[3])
 
     def restore(self, arrive: np.ndarray, msgs: Deliveries) -> None:
         """Put back what :meth:`state` returned."""
-        self._arrive, self._msgs = [], []
+        self._chunks = []
         self.push(arrive, msgs)
 
     def first(self, wanted: np.ndarray) -> float:
         """Earliest arrival among the messages whose recipient is flagged in ``wanted [n]`` (inf: none)."""
-        if not self._arrive:
-            return np.inf
-        arrive, msgs = self._merged()
-        return float(arrive[wanted[msgs.dst]].min(initial=np.inf))
+        return min((float(arrive[wanted[ints[0]]].min(initial=np.inf)) for arrive, ints, _ in self._chunks), default=np.inf)
 
 
 class Handles:
