@@ -108,22 +108,34 @@ class DeferredEvents:
 
     def _gaps_after_compute(self, nodes: np.ndarray) -> np.ndarray:
         """The next gap of each of ``nodes`` (in order), whose compute finished now; a node that
-        does not train sends its model first (its draws come between the others'; its messages
-        go in flight together after the loop, in the same order, as nothing reads them before)."""
+        does not train sends its model first: its delay and drop draws come between the others'
+        gap draws, its messages go in flight with the others' after the loop, in the same order
+        (nothing reads them before)."""
         trains = self.s.trains[nodes]
         if trains.any():
             self._finish_compute(nodes[trains].tolist())
-        gaps = np.empty(nodes.size)
-        start, sent = 0, []
-        for j in np.flatnonzero(~trains).tolist() + [nodes.size]:
+        senders = np.flatnonzero(~trains)
+        if self._dynamic:  # epidemic push draws its peers too: one by one
+            return self._gaps_between(nodes.size, senders, lambda m: self._finish_compute([int(nodes[senders[m]])]))
+        src, handle, dst, slot = self._outgoing(nodes[senders], np.full(senders.size, -1))
+        owner = np.repeat(np.arange(senders.size), self.s.mask[nodes[senders]].sum(1))
+        (*msgs, owner), copy = self._copies(src, handle, dst, slot, owner)
+        ends = np.concatenate([[0], owner.searchsorted(np.arange(senders.size), side="right")])  # each sender's messages
+        draws = []
+        gaps = self._gaps_between(nodes.size, senders, lambda m: draws.append(self._link_draws(int(ends[m + 1] - ends[m]))))
+        if draws:
+            self._enqueue(*self._arrivals(tuple(msgs), copy, *(np.concatenate(c) for c in zip(*draws))))
+        return gaps
+
+    def _gaps_between(self, size: int, marks: np.ndarray, at_mark) -> np.ndarray:
+        """``size`` gaps drawn in order, calling ``at_mark(m)`` before the gap of position ``marks[m]``."""
+        gaps = np.empty(size)
+        start = 0
+        for m, j in enumerate(marks.tolist() + [size]):
             gaps[start:j] = self._gap(False, j - start)
-            if j < nodes.size and self._dynamic:  # epidemic push draws its peers too
-                self._finish_compute([int(nodes[j])])
-            elif j < nodes.size:  # its draws now, in order; in flight with the others' below, in the same order
-                sent.append(self._drawn(*self._outgoing(nodes[j:j + 1], np.array([-1]))))
+            if j < size:
+                at_mark(m)
             start = j
-        if sent:
-            self._enqueue(*(np.concatenate(c) for c in zip(*sent)))
         return gaps
 
     def _compute_delays(self, nodes: np.ndarray, now) -> np.ndarray:

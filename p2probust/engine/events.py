@@ -220,29 +220,39 @@ class AsyncEngine(NodeProcess, DeferredEvents, WaitClock):
         return np.repeat(nodes, counts), np.repeat(handles, counts), self.s.idx[nodes][rows], self._rev[nodes][rows]
 
     def _post(self, src: np.ndarray, handle: np.ndarray, dst: np.ndarray, slot: np.ndarray) -> np.ndarray:
-        """Put one message per entry in flight (see :meth:`_drawn`); return the handles kept."""
-        return self._enqueue(*self._drawn(src, handle, dst, slot))
+        """Put one message per entry in flight: its delay and drop draws, the timing attacks; return the handles kept."""
+        msgs, copy = self._copies(src, handle, dst, slot)
+        return self._enqueue(*self._arrivals(msgs, copy, *self._link_draws(msgs[2].size)))
 
-    def _drawn(self, src: np.ndarray, handle: np.ndarray, dst: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, ...]:
-        """The messages' delay and drop draws and the timing attacks: ``(src, handle, dst, slot,
-        arrival)`` of those not dropped."""
-        s, attack = self.s, self.s.timing_attack
-        byz = s.is_byzantine[src]
-        copy = None
-        if attack.kind == "flood" and int(attack.value) > 1 and byz.any():  # copies leave one after another
-            reps = np.where(byz, int(attack.value), 1)
-            copy = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
-            src, handle, dst, slot, byz = (np.repeat(x, reps) for x in (src, handle, dst, slot, byz))
-        self.messages += dst.size
-        delay = s.links.delays(s.rng, dst.size)
-        if copy is not None:
-            delay[byz] += copy[byz] * 1e-6
-        if attack.kind == "delay":
-            delay[byz] += attack.value
-        kept = s.links.kept(s.rng, dst.size)
+    def _copies(self, src: np.ndarray, *columns: np.ndarray) -> tuple[tuple, Any]:
+        """``((src, *columns), copy)``: with the flood attack, each message from a Byzantine ``src``
+        ``copies`` times (``copy``: which copy it is; None without copies)."""
+        attack = self.s.timing_attack
+        if attack.kind == "flood" and int(attack.value) > 1:  # copies leave one after another
+            byz = self.s.is_byzantine[src]
+            if byz.any():
+                reps = np.where(byz, int(attack.value), 1)
+                copy = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
+                return tuple(np.repeat(x, reps) for x in (src, *columns)), copy
+        return (src, *columns), None
+
+    def _link_draws(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``size`` messages' delays, then whether each is kept (the engine stream's draws)."""
+        self.messages += size
+        return self.s.links.delays(self.s.rng, size), self.s.links.kept(self.s.rng, size)
+
+    def _arrivals(self, msgs: tuple, copy: Any, delay: np.ndarray, kept: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``(src, handle, dst, slot, arrival)`` of the messages kept, the timing attacks applied."""
+        attack = self.s.timing_attack
+        if copy is not None or attack.kind == "delay":
+            byz = self.s.is_byzantine[msgs[0]]
+            if copy is not None:
+                delay[byz] += copy[byz] * 1e-6
+            if attack.kind == "delay":
+                delay[byz] += attack.value
         if not kept.all():
-            src, handle, dst, slot, delay = src[kept], handle[kept], dst[kept], slot[kept], delay[kept]
-        return src, handle, dst, slot, self.env.now + delay
+            msgs, delay = tuple(x[kept] for x in msgs), delay[kept]
+        return (*msgs, self.env.now + delay)
 
     def _enqueue(self, src: np.ndarray, handle: np.ndarray, dst: np.ndarray, slot: np.ndarray, arrive: np.ndarray) -> np.ndarray:
         """Messages sent now that arrive at ``arrive``, in flight (in this order); their handles."""
