@@ -183,17 +183,13 @@ class Handles:
 
     def retain(self, carried: np.ndarray) -> None:
         """One more reference to each live handle listed (-1 entries are ignored)."""
-        self.refs += self._count(carried)
+        np.add.at(self.refs, carried[carried >= 0], 1)  # unbuffered: a handle listed twice counts twice
 
     def release(self, carried: np.ndarray) -> None:
         """The messages ``carried`` (their handles; -1 entries are ignored) no longer need their snapshot."""
-        counts = self._count(carried)
-        self.refs -= counts
-        done = np.flatnonzero(counts)
-        self._live[done[self.refs[done] == 0]] = False
-
-    def _count(self, carried: np.ndarray) -> np.ndarray:
-        return np.bincount(carried[carried >= 0], minlength=self.refs.size)
+        carried = carried[carried >= 0]
+        np.subtract.at(self.refs, carried, 1)
+        self._live[carried[self.refs[carried] == 0]] = False
 
     def state(self) -> tuple[np.ndarray, np.ndarray]:
         """``(refs, live)``: the reference count and the in-use flag of every handle (a checkpoint)."""
