@@ -34,13 +34,23 @@ _VECTOR_MIN = 8  # a drain of fewer events processes them one by one
 class DeferredEvents:
     """The engine's own queue of node events (a mixin of :class:`~p2probust.engine.events.AsyncEngine`;
     it uses the node process's ``_phase``, ``_wake``, ``_gap``, ``_resumed`` and the engine's
-    ``_finish_compute``, ``_at``)."""
+    ``_finish_compute``, ``_at``).
+
+    The queue is a heap of ``(time, insertion number, node)`` for events queued one by one, and
+    runs of arrays for those queued by a vectorized pass (one run per pass, sorted by time and
+    insertion number when made); a drain takes what is due from both and merges it in order. In
+    this mode ``_phase`` and ``_wake`` are numpy arrays, which a pass reads and writes at once."""
+
+    _MAX_RUNS = 16  #: more runs than this are merged into one
 
     def _init_deferred(self, on: bool) -> None:
         self._later: list[tuple[float, int, int]] | None = [] if on else None
+        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (time, insertion number, node)
         self._seq = 0  # the next insertion number
         self._drains: set[float] = set()  # instants with a drain event in simpy's queue
         self._const = np.asarray(self._const_compute, dtype=np.float64) if on else None
+        self._phase = np.full(self.n, WAKE, dtype=np.int64) if on else [WAKE] * self.n  # engine/node_process.py
+        self._wake = np.zeros(self.n) if on else [0.0] * self.n
 
     def _defer(self, i: int, t: float) -> None:
         """Queue node ``i``'s event at ``t``; make sure a drain stands at the instant that depends
@@ -56,52 +66,86 @@ class DeferredEvents:
                 self._drains.add(t)
                 self._at(t, NORMAL, self._drain)
 
+    def queued(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every queued node event, ``(time, insertion number, node)`` in queue order (a checkpoint)."""
+        return self._merged(list(zip(*sorted(self._later))) if self._later else [], self._runs)
+
+    def restore_queued(self, time: np.ndarray, seq: np.ndarray, node: np.ndarray) -> None:
+        """Put back what :meth:`queued` returned."""
+        self._later, self._runs = [], [(time, seq, node)] if time.size else []
+
+    @staticmethod
+    def _merged(heap_part: list, runs: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        parts = ([tuple(np.array(c) for c in heap_part)] if heap_part else []) + list(runs)
+        if not parts:
+            return np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        if len(parts) == 1:
+            return parts[0]
+        time, seq, node = (np.concatenate(c) for c in zip(*parts))
+        order = np.lexsort((seq, time))
+        return time[order], seq[order], node[order]
+
+    def _due(self, limit: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Remove and return the queued events at or before ``limit``, in queue order (None: none)."""
+        later, popped = self._later, []
+        while later and later[0][0] <= limit:
+            popped.append(heapq.heappop(later))
+        prefixes, kept = [], []
+        for run in self._runs:
+            cut = int(run[0].searchsorted(limit, side="right"))
+            if cut:
+                prefixes.append(tuple(c[:cut] for c in run))
+            if cut < run[0].size:
+                kept.append(tuple(c[cut:] for c in run))
+        self._runs = kept
+        if not popped and not prefixes:
+            return None
+        return self._merged(list(zip(*popped)) if popped else [], prefixes)
+
     def _drain(self, _ev, until: float | None = None) -> None:
         """Process the queued node events up to now (or ``until``) in their order. Each counts as
         an event; the simpy event that called this one does not. Events queued while draining lie
         at or after now, after every event drained with them (wake-ups queued before now were
         drained at their completion's instant), so batch by batch is queue order."""
-        env, later = self.env, self._later
+        env = self.env
         now = env._now
         limit = now if until is None else until
-        while later and later[0][0] <= limit:
-            batch = []
-            while later and later[0][0] <= limit:
-                batch.append(heapq.heappop(later))
-            self.events += len(batch)
-            if len(batch) >= _VECTOR_MIN and until is None:
-                self._advance(batch)
+        while (batch := self._due(limit)) is not None:
+            times, _, nodes = batch
+            self.events += nodes.size
+            if nodes.size >= _VECTOR_MIN and until is None:
+                self._advance(times, nodes)
                 continue
-            for t, _, i in batch:
+            for t, i in zip(times.tolist(), nodes.tolist()):
                 env._now = t
                 self._resumed(i)
             env._now = now
         self._drains.discard(now)
         self.events -= until is None
 
-    def _advance(self, batch: list[tuple[float, int, int]]) -> None:
-        """``batch`` (queue order: wake-ups up to now, completions now) in one pass: what
-        :meth:`~p2probust.engine.node_process.NodeProcess._resumed` does to each, vectorized."""
+    def _advance(self, times: np.ndarray, nodes: np.ndarray) -> None:
+        """The events of ``nodes`` at ``times`` (queue order: wake-ups up to now, completions now)
+        in one pass: what :meth:`~p2probust.engine.node_process.NodeProcess._resumed` does to
+        each, vectorized; the nodes' next events go in as one run."""
         now = self.env._now
-        times, _, nodes = (np.array(c) for c in zip(*batch))
-        done = np.array([self._phase[i] == COMPUTE for i in nodes.tolist()])
+        done = self._phase[nodes] == COMPUTE
         child, phase = times.copy(), np.full(nodes.size, COMPUTE)  # each event queues the node's next
         up = ~done  # wake-ups: their compute
         child[up] += self._compute_delays(nodes[up], times[up])
         if done.any():
             ended = nodes[done]
-            wake = np.array([self._wake[i] for i in ended.tolist()]) + self._gaps_after_compute(ended)
-            wake = np.maximum(wake, now)
-            for i, w in zip(ended.tolist(), wake.tolist()):
-                self._wake[i] = w
+            wake = np.maximum(self._wake[ended] + self._gaps_after_compute(ended), now)
+            self._wake[ended] = wake
             asleep = wake > now  # until the wake-up; the others compute again at once
             child[done] = np.where(asleep, now + (wake - now), now + self._compute_delays(ended, now))
             phase[done] = np.where(asleep, WAKE, COMPUTE)
-        for item in zip(child.tolist(), range(self._seq, self._seq + nodes.size), nodes.tolist()):
-            heapq.heappush(self._later, item)
+        self._phase[nodes] = phase
+        seq = np.arange(self._seq, self._seq + nodes.size)
         self._seq += nodes.size
-        for i, p in zip(nodes.tolist(), phase.tolist()):
-            self._phase[i] = p
+        order = np.argsort(child, kind="stable")  # by time, then insertion number
+        self._runs.append((child[order], seq[order], nodes[order]))
+        if len(self._runs) > self._MAX_RUNS:
+            self._runs = [self._merged([], self._runs)]
         waking = phase == WAKE
         child[waking] += self._compute_delays(nodes[waking], child[waking])
         self._drain_at(sorted(set(child.tolist())))

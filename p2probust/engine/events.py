@@ -59,7 +59,7 @@ from .churn import ChurnSchedule
 from .deferred import DeferredEvents
 from .dynamics import EdgeSampler
 from .inflight import Deliveries, Handles, InFlight, reverse_slots
-from .node_process import WAKE, NodeProcess
+from .node_process import NodeProcess
 from .specs import ClockSpec, TimingAttackSpec
 from .timing import ComputeModel, LinkModel
 from .wait_clock import WaitClock
@@ -126,15 +126,14 @@ class AsyncEngine(NodeProcess, DeferredEvents, WaitClock):
         self._dyn_slots: list[dict[int, int]] = [dict() for _ in range(self.n)] if self._dynamic else []
         # a constant compute time draws nothing: the same float64 products, computed once
         self._const_compute = setup.compute.draw(setup.rng, np.arange(self.n)).tolist() if setup.compute.dist.constant else None
-        self._init_deferred(setup.churn is None and not self._wait and self._const_compute is not None)  # engine/deferred.py
+        # the queue of node events, each node's phase (what it waits for) and next wake-up time (engine/deferred.py)
+        self._init_deferred(setup.churn is None and not self._wait and self._const_compute is not None)
         self.activations = 0
         self.messages = 0
         self.round = 0
         self.stopped = False
         self.kernel: Any = None
         self._counted_total = max(int(setup.counted.sum()), 1)
-        self._phase = [WAKE] * self.n  # what each node waits for (engine/node_process.py)
-        self._wake = [0.0] * self.n  # each node's next wake-up time
         self._churn_proc: simpy.Process | None = None
         self.resumed = False  # set by events_state.restore: the nodes' events are queued already
         self.stepping = False  # within an event (its instant is not over)

@@ -94,14 +94,14 @@ def _queue(engine) -> dict[str, np.ndarray]:
         rows.append((kind, node, prio, eid, t))
     table = np.array([r[:4] for r in rows], dtype=np.int64).reshape(-1, 4)
     alive = np.flatnonzero(np.array(engine._phase) != ENDED)
-    later = engine._later or []
-    waited = set(alive.tolist()) - {int(i) for i in table[table[:, 0] == NODE, 1]} - {i for _, _, i in later}
+    later_time, later_seq, later_node = engine.queued() if engine._later is not None else (np.zeros(0), np.zeros(0, dtype=np.int64),
+                                                                                           np.zeros(0, dtype=np.int64))
+    waited = set(alive.tolist()) - {int(i) for i in table[table[:, 0] == NODE, 1]} - set(later_node.tolist())
     if any(engine._phase[i] != DONE for i in waited):
         raise NotBetweenInstants("a node process waits for an event that is not in the queue; cannot save the engine")
     lengths = [x.size for x in timeout_nodes]
     return {"queue": table, "queue_time": np.array([r[4] for r in rows], dtype=np.float64),
-            "later_time": np.array([t for t, _, _ in later], dtype=np.float64),
-            "later_seq": np.array([q for _, q, _ in later], dtype=np.int64), "later_node": np.array([i for _, _, i in later], dtype=np.int64),
+            "later_time": later_time.astype(np.float64), "later_seq": later_seq.astype(np.int64), "later_node": later_node.astype(np.int64),
             "timeout_nodes": np.concatenate(timeout_nodes) if timeout_nodes else np.zeros(0, dtype=np.int64),
             "timeout_len": np.array(lengths, dtype=np.int64)}
 
@@ -115,7 +115,6 @@ def restore_engine(engine, arrays: dict[str, np.ndarray], scalars: dict[str, Any
     for name in ("events", "activations", "messages", "round"):
         setattr(engine, name, int(scalars[name]))
     engine._armed, engine._last_change = float(scalars["armed"]), float(scalars["last_change"])
-    engine._phase, engine._wake = arrays["phase"].tolist(), arrays["wake"].tolist()
     engine.online, engine._waiting = arrays["online"].copy(), arrays["waiting"].copy()
     engine._slot_handle = arrays["slot_handle"].copy()
     engine._flight.restore(arrays["flight_arrive"], Deliveries(*(arrays[f"flight_{c}"] for c in _COLUMNS)))
@@ -129,10 +128,12 @@ def restore_engine(engine, arrays: dict[str, np.ndarray], scalars: dict[str, Any
     for i, src, sl in zip(arrays["dyn_node"].tolist(), arrays["dyn_src"].tolist(), arrays["dyn_slot"].tolist()):
         engine._dyn_slots[i][src] = sl
     if "later_node" in arrays and engine._later is not None:  # the node events in the engine's own queue
-        engine._later = list(zip(arrays["later_time"].tolist(), arrays["later_seq"].tolist(), arrays["later_node"].tolist()))
+        engine.restore_queued(arrays["later_time"].copy(), arrays["later_seq"].copy(), arrays["later_node"].copy())
         engine._seq = int(scalars["seq"])
-    else:  # saved by a version that queued every node event in simpy's
-        engine._later = None
+        engine._phase, engine._wake = arrays["phase"].copy(), arrays["wake"].copy()
+    else:  # every node event in simpy's queue (as a version before the engine's own queue saved it)
+        engine._init_deferred(False)
+        engine._phase, engine._wake = arrays["phase"].tolist(), arrays["wake"].tolist()
     _rebuild_queue(engine, arrays)
     env._eid = itertools.count(int(scalars["eid"]))
     engine.resumed = True

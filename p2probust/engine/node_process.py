@@ -3,8 +3,9 @@
 A node wakes on its own clock, computes its local steps for a drawn time, hands its model to the
 engine (:meth:`AsyncEngine._finish_compute`: send, then aggregate or wait), and again; while
 offline it waits for the next churn change. The phase (what the node waits for) and the next
-wake-up time live in the lists ``_phase [n]`` and ``_wake [n]`` (Python ints and floats: faster
-to read and write one at a time than numpy scalars), so that a checkpoint between
+wake-up time live in ``_phase [n]`` and ``_wake [n]`` (lists of Python ints and floats, faster to
+read and write one at a time than numpy scalars; numpy arrays when the engine queues node events
+itself and advances many at once, :mod:`~p2probust.engine.deferred`), so that a checkpoint between
 instants can save them and rebuild every node at the same point
 (:mod:`p2probust.engine.events_state`). The random draws (clock gaps, compute times) are those of
 the plain loop this replaces, in the same order.
@@ -96,7 +97,7 @@ class NodeProcess:
 
     def _top(self, i: int) -> None:
         """The top of the loop: sleep until the wake time, then :meth:`_awake`."""
-        wake, now = self._wake[i], self.env._now
+        wake, now = float(self._wake[i]), self.env._now  # a list's float, or an array's element
         if wake > now:
             self._phase[i] = WAKE
             self._sleep(i, wake - now)
@@ -144,5 +145,5 @@ class NodeProcess:
                 self._phase[i] = DONE
                 self._wait_done(i)
                 return
-        self._wake[i] = max(self._wake[i] + self._gap(False), self.env._now)
+        self._wake[i] = max(float(self._wake[i]) + self._gap(False), self.env._now)
         self._top(i)
