@@ -62,8 +62,7 @@ class AsyncKernel:
         self.sim = sim
         self.params, self.momentum = state.params, state.momentum  # the working tensors: ``state`` is donated
         self.buf = InboxBuffer(capacity_idx, self.params.shape[1], self.params.dtype, self.params.device)
-        self._graph_cache: dict = {}  # :meth:`_tables`, valid while the buffer's senders_version is
-        self._graph_version = -1
+        self._graph_cache: dict = {}  # :meth:`_tables`
         self.dynamic = dynamic
         self.schedule, self.measure, self.bar = schedule, measure, bar
         self.eval_every, self.rounds, self.duration = eval_every, rounds, duration
@@ -112,23 +111,39 @@ class AsyncKernel:
 
     def _tables(self) -> dict[str, Any]:
         """Every node's present slots, mixing weights, tolerance (and kept ranks, :meth:`_kept`) and
-        the attack's graph cache: they depend on which slots hold a message and from whom alone,
-        so they are kept while the buffer's ``senders_version`` stays the same (each is row by
-        row: the rows of a batch are the batch's own)."""
-        buf, w = self.buf, self.sim.wiring
-        if self._graph_version != buf.senders_version:
-            dev, dtype = self.params.device, self.params.dtype
-            has, crafted, sender = buf.has.to(dev), buf.crafted.to(dev), buf.sender.to(dev)
-            mask = has & ~crafted if w.silent else has  # silent: Byzantine slots absent
-            t = {"has": has, "sender": sender, "mask": mask, "crafted": mask & crafted, "attack": {}}
+        the attack's graph cache: each node's row depends on which of its slots hold a message and
+        from whom alone, so the rows are kept and only those of the nodes whose slots changed since
+        (:meth:`InboxBuffer.take_changed`) are computed again (the attack's cache is told them, under
+        ``"dirty"``); all of them at first, or when more than a quarter changed."""
+        buf, w, t = self.buf, self.sim.wiring, self._graph_cache
+        rows = buf.take_changed()
+        if not rows.size:
+            return t
+        dev, dtype = self.params.device, self.params.dtype
+        if not t or 4 * rows.size > buf.has.shape[0]:
+            has, sender = buf.has.to(dev), buf.sender.to(dev)
+            t = self._graph_cache = {"has": has, "sender": sender, "attack": {}}
             if self.dynamic:
-                t["weights"] = mask.to(dtype) / (1 + mask.sum(1, keepdim=True)).to(dtype)
                 t["all_weights"] = torch.zeros(has.shape, dtype=dtype, device=dev)
-            else:
-                t["weights"] = t["all_weights"] = w.weights
-            t["f"] = w.tolerance(torch.arange(has.shape[0], device=dev), mask, sender if self.dynamic else None)
-            self._graph_cache, self._graph_version = t, buf.senders_version
-        return self._graph_cache
+            rows = torch.arange(has.shape[0], device=dev)
+            t["mask"], t["crafted"], t["weights"], t["f"] = (torch.empty_like(x) for x in (has, has, t["all_weights"] if self.dynamic else w.weights, w.f))
+        else:
+            r_cpu, rows = torch.from_numpy(rows), torch.from_numpy(rows).to(dev)
+            if t["has"] is not buf.has:  # a copy on the run's device
+                t["has"][rows], t["sender"][rows] = buf.has[r_cpu].to(dev), buf.sender[r_cpu].to(dev)
+            dirty = t["attack"].get("dirty")
+            t["attack"]["dirty"] = rows if dirty is None else torch.cat([dirty, rows])
+        has, crafted, sender = t["has"][rows], buf.crafted[rows.cpu()].to(dev), t["sender"][rows]
+        mask = has & ~crafted if w.silent else has  # silent: Byzantine slots absent
+        t["mask"][rows], t["crafted"][rows] = mask, mask & crafted
+        if self.dynamic:
+            t["weights"][rows] = mask.to(dtype) / (1 + mask.sum(1, keepdim=True)).to(dtype)
+        else:
+            t["weights"], t["all_weights"] = w.weights, w.weights
+        t["f"][rows] = w.tolerance(rows, mask, sender if self.dynamic else None)
+        if "kept" in t:
+            t["kept"][rows] = kept_ranks(self.sim, mask, t["f"][rows])
+        return t
 
     def _kept(self, t: dict[str, Any]) -> Tensor:
         if "kept" not in t:

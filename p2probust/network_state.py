@@ -40,9 +40,10 @@ class InboxBuffer:
         Sender of the latest message (the static table's neighbour, or a dynamic peer).
     sent_at : ndarray [n, k] (float64)
         Send time of the latest message (its age is ``now - sent_at``).
-    senders_version : int
-        Counts the changes of which slots have a message and from whom (``has``, ``sender``): what
-        depends on them alone is valid while it stays the same.
+    changed : ndarray [n] (bool)
+        Nodes whose slots changed in which have a message or from whom (``has``, ``sender``) since
+        :meth:`take_changed` last read them (all, at first and after a restore): what depends
+        on those alone needs their rows again.
     pool : Tensor [P + 1 + C, d]
         Row ``h < P`` for handle ``h`` (``P`` grows by doubling), row ``P`` zeros (the content of
         a slot without an honest message), then scratch rows for the crafted messages of one
@@ -64,7 +65,8 @@ class InboxBuffer:
         self.handle = np.full((n, k), -1, dtype=np.int64)
         self.cap = max(n, 1)
         self.pool = torch.zeros(self.cap + 1, d, dtype=dtype, device=device)  # on the run's device
-        self.senders_version = 0
+        self.changed = np.ones(n, dtype=bool)
+        self._any_changed = True
 
     def state(self) -> dict[str, Tensor]:
         """The buffer as tensors (a checkpoint): the slots' columns and the snapshot rows of every
@@ -75,7 +77,7 @@ class InboxBuffer:
 
     def restore(self, state: dict[str, Tensor]) -> None:
         """Put back what :meth:`state` returned (into a buffer built for the same ``idx`` and ``d``)."""
-        self.senders_version += 1
+        self.changed[:] = self._any_changed = True
         self.has.copy_(state["has"])
         self.crafted.copy_(state["crafted"])
         self.sender.copy_(state["sender"])
@@ -109,13 +111,22 @@ class InboxBuffer:
         keep = dl.latest(self.handle.shape[1])
         dst, slot, src, sent_at, handle = dl.dst[keep], dl.slot[keep], dl.src[keep], dl.sent_at[keep], dl.handle[keep]
         has, sender = self.has.numpy(), self.sender.numpy()
-        if not (has[dst, slot].all() and np.array_equal(sender[dst, slot], src)):
-            self.senders_version += 1
+        fresh = ~has[dst, slot] | (sender[dst, slot] != src)
+        if fresh.any():
+            self.changed[dst[fresh]] = self._any_changed = True
         has[dst, slot] = True
         self.crafted.numpy()[dst, slot] = handle < 0
         sender[dst, slot] = src
         self.sent_at[dst, slot] = sent_at
         self.handle[dst, slot] = handle
+
+    def take_changed(self) -> np.ndarray:
+        """The nodes in :attr:`changed` (ascending), which it then clears."""
+        if not self._any_changed:
+            return np.zeros(0, dtype=np.int64)
+        rows = np.flatnonzero(self.changed)
+        self.changed[rows] = self._any_changed = False
+        return rows
 
     def slot_rows(self, nodes: np.ndarray, rows: Tensor, slots: Tensor, crafted: Tensor | None) -> Tensor:
         """``[a, k]`` pool row of each slot of ``nodes``: the snapshot of its latest honest message,

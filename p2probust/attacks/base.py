@@ -58,10 +58,11 @@ class AttackContext:
         spectral attack's Fiedler vector), under a key of their own. None (a round with dropped
         messages or offline nodes, an asynchronous inbox): computed afresh.
     graph_cache : dict or None
-        A cache for what depends on ``idx``, ``mask`` and ``is_byzantine`` alone, whatever edges
-        are asked for: given by the asynchronous kernel while its inboxes' senders stay the same
-        (e.g. the honest members of every node's neighbourhood, indexed by node), and with the
-        wiring cache. None: computed afresh.
+        A cache for what depends on ``idx``, ``mask`` and ``is_byzantine`` row by row, whatever
+        edges are asked for (e.g. the honest members of every node's neighbourhood, indexed by
+        node): given by the asynchronous kernel, which lists under ``"dirty"`` (LongTensor) the
+        nodes whose rows changed since; a helper that keeps rows computes those again and removes
+        the key. None: computed afresh.
     """
 
     params: Tensor
@@ -119,10 +120,8 @@ class AttackContext:
         factor = 1.0 if scale is None else scale
         fast = jit_row_means.usable(self.params, self.num_edges)
         if fast and self.graph_cache is not None:
-            every = self.graph_cache.get("honest_members")
-            if every is None:
-                every = self.graph_cache["honest_members"] = self._honest_members(torch.arange(self.params.shape[0]))
-            if not every["repeated"]:
+            every = self._every_honest_members()
+            if not bool(every["repeated"].any()):
                 return jit_row_means.listed_means(self.params, every["members"], every["count"], self.recipients, factor)
         cached = None if self.wiring_cache is None else self.wiring_cache.get("recipient_members")
         if cached is None:
@@ -131,7 +130,7 @@ class AttackContext:
             if self.wiring_cache is not None:
                 self.wiring_cache["recipient_members"] = cached
         members, count, inv = cached["members"], cached["count"], cached["inv"]
-        if not cached["repeated"] and fast:
+        if not bool(cached["repeated"].any()) and fast:
             return jit_row_means.listed_means(self.params, members, count, inv, factor)
         if "adjacency" not in cached:  # A[r, j] = 1 per listed member (a repeated one coalesces to weight 2)
             real = members >= 0
@@ -145,14 +144,28 @@ class AttackContext:
 
     def _honest_members(self, nodes: Tensor) -> dict[str, Any]:
         """For each of ``nodes [R]``: ``members [R, k + 1]``, the node and its honest neighbours
-        ascending, padded with −1; ``count [R]`` their number (in the models' dtype); ``repeated``,
-        whether some row lists a node twice (a neighbour in two slots)."""
+        ascending, padded with −1; ``count [R]`` their number (in the models' dtype); ``repeated
+        [R]``, whether the row lists a node twice (a neighbour in two slots)."""
         honest = self.honest_slots[nodes]  # [R, k]
         n = self.params.shape[0]
         members = torch.cat([nodes.unsqueeze(1), torch.where(honest, self.idx[nodes], n)], 1).sort(1).values
-        repeated = bool((members[:, 1:] == members[:, :-1]).logical_and_(members[:, 1:] < n).any())
+        repeated = (members[:, 1:] == members[:, :-1]).logical_and_(members[:, 1:] < n).any(1)
         return {"members": members.masked_fill_(members == n, -1), "repeated": repeated,
                 "count": (1 + honest.sum(1)).to(self.params.dtype)}
+
+    def _every_honest_members(self) -> dict[str, Any]:
+        """:meth:`_honest_members` of every node, kept in the graph cache; the rows of the nodes
+        listed under ``"dirty"`` there (whose slots changed) are computed again."""
+        cache = self.graph_cache
+        every = cache.get("honest_members")
+        if every is None:
+            cache.pop("dirty", None)
+            every = cache["honest_members"] = self._honest_members(torch.arange(self.params.shape[0], device=self.params.device))
+        elif "dirty" in cache:
+            rows = cache.pop("dirty").unique()
+            for key, value in self._honest_members(rows).items():
+                every[key][rows] = value
+        return every
 
     def sender_inbox(self) -> tuple[Tensor, Tensor]:
         """``([E, k, d], [E, k])``: what each edge's Byzantine sender itself received (local view)."""
