@@ -128,9 +128,9 @@ class AsyncKernel:
             rows = torch.arange(has.shape[0], device=dev)
             t["mask"], t["crafted"], t["weights"], t["f"] = (torch.empty_like(x) for x in (has, has, t["all_weights"] if self.dynamic else w.weights, w.f))
         else:
-            r_cpu, rows = torch.from_numpy(rows), torch.from_numpy(rows).to(dev)
+            rows = from_numpy(rows, dev)
             if t["has"] is not buf.has:  # a copy on the run's device
-                t["has"][rows], t["sender"][rows] = buf.has[r_cpu].to(dev), buf.sender[r_cpu].to(dev)
+                t["has"][rows], t["sender"][rows] = buf.has[rows.cpu()].to(dev), buf.sender[rows.cpu()].to(dev)
             dirty = t["attack"].get("dirty")
             t["attack"]["dirty"] = rows if dirty is None else torch.cat([dirty, rows])
         has, crafted, sender = t["has"][rows], buf.crafted[rows.cpu()].to(dev), t["sender"][rows]

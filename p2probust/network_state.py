@@ -19,6 +19,10 @@ from .device import from_numpy, to_numpy
 from .engine.inflight import Deliveries
 
 
+#: scratch rows at first (each doubling reallocates the pool)
+SCRATCH_ROWS = 64
+
+
 class InboxBuffer:
     """The latest message per ``(recipient, slot)``, for asynchronous gossip.
 
@@ -64,7 +68,7 @@ class InboxBuffer:
         self.sent_at = np.full((n, k), -np.inf)
         self.handle = np.full((n, k), -1, dtype=np.int64)
         self.cap = max(n, 1)
-        self.pool = torch.zeros(self.cap + 1, d, dtype=dtype, device=device)  # on the run's device
+        self.pool = torch.zeros(self.cap + 1 + SCRATCH_ROWS, d, dtype=dtype, device=device)  # on the run's device
         self.changed = np.ones(n, dtype=bool)
         self._any_changed = True
 
