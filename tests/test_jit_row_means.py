@@ -38,8 +38,8 @@ def test_same_bits_as_the_sparse_product(dtype):
     members = torch.stack([_row(n, k, g) for _ in range(r)])
     count = (members >= 0).sum(1).to(dtype)
     inv = torch.randint(0, r, (150,), generator=g)
-    for scale in (None, -4.0, 0.3):  # the sign flip's -c · mean fused in: the bits of mean * scale
-        got = row_means.listed_means(params, members, count, inv, *([] if scale is None else [scale]))
+    for scale, per_edge in ((None, False), (-4.0, False), (0.3, False), (None, True), (-4.0, True)):  # the sign flip's -c · mean fused in
+        got = row_means.listed_means(params, members, count, inv, *([] if scale is None else [scale]), per_edge=per_edge)
         want = _sparse_path(params, members, inv) * (1 if scale is None else scale)
         assert torch.equal(got.isnan(), want.isnan())
         assert torch.equal(torch.nan_to_num(got), torch.nan_to_num(want))

@@ -122,7 +122,8 @@ class AttackContext:
         if fast and self.graph_cache is not None:
             every = self._every_honest_members()
             if not bool(every["repeated"].any()):
-                return jit_row_means.listed_means(self.params, every["members"], every["count"], self.recipients, factor)
+                return jit_row_means.listed_means(self.params, every["members"], every["count"], self.recipients, factor,
+                                                  per_edge=True)
         cached = None if self.wiring_cache is None else self.wiring_cache.get("recipient_members")
         if cached is None:
             uniq, inv = self.recipient_groups

@@ -58,6 +58,30 @@ def listed_means(params, members, count, scale, edges, offsets, start, stop, out
             acc[c] = (acc[c] / size) * factor
         for q in range(offsets[r] + 1, offsets[r + 1]):
             out[edges[q]] = acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def edge_means(params, members, count, scale, groups, start, stop, out):
+    """For the edges e in [start, stop), of group r = groups[e]: the same mean as listed_means,
+    written to out[e] (a group with several edges is summed for each)."""
+    d = params.shape[1]
+    width = members.shape[1]
+    for e in range(start, stop):
+        r = groups[e]
+        acc = out[e]
+        for c in range(d):
+            acc[c] = 0
+        for j in range(width):
+            i = members[r, j]
+            if i < 0:
+                break
+            row = params[i]
+            for c in range(d):
+                acc[c] = acc[c] + row[c]
+        size = count[r]
+        factor = scale[0]
+        for c in range(d):
+            acc[c] = (acc[c] / size) * factor
 '''
 
 
@@ -68,25 +92,32 @@ def usable(params: Tensor, edges: int) -> bool:
             and edges * params.shape[1] >= MIN_VALUES and available() and _KERNEL.get() is not None)
 
 
-def listed_means(params: Tensor, members: Tensor, count: Tensor, inv: Tensor, scale: float = 1.0) -> Tensor:
+def listed_means(params: Tensor, members: Tensor, count: Tensor, inv: Tensor, scale: float = 1.0, *,
+                 per_edge: bool = False) -> Tensor:
     """``[E, d]``: row ``e`` is the mean of the rows ``members[inv[e]]`` of ``params [n, d]``
     (``members [R, K]`` int64, each row strictly ascending and padded with −1; ``count [R]`` their
     number in the dtype of ``params``; ``inv [E]`` into ``[0, R)``), times ``scale`` (rounded to the
     dtype, one more rounded product, as ``mean * scale`` in torch). Each group's mean is summed once
-    and copied to its edges."""
-    kernel = _KERNEL.get()
+    and copied to its edges; ``per_edge``: summed for each edge, with no grouping pass (for a table
+    of many groups, e.g. every node's, of which few edges use each one), the same bits."""
     src = params.detach().contiguous().numpy()
     rows, counts = members.contiguous().numpy(), count.contiguous().numpy()
     if rows.size and int(rows.max()) >= src.shape[0]:  # the kernel does no bounds checks
         raise IndexError(f"members must lie in [-1, {src.shape[0]}), got {int(rows.max())}")
-    edges = torch.argsort(inv, stable=True).numpy()  # the edges of each group, group by group
-    offsets = np.zeros(rows.shape[0] + 1, dtype=np.int64)
-    np.cumsum(torch.bincount(inv, minlength=rows.shape[0]).numpy(), out=offsets[1:])
     out = np.empty((inv.shape[0], src.shape[1]), dtype=src.dtype)
     with np.errstate(over="ignore"):
         factor = np.array([scale], dtype=src.dtype)  # an overflowing scale is ±inf, as in torch's mean * scale
+    if per_edge:
+        kernel, groups = _EDGE_KERNEL.get(), inv.contiguous().numpy()
+        split_rows(groups.shape[0], lambda s, e: kernel(src, rows, counts, factor, groups, s, e, out), min_rows=32)
+        return torch.from_numpy(out)
+    kernel = _KERNEL.get()
+    edges = torch.argsort(inv, stable=True).numpy()  # the edges of each group, group by group
+    offsets = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+    np.cumsum(torch.bincount(inv, minlength=rows.shape[0]).numpy(), out=offsets[1:])
     split_rows(rows.shape[0], lambda s, e: kernel(src, rows, counts, factor, edges, offsets, s, e, out), min_rows=32)
     return torch.from_numpy(out)
 
 
 _KERNEL = CheckedKernel(SOURCE, "row_means", "listed_means", "the row-mean kernel (once per machine, about 1 s")
+_EDGE_KERNEL = CheckedKernel(SOURCE, "row_means", "edge_means", "the per-edge row-mean kernel (once per machine, about 1 s")
