@@ -95,15 +95,15 @@ class AsyncKernel:
     def _mix(self, nodes: np.ndarray) -> None:
         """The rule over ``nodes`` on their buffered inboxes, written into ``params``."""
         buf, sim, w, t = self.buf, self.sim, self.sim.wiring, self._tables()
-        a_cpu, dev = torch.from_numpy(nodes), self.params.device  # the buffer's bookkeeping is on the CPU
-        a = a_cpu.to(dev)
-        mask, senders = t["mask"][a], buf.sender[a_cpu].to(dev)
+        a = torch.from_numpy(nodes).to(self.params.device)  # the buffer's bookkeeping is on the CPU
+        mask = t["mask"][a]
         rows, slots = torch.nonzero(t["crafted"][a], as_tuple=True)
         crafted = None
         if rows.numel():
-            crafted = sim.craft(self.params, a[rows], senders[rows, slots], slots, self.round, t["sender"], t["has"],
-                                t["all_weights"], w.f, buf.sent_at[nodes[to_numpy(rows)], to_numpy(slots)],
-                                graph_cache=t["attack"])
+            recipients = a[rows]
+            sent_at = buf.sent_at[to_numpy(recipients), to_numpy(slots)] if sim.replay is not None else None
+            crafted = sim.craft(self.params, recipients, t["sender"][recipients, slots], slots, self.round, t["sender"],
+                                t["has"], t["all_weights"], w.f, sent_at, graph_cache=t["attack"])
         slot_rows = buf.slot_rows(nodes, rows, slots, crafted)  # may grow the pool: before reading it
         new = mix_rows(sim, self.params, a, Inbox(store=buf.pool, slot_rows=slot_rows), mask, t["weights"][a], t["f"][a],
                        block_bytes=None, kept=lambda: self._kept(t)[a])  # one call per instant: a rule's draws are per aggregation
