@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .device import from_numpy, to_numpy
 from .engine.inflight import Deliveries
+from .jit import inbox as jit_inbox
 
 
 #: scratch rows at first (each doubling reallocates the pool)
@@ -112,9 +113,14 @@ class InboxBuffer:
     def deliver(self, dl: Deliveries) -> None:
         """Write delivered messages (in arrival order: the last one per slot wins); ``handle < 0``
         marks a Byzantine message, crafted when the recipient aggregates."""
+        has, sender = self.has.numpy(), self.sender.numpy()
+        if len(dl) and jit_inbox.usable():  # one compiled pass, message by message
+            if jit_inbox.deliver(dl.dst, dl.slot, dl.src, dl.sent_at, dl.handle, has, self.crafted.numpy(), sender,
+                                 self.sent_at, self.handle, self.changed):
+                self._any_changed = True
+            return
         keep = dl.latest(self.handle.shape[1])
         dst, slot, src, sent_at, handle = dl.dst[keep], dl.slot[keep], dl.src[keep], dl.sent_at[keep], dl.handle[keep]
-        has, sender = self.has.numpy(), self.sender.numpy()
         fresh = ~has[dst, slot] | (sender[dst, slot] != src)
         if fresh.any():
             self.changed[dst[fresh]] = self._any_changed = True

@@ -185,3 +185,4 @@ def test_inflight_matches_a_sorted_list_through_many_pushes_and_pops():
             assert len(q) == len(ref)
     arrive, rest = q.state()
     assert rest.dst.tolist() == [x[1] for x in sorted(ref)] and arrive.tolist() == [x[0] for x in sorted(ref)]
+

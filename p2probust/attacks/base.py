@@ -147,7 +147,7 @@ class AttackContext:
         """For each of ``nodes [R]``: ``members [R, k + 1]``, the node and its honest neighbours
         ascending, padded with −1; ``count [R]`` their number (in the models' dtype); ``repeated
         [R]``, whether the row lists a node twice (a neighbour in two slots)."""
-        honest = self.honest_slots[nodes]  # [R, k]
+        honest = self.mask[nodes] & ~self.is_byzantine[self.idx[nodes]]  # [R, k]: honest_slots' rows
         n = self.params.shape[0]
         members = torch.cat([nodes.unsqueeze(1), torch.where(honest, self.idx[nodes], n)], 1).sort(1).values
         repeated = (members[:, 1:] == members[:, :-1]).logical_and_(members[:, 1:] < n).any(1)
