@@ -26,6 +26,7 @@ from torch import Tensor
 
 from .device import from_numpy, to_numpy
 from .engine.events import AsyncEngine, AsyncSetup, Deliveries
+from .jit import engine as jit_engine
 from .network_state import InboxBuffer
 from .state import SimState, Simulation
 from .step import Inbox, kept_ranks, local_step, mix_rows
@@ -175,7 +176,7 @@ def make_async_engine(cfg, specs, sim: Simulation, compute, links, churn, dynami
         cap = 2 * dynamics.spec.value
         idx, mask = np.repeat(np.arange(n)[:, None], cap, 1), np.ones((n, cap), dtype=bool)
     setup = AsyncSetup(idx, mask, byz, actors, actors, compute, links, specs["clock"], rng,
-                       churn, dynamics, specs["timing_attack"], cfg.engine.tick)
+                       churn, dynamics, specs["timing_attack"], cfg.engine.tick, jit_engine if jit_engine.usable() else None)
     return AsyncEngine(setup, cfg.train.rounds, duration=cfg.engine.duration)
 
 

@@ -1,4 +1,5 @@
-"""The compiled inbox delivery (p2probust.jit.inbox) against the numpy pass."""
+"""The compiled inbox delivery (p2probust.jit.inbox) and snapshot bookkeeping (p2probust.jit.engine)
+against the numpy passes."""
 
 from __future__ import annotations
 
@@ -38,3 +39,38 @@ def test_compiled_delivery_leaves_the_tables_of_the_numpy_pass(monkeypatch):
     with pytest.raises(IndexError, match="outside the inbox table"):
         monkeypatch.setattr(jit_inbox, "usable", lambda: True)
         bufs[0].deliver(Deliveries(np.array([n]), np.array([0]), np.array([1]), np.array([0.0]), np.array([1])))
+
+
+@pytest.mark.skipif(not p2probust.jit.available(), reason="numba cannot be imported here")
+def test_compiled_bookkeeping_keeps_the_counts_of_the_numpy_pass():
+    """Snapshots sent to several recipients, some copied (flood) to one slot, delivered in batches:
+    the compiled pass leaves the slots' handles, reference counts and in-use flags of the numpy pass."""
+    from p2probust.engine.inflight import Handles
+    from p2probust.jit import engine as jit_engine
+
+    rng = np.random.default_rng(7)
+    n, k = 20, 3
+    books = [(Handles(), np.full((n, k), -1, dtype=np.int64)) for _ in range(2)]
+    in_flight = []
+    for step in range(12):
+        m = int(rng.integers(1, 8))  # snapshots of this step, each sent to a few slots, some twice
+        for (h, _) in books:
+            handles = h.alloc(m)
+        msgs = [(int(rng.integers(0, n)), int(rng.integers(0, k)), int(hd)) for hd in handles
+                for _ in range(int(rng.integers(0, 4)))]
+        msgs += [(d, s, -1) for d, s in zip(rng.integers(0, n, 3).tolist(), rng.integers(0, k, 3).tolist())]  # crafted
+        carried = np.array([hd for _, _, hd in msgs], dtype=np.int64)
+        for (h, _) in books:
+            h.hold(handles, carried)
+        in_flight += msgs
+        rng.shuffle(in_flight)
+        cut = int(rng.integers(0, len(in_flight) + 1))
+        arrived, in_flight = in_flight[:cut], in_flight[cut:]
+        dl = Deliveries(*(np.array([x[c] for x in arrived], dtype=np.int64) for c in (0, 1)), np.zeros(cut, dtype=np.int64),
+                        np.zeros(cut), np.array([x[2] for x in arrived], dtype=np.int64))
+        for compiled, (h, slot_handle) in zip((jit_engine, None), books):
+            h.keep_latest(dl, slot_handle, compiled)
+        (a, sa), (b, sb) = books
+        assert np.array_equal(sa, sb) and np.array_equal(a.refs, b.refs) and np.array_equal(a._live, b._live)
+    holders = np.concatenate([books[0][1].ravel(), [hd for _, _, hd in in_flight]]).astype(np.int64)
+    assert np.array_equal(books[0][0].refs, np.bincount(holders[holders >= 0], minlength=books[0][0].refs.size))

@@ -94,6 +94,7 @@ class AsyncSetup:
     dynamics: EdgeSampler | None = None
     timing_attack: TimingAttackSpec = field(default_factory=TimingAttackSpec)
     tick: float = 0.0
+    compiled: Any = None  #: :mod:`p2probust.jit.engine` for the bookkeeping passes, or None (numpy)
 
 
 class AsyncEngine(NodeProcess, DeferredEvents, WaitClock):
@@ -314,11 +315,7 @@ class AsyncEngine(NodeProcess, DeferredEvents, WaitClock):
         deliveries = Deliveries.concat(self._pending)
         self._pending = []
         self.kernel.aggregate(nodes, deliveries, self.env.now)
-        last = deliveries.take(deliveries.latest(self.s.idx.shape[1]))
-        self._handles.retain(last.handle)  # a snapshot lives on while it is the latest message of a slot
-        self._handles.release(self._slot_handle[last.dst, last.slot])
-        self._slot_handle[last.dst, last.slot] = last.handle
-        self._handles.release(deliveries.handle)  # ... and no longer for being in flight
+        self._handles.keep_latest(deliveries, self._slot_handle, self.s.compiled)
         if self._wait:
             self._fresh_clear(nodes)
         self.activations += int(self.s.counted[nodes].sum())

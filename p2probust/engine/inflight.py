@@ -191,6 +191,20 @@ class Handles:
         np.subtract.at(self.refs, carried, 1)
         self._live[carried[self.refs[carried] == 0]] = False
 
+    def keep_latest(self, delivered: Deliveries, slot_handle: np.ndarray, compiled=None) -> None:
+        """The ``delivered`` messages (arrival order) become their slots' latest in ``slot_handle
+        [n, k]``: the latest one's snapshot is held by its slot instead of by its message in
+        flight, the slot's previous snapshot is released, and so are the others delivered.
+        ``compiled``: :mod:`p2probust.jit.engine` (the same in one compiled pass), or None."""
+        if compiled is not None:
+            compiled.keep_latest(delivered.dst, delivered.slot, delivered.handle, slot_handle, self.refs, self._live)
+            return
+        last = delivered.take(delivered.latest(slot_handle.shape[1]))
+        self.retain(last.handle)  # a snapshot lives on while it is the latest message of a slot
+        self.release(slot_handle[last.dst, last.slot])
+        slot_handle[last.dst, last.slot] = last.handle
+        self.release(delivered.handle)  # ... and no longer for being in flight
+
     def state(self) -> tuple[np.ndarray, np.ndarray]:
         """``(refs, live)``: the reference count and the in-use flag of every handle (a checkpoint)."""
         return self.refs.copy(), self._live.copy()
