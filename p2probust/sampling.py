@@ -49,6 +49,7 @@ class BatchSampler:
         if kind not in SAMPLINGS:
             raise ValueError(f"sampling {kind!r} is invalid; expected one of: {', '.join(SAMPLINGS)}")
         self.table, self.lengths, self.batch_size, self.kind = table, lengths, batch_size, kind
+        self._some_empty = bool((lengths == 0).any())  # else no acting node can lack data: no check per call
         if kind == "epoch":
             self.perm = table.clone()  # [n, L] current epoch's order of each node's samples
             self.cursor = lengths.clone()  # next position to read; = L_i: draw a new epoch first
@@ -56,7 +57,7 @@ class BatchSampler:
     def __call__(self, nodes: Tensor, generator: torch.Generator) -> Tensor:
         """``[a, B]`` sample indices of the acting ``nodes``."""
         length = self.lengths[nodes]
-        if bool((length == 0).any()):
+        if self._some_empty and bool((length == 0).any()):
             bad = int(nodes[length == 0][0])
             raise ValueError(f"node {bad} holds no training data and cannot take a local step")
         if self.kind == "uniform":

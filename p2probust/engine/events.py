@@ -124,6 +124,7 @@ class AsyncEngine(NodeProcess, DeferredEvents, WaitClock):
         self._armed = math.inf  # time of the next delivery event (wait clock)
         self._last_change = 0.0  # when the churn process last ran
         self._rev = reverse_slots(setup.idx, setup.mask) if not self._dynamic else None
+        self._full = bool(setup.mask.all())
         self._dyn_slots: list[dict[int, int]] = [dict() for _ in range(self.n)] if self._dynamic else []
         # a constant compute time draws nothing: the same float64 products, computed once
         self._const_compute = setup.compute.draw(setup.rng, np.arange(self.n)).tolist() if setup.compute.dist.constant else None
@@ -215,6 +216,9 @@ class AsyncEngine(NodeProcess, DeferredEvents, WaitClock):
 
     def _outgoing(self, nodes: np.ndarray, handles: np.ndarray) -> tuple[np.ndarray, ...]:
         """``(src, handle, dst, slot)``: one message per link of ``nodes`` (static graph)."""
+        if self._full:  # every slot real (a regular graph): no mask to apply
+            k = self.s.idx.shape[1]
+            return np.repeat(nodes, k), np.repeat(handles, k), self.s.idx[nodes].ravel(), self._rev[nodes].ravel()
         rows = self.s.mask[nodes]
         counts = rows.sum(1)
         return np.repeat(nodes, counts), np.repeat(handles, counts), self.s.idx[nodes][rows], self._rev[nodes][rows]

@@ -70,8 +70,9 @@ def fma(typingctx, a, b, c):
 '''
 
 
+@lru_cache(maxsize=None)
 def available() -> bool:
-    """True if numba can be imported (the compiled paths are then usable)."""
+    """True if numba can be imported (the compiled paths are then usable); asked once per process."""
     try:
         importlib.import_module("numba")
     except Exception:  # pragma: no cover - depends on the installation
