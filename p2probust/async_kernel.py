@@ -82,7 +82,7 @@ class AsyncKernel:
         t = from_numpy(nodes, self.params.device)
         with one_thread_if(small_step(self.sim.trainer, nodes.size * self.sim.local_steps)):  # the snapshot too
             self.params, self.momentum = local_step(self.sim, self.params, self.momentum, t, self.lr, donate=True)
-            self.buf.store(handles, self.params.index_select(0, t))
+            self.buf.store(handles, self.params, t)
 
     def aggregate(self, nodes: np.ndarray, dl: Deliveries, now: float) -> None:
         """Write the deliveries, then the rule over ``nodes`` on their buffered inboxes (read from

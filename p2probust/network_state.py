@@ -100,15 +100,18 @@ class InboxBuffer:
         grown[: self.cap] = self.pool[: self.cap]
         self.pool, self.cap = grown, cap
 
-    def store(self, handles: np.ndarray, models: Tensor) -> None:
-        """Snapshot ``models [m, d]`` under integer ``handles [m]``."""
+    def store(self, handles: np.ndarray, params: Tensor, rows: Tensor) -> None:
+        """Snapshot the models ``params[rows]`` (``rows [m]``) under integer ``handles [m]``."""
         if handles.size == 0:
             return
         need = int(handles.max()) + 1
         if need > self.cap:  # grow by doubling; the zero row and the scratch rows stay as many
             cap = max(need, 2 * self.cap)
             self._resize(cap, cap + self.pool.shape[0] - self.cap)
-        self.pool.index_copy_(0, from_numpy(handles, self.pool.device), models)
+        if self.pool.device.type == "cpu" and params.is_contiguous() and jit_inbox.usable():  # one pass
+            jit_inbox.copy_rows(params.detach().numpy(), to_numpy(rows), self.pool.numpy(), handles)
+            return
+        self.pool.index_copy_(0, from_numpy(handles, self.pool.device), params.index_select(0, rows))
 
     def deliver(self, dl: Deliveries) -> None:
         """Write delivered messages (in arrival order: the last one per slot wins); ``handle < 0``

@@ -160,7 +160,7 @@ def test_inbox_buffer_state_round_trip():
     gen = torch.Generator().manual_seed(0)
     idx = torch.tensor([[1, 2], [0, 2], [0, 1]])
     buf = InboxBuffer(idx, 4, torch.float32)
-    buf.store(np.array([0, 1, 5]), torch.randn(3, 4, generator=gen))  # handle 5 grows the pool
+    buf.store(np.array([0, 1, 5]), torch.randn(3, 4, generator=gen), torch.arange(3))  # handle 5 grows the pool
     buf.deliver(Deliveries(np.array([0, 1, 2, 0]), np.array([0, 1, 0, 0]), np.array([1, 2, 0, 1]),
                            np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, -1, 5, 1])))
     fresh = InboxBuffer(idx, 4, torch.float32)

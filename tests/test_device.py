@@ -294,7 +294,7 @@ def test_the_inbox_buffer_keeps_bookkeeping_on_the_cpu_and_restores_its_pool_ont
 
     idx = torch.tensor([[1, 2], [0, 2], [0, 1]])
     src = InboxBuffer(idx, 4, torch.float32)
-    src.store(np.array([0, 1]), torch.arange(8, dtype=torch.float32).reshape(2, 4))
+    src.store(np.array([0, 1]), torch.arange(8, dtype=torch.float32).reshape(2, 4), torch.arange(2))
     src.deliver(Deliveries(np.array([0, 1]), np.array([1, 0]), np.array([2, 0]), np.array([0.5, 0.25]), np.array([1, -1])))
     saved = src.state()
     assert {k for k, v in saved.items() if v.device.type != "cpu"} == set()

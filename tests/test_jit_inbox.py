@@ -74,3 +74,23 @@ def test_compiled_bookkeeping_keeps_the_counts_of_the_numpy_pass():
         assert np.array_equal(sa, sb) and np.array_equal(a.refs, b.refs) and np.array_equal(a._live, b._live)
     holders = np.concatenate([books[0][1].ravel(), [hd for _, _, hd in in_flight]]).astype(np.int64)
     assert np.array_equal(books[0][0].refs, np.bincount(holders[holders >= 0], minlength=books[0][0].refs.size))
+
+
+@pytest.mark.skipif(not p2probust.jit.available(), reason="numba cannot be imported here")
+def test_snapshots_stored_in_one_pass_equal_the_gather_and_scatter(monkeypatch):
+    import torch
+
+    from p2probust.jit import inbox as jit_inbox
+    from p2probust.network_state import InboxBuffer
+
+    g = torch.Generator().manual_seed(0)
+    params = torch.randn(12, 5, generator=g)
+    params[3, 1] = float("nan")
+    pools = []
+    for compiled in (True, False):
+        monkeypatch.setattr(jit_inbox, "usable", lambda compiled=compiled: compiled)
+        buf = InboxBuffer(torch.zeros(12, 2, dtype=torch.long), 5, torch.float32)
+        buf.store(np.array([0, 7, 30]), params, torch.tensor([3, 11, 0]))  # handle 30 grows the pool
+        pools.append(buf.pool)
+    assert torch.equal(pools[0].view(torch.int32), pools[1].view(torch.int32))
+    assert torch.equal(pools[0][7], params[11]) and pools[0][1:7].abs().sum() == 0

@@ -1,4 +1,5 @@
-"""Delivered messages written into the asynchronous inbox buffer in one compiled pass (numba).
+"""Delivered messages written into the asynchronous inbox buffer in one compiled pass, and the
+snapshots of sent models copied into its pool in one pass (numba).
 
 :meth:`p2probust.network_state.InboxBuffer.deliver` keeps, per inbox slot ``(dst, slot)``, the
 latest delivered message: whether the slot has one, whether it was crafted (a Byzantine sender,
@@ -37,12 +38,20 @@ def deliver(dst, slot, src, sent, handle, has, crafted, sender, sent_table, hand
         sent_table[d, s] = sent[j]
         handle_table[d, s] = handle[j]
     return flagged
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def copy_rows(src, rows, dst, targets):
+    """dst[targets[i]] = src[rows[i]] for every i: the snapshots of sent models, one pass."""
+    for i in range(rows.shape[0]):
+        dst[targets[i]] = src[rows[i]]
 '''
 
 
 def usable() -> bool:
-    """Whether :func:`deliver` takes the compiled pass (numba importable, the kernel loadable)."""
-    return available() and _KERNEL.get() is not None
+    """Whether :func:`deliver` and :func:`copy_rows` take the compiled passes (numba importable,
+    the kernels loadable)."""
+    return available() and _KERNEL.get() is not None and _COPY.get() is not None
 
 
 def deliver(dst: np.ndarray, slot: np.ndarray, src: np.ndarray, sent: np.ndarray, handle: np.ndarray,
@@ -56,4 +65,13 @@ def deliver(dst: np.ndarray, slot: np.ndarray, src: np.ndarray, sent: np.ndarray
     return bool(_KERNEL.get()(dst, slot, src, sent, handle, has, crafted, sender, sent_table, handle_table, changed))
 
 
+def copy_rows(src: np.ndarray, rows: np.ndarray, dst: np.ndarray, targets: np.ndarray) -> None:
+    """``dst[targets] = src[rows]`` in one pass (row copies: the same bits as a gather and a
+    scatter); indices must lie in the arrays (no bounds checks in the kernel)."""
+    if rows.size and (rows.min() < 0 or rows.max() >= src.shape[0] or targets.min() < 0 or targets.max() >= dst.shape[0]):
+        raise IndexError(f"rows outside [0, {src.shape[0]}) or targets outside [0, {dst.shape[0]})")
+    _COPY.get()(src, rows, dst, targets)
+
+
 _KERNEL = CheckedKernel(SOURCE, "inbox", "deliver", "the inbox-delivery kernel (once per machine, about 1 s")
+_COPY = CheckedKernel(SOURCE, "inbox", "copy_rows", "the row-copy kernel (once per machine, about 1 s")
