@@ -139,16 +139,16 @@ def rank_mean(params: Tensor, crafted: Tensor | None, rows: Tensor, keep: Tensor
     if not supports(m, params.dtype):
         raise ValueError(f"compiled rank mean needs m >= 2 wires of float32/float64, got m = {m}, {params.dtype}")
     n_extra = 0 if crafted is None else crafted.shape[0]
-    if a and (int(rows.max()) >= params.shape[0] or int(rows.min()) < -1 - n_extra):  # the kernel does no bounds checks
-        raise IndexError(f"rows must lie in [-1 - {n_extra}, {params.shape[0]}), got [{int(rows.min())}, {int(rows.max())}]")
-    if alpha is not None and a and int(rows[:, 0].min()) < 0:
+    rows_np = rows.to(torch.int64).contiguous().numpy()
+    if a and (rows_np.max() >= params.shape[0] or rows_np.min() < -1 - n_extra):  # the kernel does no bounds checks
+        raise IndexError(f"rows must lie in [-1 - {n_extra}, {params.shape[0]}), got [{rows_np.min()}, {rows_np.max()}]")
+    if alpha is not None and a and rows_np[:, 0].min() < 0:
         raise IndexError("with alpha, rows[:, 0] must name each recipient's own row of params")
     src = params.detach().contiguous().numpy()
     extra = (crafted.detach().to(params.dtype).contiguous().numpy() if crafted is not None and crafted.numel()
              else np.empty((0, d), dtype=src.dtype))
-    rows_np = rows.to(torch.int64).contiguous().numpy()
     keep_np = keep.contiguous().numpy()
-    count = keep.sum(1).clamp_min(1).to(params.dtype).numpy()
+    count = np.maximum(keep_np.sum(1), 1).astype(src.dtype)  # whole numbers: exact in the dtype
     out = np.empty((a, d), dtype=src.dtype)
     mix = alpha is not None
     consts = np.array([np.inf, 0.0, 1 - alpha if mix else 0.0, alpha if mix else 1.0], dtype=src.dtype)
