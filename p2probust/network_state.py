@@ -68,7 +68,9 @@ class InboxBuffer:
         self.sender = idx.to("cpu", copy=True)
         self.sent_at = np.full((n, k), -np.inf)
         self.handle = np.full((n, k), -1, dtype=np.int64)
-        self.cap = max(n, 1)
+        # live snapshots: about one per node (each slot's latest) and those in flight: 2n at first,
+        # which most runs never outgrow (each growth copies the pool)
+        self.cap = max(2 * n, 1)
         self.pool = torch.zeros(self.cap + 1 + SCRATCH_ROWS, d, dtype=dtype, device=device)  # on the run's device
         self.changed = np.ones(n, dtype=bool)
         self._any_changed = True
