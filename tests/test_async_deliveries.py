@@ -173,7 +173,7 @@ def test_inflight_matches_a_sorted_list_through_many_pushes_and_pops():
         m = int(rng.integers(0, 40))
         arrive = step * 0.01 + rng.integers(0, 6, m) * 0.005  # many equal times
         msgs = Deliveries(*(np.arange(sent, sent + m) for _ in range(3)), np.full(m, step * 0.01), np.arange(sent, sent + m))
-        q.push(arrive, msgs)
+        q.push(arrive, msgs, hold=step % 4 == 1)  # held: one chunk with the next push (or the next read)
         ref += [(a, sent + j, step * 0.01) for j, a in enumerate(arrive.tolist())]
         sent += m
         if step % 3 == 2:

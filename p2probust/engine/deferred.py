@@ -168,7 +168,7 @@ class DeferredEvents:
         draws = []
         gaps = self._gaps_between(nodes.size, senders, lambda m: draws.append(self._link_draws(int(ends[m + 1] - ends[m]))))
         if draws:
-            self._enqueue(*self._arrivals(tuple(msgs), copy, *(np.concatenate(c) for c in zip(*draws))))
+            self._enqueue(*self._arrivals(tuple(msgs), copy, *(np.concatenate(c) for c in zip(*draws))), hold=True)  # with this instant's compute flush
         return gaps
 
     def _gaps_between(self, size: int, marks: np.ndarray, at_mark) -> np.ndarray:

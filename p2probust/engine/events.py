@@ -258,10 +258,12 @@ class AsyncEngine(NodeProcess, DeferredEvents, WaitClock):
             msgs, delay = tuple(x[kept] for x in msgs), delay[kept]
         return (*msgs, self.env.now + delay)
 
-    def _enqueue(self, src: np.ndarray, handle: np.ndarray, dst: np.ndarray, slot: np.ndarray, arrive: np.ndarray) -> np.ndarray:
-        """Messages sent now that arrive at ``arrive``, in flight (in this order); their handles."""
+    def _enqueue(self, src: np.ndarray, handle: np.ndarray, dst: np.ndarray, slot: np.ndarray, arrive: np.ndarray, *,
+                 hold: bool = False) -> np.ndarray:
+        """Messages sent now that arrive at ``arrive``, in flight (in this order; ``hold``: see
+        :meth:`InFlight.push`); their handles."""
         now = self.env.now
-        self._flight.push(arrive, Deliveries(dst, slot, src, np.full(dst.size, now), handle))
+        self._flight.push(arrive, Deliveries(dst, slot, src, np.full(dst.size, now), handle), hold=hold)
         self._arm()
         return handle
 

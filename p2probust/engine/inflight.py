@@ -92,11 +92,26 @@ class InFlight:
 
     def __init__(self) -> None:
         self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (arrive, ints, sent)
+        self._held: list[tuple[np.ndarray, Deliveries]] = []  # pushed with hold=True, not sorted yet
 
     def __len__(self) -> int:
+        self._release()
         return sum(c[0].size for c in self._chunks)
 
-    def push(self, arrive: np.ndarray, msgs: Deliveries) -> None:
+    def push(self, arrive: np.ndarray, msgs: Deliveries, *, hold: bool = False) -> None:
+        """Messages sent (in this order) that arrive at ``arrive``. ``hold``: keep them apart until
+        the next push without it (or a read), which then makes one chunk of both, in send order."""
+        if arrive.size:
+            self._held.append((arrive, msgs))
+        if not hold:
+            self._release()
+
+    def _release(self) -> None:
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        arrive = held[0][0] if len(held) == 1 else np.concatenate([a for a, _ in held])
+        msgs = Deliveries.concat([m for _, m in held])
         if arrive.size:
             order = by_arrival(arrive)
             ints = np.take(np.stack([msgs.dst, msgs.slot, msgs.src, msgs.handle]), order, axis=1)
@@ -117,6 +132,7 @@ class InFlight:
     def pop(self, t: float, *, strict: bool = False, sent_before: float = -np.inf) -> Deliveries:
         """Remove and return the messages arrived by ``t`` in arrival order (ties: send order).
         ``strict``: only those that arrive before ``t``, or at ``t`` if sent before ``sent_before``."""
+        self._release()
         due, kept = [], []
         for arrive, ints, sent in self._chunks:
             lo = int(arrive.searchsorted(t, side="left" if strict else "right"))
@@ -141,6 +157,7 @@ class InFlight:
 
     def state(self) -> tuple[np.ndarray, Deliveries]:
         """Every message in flight: ``(arrive, columns)``, by arrival, ties in send order (a checkpoint)."""
+        self._release()
         if not self._chunks:
             return np.zeros(0), Deliveries.concat([])
         arrive, ints, sent = self._merge(self._chunks)
@@ -148,11 +165,12 @@ class InFlight:
 
     def restore(self, arrive: np.ndarray, msgs: Deliveries) -> None:
         """Put back what :meth:`state` returned."""
-        self._chunks = []
+        self._chunks, self._held = [], []
         self.push(arrive, msgs)
 
     def first(self, wanted: np.ndarray) -> float:
         """Earliest arrival among the messages whose recipient is flagged in ``wanted [n]`` (inf: none)."""
+        self._release()
         return min((float(arrive[wanted[ints[0]]].min(initial=np.inf)) for arrive, ints, _ in self._chunks), default=np.inf)
 
 
