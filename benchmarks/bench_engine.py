@@ -1,7 +1,7 @@
-"""Benchmark of the event-driven network: simpy events per second and node-rounds per second of
+"""Benchmark of the event-driven network: events per second and node-rounds per second of
 asynchronous vs synchronous gossip on a 10-regular graph.
 
-    python benchmarks/bench_engine.py [--nodes 1000] [--rounds 5] [--split]
+    python benchmarks/bench_engine.py [--nodes 1000] [--rounds 12] [--split]
 
 Prints a markdown table. Target: async reaches at least a third of sync's node-rounds per second.
 Node-rounds per second count the rounds themselves (``wall_s`` of ``timing.csv`` between logged rounds), not the
@@ -87,7 +87,7 @@ def split(cfg) -> tuple[int, list[tuple[str, float]]]:
     loop = _cumulative(stats, "engine/events.py", "run")
     kernels = sum(_cumulative(stats, f, n) for f, n in _KERNEL_CALLS)
     parts = [(label, _cumulative(stats, f, n)) for label, f, n in SPLIT]
-    parts.append(("engine (simpy events, sends, delivery queue)", loop - kernels))
+    parts.append(("engine (node events, sends, delivery queue)", loop - kernels))
     parts.append(("kernel glue (masks, tolerances, buffer reads)", kernels - sum(t for _, t in parts[:-1])))
     return max(res.summary["rounds_done"], 1), parts
 
@@ -95,7 +95,8 @@ def split(cfg) -> tuple[int, list[tuple[str, float]]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=12,
+                    help="rounds per run; 2 .. R-1 are timed (an asynchronous run's first rounds also fill the inboxes)")
     ap.add_argument("--split", action="store_true", help="profile the async runs and print where a round's time goes")
     args = ap.parse_args()
     n, R = args.nodes, args.rounds
@@ -107,7 +108,7 @@ def main() -> None:
     pr.simulate(base.replace(**{"train.rounds": 1, "engine.mode": "async"}))  # warm-up: imports, data, compiled kernel
     events, wall = engine_only(n, R, "lognormal:mean=0.005,sigma=0.5")
     rows.append(("engine only, async, lognormal latency", f"{events / R:,.0f} events/round",
-                 f"{events / wall:,.0f} simpy events/s", "—"))
+                 f"{events / wall:,.0f} events/s", "—"))
     sync = pr.simulate(base)
     honest = sync.summary["honest"]
     sync_rate = honest / per_round(sync)
