@@ -13,6 +13,9 @@
 * :mod:`~p2probust.jit.row_means` — the recipients' honest means an omniscient attack crafts
   from, summed in the order of torch's sparse product (same bits).
 * :mod:`~p2probust.jit.moments` — the consensus distance in one pass (equal to float64 rounding).
+* :mod:`~p2probust.jit.inbox` and :mod:`~p2probust.jit.engine` — the asynchronous inbox buffer's
+  deliveries and snapshot copies, and the engine's snapshot reference counts, each in one pass
+  (integers and copies: nothing to round).
 
 The torch paths remain the reference and serve everything else (``vmap``, other rules, small
 calls, and every run whose tensors are not on the CPU: ``RunConfig.device``). ``RunConfig.jit``
