@@ -31,8 +31,10 @@ def _setup(clock: str, *, compute: str = "0.01", tick: float = 0.0, stragglers=s
                       timing_attack=sp.parse_timing_attack(timing), tick=tick)
 
 
-def _run(setup_kw: dict, deferred_on: bool, rounds: int = 8, duration: float = 0.0):
-    eng = AsyncEngine(_setup(**setup_kw), rounds, duration=duration)
+def _run(setup_kw: dict, deferred_on: bool, rounds: int = 8, duration: float = 0.0, compiled=None):
+    setup = _setup(**setup_kw)
+    setup.compiled = compiled
+    eng = AsyncEngine(setup, rounds, duration=duration)
     if not deferred_on:
         eng._init_deferred(False)  # every node event a simpy event
     kernel = Recording()
@@ -53,12 +55,18 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("vector_min", [1, 8, 10**9], ids=["all-vectorized", "default", "one-by-one"])
+@pytest.mark.parametrize("vector_min", [1, 8, 10**9, "compiled"], ids=["all-vectorized", "default", "one-by-one", "compiled"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_deferred_node_events_reproduce_one_simpy_event_each(case, vector_min, monkeypatch):
+    compiled = None
+    if vector_min == "compiled":  # the vectorized passes' bookkeeping in numba (p2probust.jit.engine)
+        jit_engine = pytest.importorskip("p2probust.jit.engine")
+        if not jit_engine.usable():
+            pytest.skip("numba cannot be imported here")
+        compiled, vector_min = jit_engine, 1
     monkeypatch.setattr(deferred, "_VECTOR_MIN", vector_min)
     reference = _run(CASES[case], deferred_on=False)
-    assert _run(CASES[case], deferred_on=True) == reference
+    assert _run(CASES[case], deferred_on=True, compiled=compiled) == reference
     assert len(reference[0]) >= 3 * 8  # a compute, an aggregation and a progress call per round at least
 
 

@@ -129,26 +129,36 @@ class DeferredEvents:
         each, vectorized; the nodes' next events go in as one run."""
         now = self.env._now
         done = self._phase[nodes] == COMPUTE
+        ended = nodes[done]
+        gaps = self._gaps_after_compute(ended) if ended.size else np.zeros(0)
+        if self.s.compiled is not None:  # the rest in one compiled pass (p2probust.jit.engine)
+            child, seq, moved, due = self.s.compiled.advance(times, nodes, done, gaps, now, self._phase, self._wake,
+                                                            self._const, self.s.tick, self._seq, COMPUTE, WAKE)
+            self._queue_run(child, seq, moved, nodes.size)
+            self._drain_at(sorted(set(due.tolist())))
+            return
         child, phase = times.copy(), np.full(nodes.size, COMPUTE)  # each event queues the node's next
         up = ~done  # wake-ups: their compute
         child[up] += self._compute_delays(nodes[up], times[up])
-        if done.any():
-            ended = nodes[done]
-            wake = np.maximum(self._wake[ended] + self._gaps_after_compute(ended), now)
+        if ended.size:
+            wake = np.maximum(self._wake[ended] + gaps, now)
             self._wake[ended] = wake
             asleep = wake > now  # until the wake-up; the others compute again at once
             child[done] = np.where(asleep, now + (wake - now), now + self._compute_delays(ended, now))
             phase[done] = np.where(asleep, WAKE, COMPUTE)
         self._phase[nodes] = phase
-        seq = np.arange(self._seq, self._seq + nodes.size)
-        self._seq += nodes.size
         order = np.argsort(child, kind="stable")  # by time, then insertion number
-        self._runs.append((child[order], seq[order], nodes[order]))
-        if len(self._runs) > self._MAX_RUNS:
-            self._runs = [self._merged([], self._runs)]
+        self._queue_run(child[order], self._seq + order, nodes[order], nodes.size)
         waking = phase == WAKE
         child[waking] += self._compute_delays(nodes[waking], child[waking])
         self._drain_at(sorted(set(child.tolist())))
+
+    def _queue_run(self, time: np.ndarray, seq: np.ndarray, node: np.ndarray, count: int) -> None:
+        """Queue a run of events sorted by time then insertion number (the next ``count`` numbers)."""
+        self._seq += count
+        self._runs.append((time, seq, node))
+        if len(self._runs) > self._MAX_RUNS:
+            self._runs = [self._merged([], self._runs)]
 
     def _gaps_after_compute(self, nodes: np.ndarray) -> np.ndarray:
         """The next gap of each of ``nodes`` (in order), whose compute finished now; a node that

@@ -16,7 +16,8 @@ import numpy as np
 
 from . import CheckedKernel, available
 
-SOURCE = '''from numba import njit
+SOURCE = '''import numpy as np
+from numba import njit
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -31,12 +32,51 @@ def keep_latest(dst, slot, handle, slot_handle, refs, live):
             refs[old] -= 1
             if refs[old] == 0:
                 live[old] = False
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def compute_delay(c, now, tick):
+    if tick > 0:
+        return np.ceil((now + c) / tick - 1e-9) * tick - now
+    return c
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def advance(times, nodes, done, gaps, now, phase, wake, const, tick, seq0, compute, waking):
+    """Node events j at times[j] (queue order): a wake-up (not done[j]) queues its compute's end; a
+    compute's end (done[j]) takes the next gap (gaps, in order), waits until the wake-up or computes
+    again at once. Writes phase and wake; returns the next events (time, insertion number, node)
+    sorted by time then insertion number, and each one's due instant (a wake-up: its compute's end)."""
+    m = nodes.shape[0]
+    child = np.empty(m)
+    due = np.empty(m)
+    g = 0
+    for j in range(m):
+        i = nodes[j]
+        kind = compute
+        if done[j]:
+            w = wake[i] + gaps[g]
+            g += 1
+            if not w >= now:
+                w = now
+            wake[i] = w
+            if w > now:
+                child[j] = now + (w - now)
+                kind = waking
+            else:
+                child[j] = now + compute_delay(const[i], now, tick)
+        else:
+            child[j] = times[j] + compute_delay(const[i], times[j], tick)
+        phase[i] = kind
+        due[j] = child[j] + compute_delay(const[i], child[j], tick) if kind == waking else child[j]
+    order = np.argsort(child, kind="mergesort")
+    return child[order], seq0 + order, nodes[order], due
 '''
 
 
 def usable() -> bool:
-    """Whether the compiled pass can be used (numba importable, the kernel loadable)."""
-    return available() and _KERNEL.get() is not None
+    """Whether the compiled passes can be used (numba importable, the kernels loadable)."""
+    return available() and _KERNEL.get() is not None and _ADVANCE.get() is not None
 
 
 def keep_latest(dst: np.ndarray, slot: np.ndarray, handle: np.ndarray, slot_handle: np.ndarray, refs: np.ndarray,
@@ -50,4 +90,14 @@ def keep_latest(dst: np.ndarray, slot: np.ndarray, handle: np.ndarray, slot_hand
     _KERNEL.get()(dst, slot, handle, slot_handle, refs, live)
 
 
+def advance(times: np.ndarray, nodes: np.ndarray, done: np.ndarray, gaps: np.ndarray, now: float, phase: np.ndarray,
+            wake: np.ndarray, const: np.ndarray, tick: float, seq0: int, compute: int, waking: int) -> tuple[np.ndarray, ...]:
+    """:meth:`p2probust.engine.deferred.DeferredEvents._advance` after the gap draws, in one pass
+    (the same float operations in the same order: the same times). Nodes must lie in ``phase``."""
+    if nodes.size and (nodes.min() < 0 or nodes.max() >= phase.size or int(done.sum()) != gaps.size):
+        raise IndexError(f"nodes outside [0, {phase.size}) or {gaps.size} gaps for {int(done.sum())} completions")
+    return _ADVANCE.get()(times, nodes, done, gaps, now, phase, wake, const, tick, seq0, compute, waking)
+
+
 _KERNEL = CheckedKernel(SOURCE, "engine", "keep_latest", "the engine's bookkeeping kernel (once per machine, about 1 s")
+_ADVANCE = CheckedKernel(SOURCE, "engine", "advance", "the engine's node-event kernel (once per machine, about 1 s")
