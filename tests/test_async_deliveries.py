@@ -9,7 +9,6 @@ recipient is offline at the arrival instant, and the order of the engine stream'
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from p2probust.engine import ChurnSchedule, ChurnSpec, ComputeModel, LinkModel
 from p2probust.engine import specs as sp
 from p2probust.engine.events import AsyncEngine, AsyncSetup
@@ -165,17 +164,11 @@ def test_latest_per_slot_keeps_each_slots_last_message():
         assert latest_per_slot(dst, slot, 4).tolist() == sorted(last.values())
 
 
-@pytest.mark.parametrize("compiled", [False, True], ids=["chunks", "compiled-merge"])
-def test_inflight_matches_a_sorted_list_through_many_pushes_and_pops(compiled):
+def test_inflight_matches_a_sorted_list_through_many_pushes_and_pops():
     """Random pushes (ties included, more chunks than are kept apart) and pops (strict or not)
-    against a plain list sorted by (arrival, send order); with the compiled merge, one chunk."""
-    engine_kernels = None
-    if compiled:
-        engine_kernels = pytest.importorskip("p2probust.jit.engine")
-        if not engine_kernels.usable():
-            pytest.skip("numba cannot be imported here")
+    against a plain list sorted by (arrival, send order)."""
     rng = np.random.default_rng(1)
-    q, ref, sent = InFlight(engine_kernels), [], 0
+    q, ref, sent = InFlight(), [], 0
     for step in range(200):
         m = int(rng.integers(0, 40))
         arrive = step * 0.01 + rng.integers(0, 6, m) * 0.005  # many equal times

@@ -108,7 +108,7 @@ class AsyncEngine(NodeProcess, DeferredEvents, WaitClock):
         self.n = setup.idx.shape[0]
         self.online = np.ones(self.n, dtype=bool) if setup.churn is None else setup.churn.advance(0.0)
         self.deg = setup.mask.sum(1)
-        self._flight = InFlight(setup.compiled)
+        self._flight = InFlight()
         self._handles = Handles()
         self._pending: list[Deliveries] = []
         self._slot_handle = np.full(setup.idx.shape, -1, dtype=np.int64)  # snapshot of each slot's latest message

@@ -16,7 +16,6 @@ message it is) and recycles a handle when its count is 0.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
 
 import numpy as np
 
@@ -87,16 +86,13 @@ class InFlight:
     sorted by arrival time once when pushed (stably: ties keep their send order). A pop takes the
     arrived prefix of each chunk (a binary search; what stays is a view) and merges them by arrival,
     ties in send order: earlier chunks first, then within a chunk. Columns are packed, ``ints [4,
-    m]`` (dst, slot, src, handle) and ``sent [m]``, so that a chunk moves in three copies. With
-    ``compiled`` (:mod:`p2probust.jit.engine`), each push is merged into the one chunk there is, in
-    one pass (the same order)."""
+    m]`` (dst, slot, src, handle) and ``sent [m]``, so that a chunk moves in three copies."""
 
     _MAX_CHUNKS = 16  #: more live chunks than this are merged into one (long delays leave stragglers)
 
-    def __init__(self, compiled: Any = None) -> None:
+    def __init__(self) -> None:
         self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (arrive, ints, sent)
         self._held: list[tuple[np.ndarray, Deliveries]] = []  # pushed with hold=True, not sorted yet
-        self._compiled = compiled  # p2probust.jit.engine: each push merged into one chunk, in one pass
 
     def __len__(self) -> int:
         self._release()
@@ -119,11 +115,7 @@ class InFlight:
         if arrive.size:
             order = by_arrival(arrive)
             ints = np.take(np.stack([msgs.dst, msgs.slot, msgs.src, msgs.handle]), order, axis=1)
-            chunk = (arrive.take(order), ints, msgs.sent_at.take(order))
-            if self._compiled is not None and self._chunks:  # one chunk: a pop takes one prefix
-                self._chunks = [self._compiled.merge_runs(self._merge(self._chunks), chunk)]
-                return
-            self._chunks.append(chunk)
+            self._chunks.append((arrive.take(order), ints, msgs.sent_at.take(order)))
             if len(self._chunks) > self._MAX_CHUNKS:
                 self._chunks = [self._merge(self._chunks)]
 

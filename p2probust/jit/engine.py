@@ -71,38 +71,12 @@ def advance(times, nodes, done, gaps, now, phase, wake, const, tick, seq0, compu
         due[j] = child[j] + compute_delay(const[i], child[j], tick) if kind == waking else child[j]
     order = np.argsort(child, kind="mergesort")
     return child[order], seq0 + order, nodes[order], due
-
-
-@njit(cache=True, nogil=True, boundscheck=False)
-def merge_runs(a_time, a_ints, a_sent, b_time, b_ints, b_sent):
-    """Two runs of messages sorted by arrival (run a sent before run b) as one, ties a first."""
-    m = a_time.shape[0]
-    k = b_time.shape[0]
-    time = np.empty(m + k)
-    ints = np.empty((a_ints.shape[0], m + k), np.int64)
-    sent = np.empty(m + k)
-    i = 0
-    j = 0
-    for o in range(m + k):
-        if j >= k or (i < m and a_time[i] <= b_time[j]):
-            time[o] = a_time[i]
-            sent[o] = a_sent[i]
-            for r in range(ints.shape[0]):
-                ints[r, o] = a_ints[r, i]
-            i += 1
-        else:
-            time[o] = b_time[j]
-            sent[o] = b_sent[j]
-            for r in range(ints.shape[0]):
-                ints[r, o] = b_ints[r, j]
-            j += 1
-    return time, ints, sent
 '''
 
 
 def usable() -> bool:
     """Whether the compiled passes can be used (numba importable, the kernels loadable)."""
-    return available() and all(k.get() is not None for k in (_KERNEL, _ADVANCE, _MERGE))
+    return available() and _KERNEL.get() is not None and _ADVANCE.get() is not None
 
 
 def keep_latest(dst: np.ndarray, slot: np.ndarray, handle: np.ndarray, slot_handle: np.ndarray, refs: np.ndarray,
@@ -125,12 +99,5 @@ def advance(times: np.ndarray, nodes: np.ndarray, done: np.ndarray, gaps: np.nda
     return _ADVANCE.get()(times, nodes, done, gaps, now, phase, wake, const, tick, seq0, compute, waking)
 
 
-def merge_runs(a: tuple[np.ndarray, np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
-    """Two runs ``(arrival [m], ints [4, m], sent [m])`` sorted by arrival, ``a`` sent before ``b``,
-    as one run sorted by arrival, ties in send order (:class:`~p2probust.engine.inflight.InFlight`)."""
-    return _MERGE.get()(*a, *b)
-
-
 _KERNEL = CheckedKernel(SOURCE, "engine", "keep_latest", "the engine's bookkeeping kernel (once per machine, about 1 s")
 _ADVANCE = CheckedKernel(SOURCE, "engine", "advance", "the engine's node-event kernel (once per machine, about 1 s")
-_MERGE = CheckedKernel(SOURCE, "engine", "merge_runs", "the engine's in-flight merge kernel (once per machine, about 1 s")
