@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -351,10 +352,14 @@ def _label_range(y: Tensor) -> tuple[int, int]:
 _labels: dict[tuple[int, int, int], tuple[int, int]] = {}
 
 
+@lru_cache(maxsize=None)
 def plain_columns(classes: int) -> np.ndarray:
     """Which columns of ``G [B, C]`` ATen sums over ``B`` in one cascade (``scalar_outer_sum``: with
-    fewer columns than :data:`SUM_LANES`, whole groups of four), the others by ``row_sum``."""
-    return np.arange(classes) < (4 * (classes // 4) if classes < SUM_LANES else 0)
+    fewer columns than :data:`SUM_LANES`, whole groups of four), the others by ``row_sum``
+    (computed once per number of classes; read-only)."""
+    plain = np.arange(classes) < (4 * (classes // 4) if classes < SUM_LANES else 0)
+    plain.flags.writeable = False
+    return plain
 
 
 _checked: dict[tuple[int, int, int], bool] = {}

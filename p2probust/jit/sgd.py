@@ -101,6 +101,8 @@ def _refuse_overflow(values: list[float], dtype: np.dtype) -> None:
     """Refuse ``values`` as ``dtype`` scalars as torch refuses a Python scalar it would round
     to ±inf (``RuntimeError: value cannot be converted to type float without overflow``, which a
     run reports as a divergence), so that a kernel sees what the torch path would have seen."""
+    if all(abs(v) < 1e38 or not math.isfinite(v) for v in values):  # within float32's range: nothing to refuse
+        return
     with np.errstate(over="ignore"):
         out = np.array(values, dtype=dtype)
     for value, rounded in zip(values, out):
