@@ -123,11 +123,14 @@ class AsyncKernel:
         dev, dtype = self.params.device, self.params.dtype
         if not t or 4 * rows.size > buf.has.shape[0]:
             has, sender = buf.has.to(dev), buf.sender.to(dev)
-            t = self._graph_cache = {"has": has, "sender": sender, "attack": {}}
-            if self.dynamic:
+            t = self._graph_cache = {"has": has, "sender": sender, "attack": {}, "mask": torch.empty_like(has),
+                                     "crafted": torch.empty_like(has), "f": torch.empty_like(w.f)}
+            if self.dynamic:  # weights from the present slots; the attack sees none
+                t["weights"] = torch.empty(has.shape, dtype=dtype, device=dev)
                 t["all_weights"] = torch.zeros(has.shape, dtype=dtype, device=dev)
+            else:
+                t["weights"] = t["all_weights"] = w.weights
             rows = torch.arange(has.shape[0], device=dev)
-            t["mask"], t["crafted"], t["weights"], t["f"] = (torch.empty_like(x) for x in (has, has, t["all_weights"] if self.dynamic else w.weights, w.f))
         else:
             rows = from_numpy(rows, dev)
             if t["has"] is not buf.has:  # a copy on the run's device
@@ -139,8 +142,6 @@ class AsyncKernel:
         t["mask"][rows], t["crafted"][rows] = mask, mask & crafted
         if self.dynamic:
             t["weights"][rows] = mask.to(dtype) / (1 + mask.sum(1, keepdim=True)).to(dtype)
-        else:
-            t["weights"], t["all_weights"] = w.weights, w.weights
         t["f"][rows] = w.tolerance(rows, mask, sender if self.dynamic else None)
         if "kept" in t:
             t["kept"][rows] = kept_ranks(self.sim, mask, t["f"][rows])

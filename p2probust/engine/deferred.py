@@ -3,8 +3,8 @@
 Without churn, without the ``wait`` clock and with a constant compute time, a node's wake-up
 does nothing but start its compute: it draws nothing, reads nothing that can change, and the
 completion it queues is known when the wake-up itself is queued. So the engine keeps its node
-events in a queue of its own, ``_later``, of entries ``(time, insertion number, node)`` (one per
-node: the event its process waits for), and puts one simpy event (:meth:`DeferredEvents._drain`)
+events in a queue of its own, of entries ``(time, insertion number, node)`` (one per node: the
+event its process waits for), and puts one simpy event (:meth:`DeferredEvents._drain`)
 at each instant where a compute completes. That event processes every queued node event up to
 its instant in queue order, each at its own time (simpy's ``now`` is set to it), exactly as simpy
 would have: the insertion numbers are given in processing order, as simpy's are, and no other
@@ -16,7 +16,9 @@ instead of one simpy step each, about a dozen drains process them, in batches.
 
 A drain of many events advances them in one vectorized pass (:meth:`DeferredEvents._advance`):
 the wake-ups' completions, the completions' next gaps (one draw of all of them; a node that does
-not train sends its message in between, where its event would have), their next wake-ups.
+not train draws its messages' delays in between, where its event would have), their next
+wake-ups; with :mod:`p2probust.jit.engine` (``AsyncSetup.compiled``) all but the draws in one
+compiled pass.
 """
 
 from __future__ import annotations
