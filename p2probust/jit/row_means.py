@@ -33,55 +33,44 @@ SOURCE = '''from numba import njit
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-def listed_means(params, members, count, scale, edges, offsets, start, stop, out):
-    """For the groups r in [start, stop): m = ((+0.0 + params[members[r, 0]] + params[members[r, 1]]
-    + ...) / count[r]) * scale[0] (members[r] ascending and ended by -1), written to the rows
-    edges[offsets[r]:offsets[r + 1]] of out."""
+def group_mean(params, members, count, scale, r, acc):
+    """acc = ((+0.0 + params[members[r, 0]] + params[members[r, 1]] + ...) / count[r]) * scale[0]
+    (members[r] ascending and ended by -1; acc a row view: the loops over coordinates vectorize)."""
     d = params.shape[1]
-    width = members.shape[1]
+    for c in range(d):
+        acc[c] = 0
+    for j in range(members.shape[1]):
+        i = members[r, j]
+        if i < 0:
+            break
+        row = params[i]
+        for c in range(d):
+            acc[c] = acc[c] + row[c]
+    size = count[r]
+    factor = scale[0]  # 1 when unscaled: x * 1 is x, bit for bit
+    for c in range(d):
+        acc[c] = (acc[c] / size) * factor
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def listed_means(params, members, count, scale, edges, offsets, start, stop, out):
+    """For the groups r in [start, stop): their group_mean, written to the rows
+    edges[offsets[r]:offsets[r + 1]] of out (summed once, then copied)."""
     for r in range(start, stop):
         if offsets[r] == offsets[r + 1]:
             continue
-        acc = out[edges[offsets[r]]]  # row views: the loops over coordinates are contiguous and vectorize
-        for c in range(d):
-            acc[c] = 0
-        for j in range(width):
-            i = members[r, j]
-            if i < 0:
-                break
-            row = params[i]
-            for c in range(d):
-                acc[c] = acc[c] + row[c]
-        size = count[r]
-        factor = scale[0]  # 1 when unscaled: x * 1 is x, bit for bit
-        for c in range(d):
-            acc[c] = (acc[c] / size) * factor
+        acc = out[edges[offsets[r]]]
+        group_mean(params, members, count, scale, r, acc)
         for q in range(offsets[r] + 1, offsets[r + 1]):
             out[edges[q]] = acc
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def edge_means(params, members, count, scale, groups, start, stop, out):
-    """For the edges e in [start, stop), of group r = groups[e]: the same mean as listed_means,
-    written to out[e] (a group with several edges is summed for each)."""
-    d = params.shape[1]
-    width = members.shape[1]
+    """For the edges e in [start, stop): the group_mean of their group groups[e], written to out[e]
+    (a group with several edges is summed for each)."""
     for e in range(start, stop):
-        r = groups[e]
-        acc = out[e]
-        for c in range(d):
-            acc[c] = 0
-        for j in range(width):
-            i = members[r, j]
-            if i < 0:
-                break
-            row = params[i]
-            for c in range(d):
-                acc[c] = acc[c] + row[c]
-        size = count[r]
-        factor = scale[0]
-        for c in range(d):
-            acc[c] = (acc[c] / size) * factor
+        group_mean(params, members, count, scale, groups[e], out[e])
 '''
 
 
