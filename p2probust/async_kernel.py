@@ -27,7 +27,7 @@ from torch import Tensor
 from .device import from_numpy, to_numpy
 from .engine.events import AsyncEngine, AsyncSetup, Deliveries
 from .jit import engine as jit_engine
-from .network_state import InboxBuffer
+from .network_state import SCRATCH_ROWS, InboxBuffer
 from .state import SimState, Simulation
 from .step import Inbox, kept_ranks, local_step, mix_rows
 from .threads import one_thread_if, small_mix, small_step
@@ -62,7 +62,10 @@ class AsyncKernel:
                  duration: float, bar: Any):
         self.sim = sim
         self.params, self.momentum = state.params, state.momentum  # the working tensors: ``state`` is donated
-        self.buf = InboxBuffer(capacity_idx, self.params.shape[1], self.params.dtype, self.params.device)
+        w = sim.wiring  # scratch rows for as many crafted messages as a static graph has Byzantine links (up to 1024)
+        byzantine_links = int((w.mask & w.is_byzantine[w.idx]).sum()) if not dynamic else 0
+        self.buf = InboxBuffer(capacity_idx, self.params.shape[1], self.params.dtype, self.params.device,
+                               scratch=max(SCRATCH_ROWS, min(byzantine_links, 1024)))
         self._graph_cache: dict = {}  # :meth:`_tables`
         self.dynamic = dynamic
         self.schedule, self.measure, self.bar = schedule, measure, bar

@@ -20,7 +20,8 @@ from .engine.inflight import Deliveries
 from .jit import inbox as jit_inbox
 
 
-#: scratch rows at first (each doubling reallocates the pool)
+#: scratch rows at first, unless told how many crafted messages an aggregation may need (each
+#: doubling reallocates the pool)
 SCRATCH_ROWS = 64
 
 
@@ -60,7 +61,8 @@ class InboxBuffer:
     numpy views of the tensors (same memory).
     """
 
-    def __init__(self, idx: Tensor, d: int, dtype: torch.dtype, device: torch.device | str = "cpu"):
+    def __init__(self, idx: Tensor, d: int, dtype: torch.dtype, device: torch.device | str = "cpu", *,
+                 scratch: int = SCRATCH_ROWS):
         n, k = idx.shape
         # the engine's bookkeeping stays on the CPU, written in place through numpy views
         self.has = torch.zeros(n, k, dtype=torch.bool, device="cpu")
@@ -71,7 +73,7 @@ class InboxBuffer:
         # live snapshots: about one per node (each slot's latest) and those in flight: 2n at first,
         # which most runs never outgrow (each growth copies the pool)
         self.cap = max(2 * n, 1)
-        self.pool = torch.zeros(self.cap + 1 + SCRATCH_ROWS, d, dtype=dtype, device=device)  # on the run's device
+        self.pool = torch.zeros(self.cap + 1 + scratch, d, dtype=dtype, device=device)  # on the run's device
         self.changed = np.ones(n, dtype=bool)
         self._any_changed = True
 
