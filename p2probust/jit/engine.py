@@ -1,4 +1,7 @@
-"""The asynchronous engine's snapshot bookkeeping in one compiled pass (numba).
+"""The asynchronous engine's bookkeeping in compiled passes (numba): the snapshots' reference
+counts at an aggregation (:func:`keep_latest`) and a batch of node events once its gaps are drawn
+(:func:`advance`, :meth:`p2probust.engine.deferred.DeferredEvents._advance` with the same float
+operations in the same order).
 
 When messages are delivered, each becomes its slot's latest message: the snapshot it carries is
 then held by the slot instead of by the message in flight, and the slot's previous snapshot loses
