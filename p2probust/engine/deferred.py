@@ -36,7 +36,7 @@ _VECTOR_MIN = 8  # a drain of fewer events processes them one by one
 class DeferredEvents:
     """The engine's own queue of node events (a mixin of :class:`~p2probust.engine.events.AsyncEngine`;
     it uses the node process's ``_phase``, ``_wake``, ``_gap``, ``_resumed`` and the engine's
-    ``_finish_compute``, ``_at``).
+    ``_finish_compute``, ``_join_compute_flush``, ``_at``).
 
     The queue is a heap of ``(time, insertion number, node)`` for events queued one by one, and
     runs of arrays for those queued by a vectorized pass (one run per pass, sorted by time and
@@ -169,10 +169,10 @@ class DeferredEvents:
         (nothing reads them before)."""
         trains = self.s.trains[nodes]
         if trains.any():
-            self._finish_compute(nodes[trains].tolist())
+            self._join_compute_flush(nodes[trains].tolist())
         senders = np.flatnonzero(~trains)
         if self._dynamic:  # epidemic push draws its peers too: one by one
-            return self._gaps_between(nodes.size, senders, lambda m: self._finish_compute([int(nodes[senders[m]])]))
+            return self._gaps_between(nodes.size, senders, lambda m: self._finish_compute(int(nodes[senders[m]])))
         src, handle, dst, slot = self._outgoing(nodes[senders], np.full(senders.size, -1))
         owner = np.repeat(np.arange(senders.size), self.s.mask[nodes[senders]].sum(1))
         (*msgs, owner), copy = self._copies(src, handle, dst, slot, owner)

@@ -179,12 +179,16 @@ class AsyncEngine(NodeProcess, DeferredEvents, WaitClock):
         return ev
 
     # --- compute, send ----------------------------------------------------------------------
-    def _finish_compute(self, nodes: list[int]) -> None:
-        """``nodes`` finished computing now: one that does not train (alone in the list) sends at
-        once, the others join this instant's compute flush."""
-        if not self.s.trains[nodes[0]]:
-            self._send(np.array(nodes), np.array([-1]))
+    def _finish_compute(self, i: int) -> None:
+        """Node ``i`` finished computing now: it sends at once if it does not train, else it joins
+        this instant's compute flush."""
+        if not self.s.trains[i]:
+            self._send(np.array([i]), np.array([-1]))
             return
+        self._join_compute_flush([i])
+
+    def _join_compute_flush(self, nodes: list[int]) -> None:
+        """``nodes`` (training ones) finished computing now: they join this instant's compute flush."""
         if not self._compute_batch:
             self._at(self.env.now, _COMPUTE, self._compute_flush)
         self._compute_batch.extend(nodes)

@@ -140,7 +140,7 @@ class NodeProcess:
             if not self.online[i]:
                 self._top(i)
                 return
-            self._finish_compute([i])
+            self._finish_compute(i)
             if self._wait and self.s.trains[i]:
                 self._phase[i] = DONE
                 self._wait_done(i)
